@@ -1,0 +1,43 @@
+# Learncast — the two commands a new machine needs are `make setup` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check
+TORCH_VERSION ?= 2.13.0
+
+.PHONY: setup test test-slow lint run watch status bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, pinned, so no other package drags in a multi-GB CUDA build; openai-whisper last
+# and without its dependencies, so triton (CUDA-only, ~1 GB) is never installed.
+setup: $(PY)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "torch==$(TORCH_VERSION)"
+	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q --no-deps "openai-whisper==20250625"
+	$(PY) -c "import pipeline.media as m; print('ffmpeg:', m.find_ffmpeg())"
+
+test: $(PY)
+	$(PY) -m ruff check pipeline tests
+	$(PY) -m pytest -m "not slow" -q
+
+test-slow: $(PY)
+	$(PY) -m pytest -m slow -q
+
+lint: $(PY)
+	$(PY) -m ruff check pipeline tests
+	$(PY) -m ruff format --check pipeline tests
+
+run: $(PY)
+	$(VENV)/bin/learncast run
+
+watch: $(PY)
+	$(VENV)/bin/learncast watch
+
+status: $(PY)
+	$(VENV)/bin/learncast status
+
+clean:
+	rm -rf work/.claims .pytest_cache

@@ -1,0 +1,248 @@
+"""`learncast`: the thin command-line layer. It parses, calls the runner, prints, and exits.
+
+Exit codes: 0 all good, 1 some recordings failed (with a per-file summary), 2 usage or
+configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from pipeline import __version__, runner
+from pipeline.errors import ConfigError, PipelineError
+from pipeline.media import find_ffmpeg
+from pipeline.models import Job
+from pipeline.state import StateDB
+from pipeline.workspace import Context, init_workspace, open_workspace, resolve_root
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+log = logging.getLogger("pipeline")
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
+    if err.is_terminal:
+        from rich.logging import RichHandler
+
+        handler: logging.Handler = RichHandler(console=err, show_path=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("pipeline").setLevel(level)
+
+
+@contextmanager
+def _session(args: argparse.Namespace) -> Iterator[tuple[Context, StateDB]]:
+    ws = open_workspace(resolve_root(args.workspace))
+    ws.ensure()
+    ctx = Context(workspace=ws, ffmpeg=find_ffmpeg(ws.settings.ffmpeg.path or None))
+    db = StateDB(ws.state_db)
+    try:
+        yield ctx, db
+    finally:
+        db.close()
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """First SIGINT/SIGTERM: finish the current stage, then exit. Second: stop at once."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        stop.set()
+        log.warning("stopping after the current stage (%s again to stop now)",
+                    signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@contextmanager
+def _progress() -> Iterator[runner.ProgressFn | None]:
+    """A live per-episode progress display on a terminal; plain log lines otherwise."""
+    if not err.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    tasks: dict[str, Any] = {}
+    total = len(runner.STAGES)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[stage]}"),
+                  TimeElapsedColumn(), console=err, transient=False) as progress:
+
+        def update(job: Job, stage: str, event: str) -> None:
+            if job.id not in tasks:
+                tasks[job.id] = progress.add_task(f"{job.id} {job.title[:30]}", total=total,
+                                                  stage="")
+            task = tasks[job.id]
+            if event == "started":
+                progress.update(task, stage=stage)
+            elif event == "done":
+                progress.advance(task)
+            elif event == "completed":
+                progress.update(task, completed=total, stage=str(job.status))
+
+        yield update
+
+
+def _print_report(report: runner.RunReport) -> None:
+    for r in report.ingested:
+        if r.outcome == "rejected":
+            out.print(f"[red]✘[/] {r.name}: rejected — {r.message}", markup=True)
+        elif r.outcome != "new":
+            out.print(f"• {r.name}: {r.message}")
+    for o in report.processed:
+        if o.error:
+            out.print(f"[red]✘[/] {o.source} (episode {o.job_id}): failed — {o.error}",
+                      markup=True)
+        else:
+            out.print(f"[green]✔[/] {o.source} → episode {o.job_id}: {o.status}", markup=True)
+    for name in report.left_pending:
+        out.print(f"… {name}: still being written; left in the inbox for the next run")
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    root = Path(args.dir).expanduser().resolve()
+    config = init_workspace(root)
+    out.print(f"Created workspace {root}\n  config: {config}\n  drop recordings into: "
+              f"{root / 'inbox'}\n  then run: learncast --workspace {root} run")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    with _session(args) as (ctx, db), _stop_on_signals() as stop, _progress() as progress:
+        report = runner.process_inbox(ctx, db, stop=stop, on_progress=progress)
+    _print_report(report)
+    if not report.ingested and not report.processed:
+        out.print("Nothing to do: the inbox is empty and no episode is waiting.")
+    elif report.failures:
+        out.print(f"\n{len(report.failures)} recording(s) failed; reasons are in "
+                  f"{ctx.workspace.failed}/<name>.error.txt. Fix them and run "
+                  "`learncast retry ID` or drop the files again.")
+    return report.exit_code
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    with _session(args) as (ctx, db), _stop_on_signals() as stop, _progress() as progress:
+        log.info("watching %s (Ctrl-C to stop)", ctx.workspace.inbox)
+        runner.watch(ctx, db, stop, on_progress=progress, on_report=_print_report)
+    return EXIT_OK
+
+
+def _episode_dict(job: Job, ctx: Context) -> dict[str, Any]:
+    return {
+        "id": job.id, "show": job.show, "title": job.title, "source": job.source,
+        "sha256": job.sha256, "kind": job.kind, "status": str(job.status), "stage": job.stage,
+        "error": job.error, "duration_s": job.probe.duration_s if job.probe else None,
+        "created_at": job.created_at.isoformat(), "files": job.files,
+        "measurements": job.measurements,
+    }
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _session(args) as (ctx, db):
+        jobs = db.all(show=args.show)
+        if args.json:
+            sys.stdout.write(json.dumps([_episode_dict(j, ctx) for j in jobs], indent=2) + "\n")
+            return EXIT_OK
+        if not jobs:
+            out.print(f"No episodes yet. Drop recordings into {ctx.workspace.inbox} and run "
+                      "`learncast run`.")
+            return EXIT_OK
+        table = Table()
+        table.add_column("id", no_wrap=True)
+        table.add_column("show", no_wrap=True)
+        table.add_column("title", max_width=40)
+        table.add_column("stage", no_wrap=True)
+        table.add_column("status", no_wrap=True)
+        table.add_column("duration", justify="right", no_wrap=True)
+        table.add_column("error", max_width=60, overflow="ellipsis")
+        colours = {"failed": "red", "published": "green", "awaiting-review": "yellow"}
+        for j in jobs:
+            dur = j.probe.duration_s if j.probe else None
+            status = f"[{colours[j.status]}]{j.status}[/]" if j.status in colours else j.status
+            table.add_row(j.id, j.show, j.title, j.stage or "", status,
+                          f"{int(dur // 60)}:{dur % 60:04.1f}" if dur is not None else "",
+                          (j.error or "").split(". ")[0])
+        out.print(table)
+    return EXIT_OK
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    with _session(args) as (ctx, db):
+        matches = db.find(args.id)
+        if len(matches) != 1:
+            what = "no episode" if not matches else f"{len(matches)} episodes"
+            raise ConfigError(f"{what} with id starting '{args.id}'; see `learncast status`")
+        out.print(runner.retry(ctx, db, matches[0]))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="learncast", description="Podcast and video production pipeline for L&D teams.")
+    parser.add_argument("--version", action="version", version=f"learncast {__version__}")
+    parser.add_argument("-w", "--workspace", help="workspace folder (default: "
+                        "$LEARNCAST_WORKSPACE or the current folder)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], text: str) -> Any:
+        p = sub.add_parser(name, help=text, description=text)
+        p.set_defaults(func=fn)
+        return p
+
+    p = add("init", cmd_init, "create a workspace with a documented default config")
+    p.add_argument("dir", help="folder for the new workspace")
+    add("run", cmd_run, "process everything in the inbox once, then exit")
+    add("watch", cmd_watch, "keep processing the inbox until interrupted")
+    p = add("status", cmd_status, "list episodes and where they are")
+    p.add_argument("--json", action="store_true", help="machine-readable JSON array")
+    p.add_argument("--show", help="only this show")
+    p = add("retry", cmd_retry, "queue a failed episode again from its failed stage")
+    p.add_argument("id", help="episode id (a unique prefix is enough)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(-1 if args.quiet else args.verbose)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        err.print(f"learncast: {exc}", markup=False)
+        return EXIT_USAGE
+    except PipelineError as exc:
+        err.print(f"learncast: {exc}", markup=False)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        err.print("learncast: interrupted; unfinished stages resume on the next run")
+        return 130

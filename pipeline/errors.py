@@ -1,0 +1,24 @@
+"""One exception family for the whole pipeline.
+
+Stages wrap third-party failures (ffmpeg, boto3, whisper) at the boundary into these, so the
+runner needs to know only two things: is it worth retrying, and what should the producer read.
+Every message says what was wrong *and* what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """A recording cannot go further; the message is shown to the producer as is."""
+
+
+class RetryableError(PipelineError):
+    """A transient fault (storage timeout, throttling): the runner retries with backoff."""
+
+
+class ConfigError(PipelineError):
+    """The configuration is invalid; the CLI exits 2 with this message."""
+
+
+class InputError(PipelineError):
+    """The dropped recording or its sidecar is unusable; it goes to `failed/` with this reason."""

@@ -1,0 +1,216 @@
+"""Finding ffmpeg, probing media and running ffmpeg with errors a producer can act on.
+
+No `ffprobe` is needed: probing uses PyAV (FFmpeg's libraries, shipped in its wheel), and
+processing uses one ffmpeg binary — the configured one, else the one on PATH, else the static
+build inside the `imageio-ffmpeg` wheel, so a fresh machine needs no system packages.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import struct
+import subprocess
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+
+from pipeline.errors import InputError, PipelineError
+
+log = logging.getLogger(__name__)
+
+
+def find_ffmpeg(configured: str | None = None) -> str:
+    """Resolve the ffmpeg binary: configured path > `ffmpeg` on PATH > imageio-ffmpeg's."""
+    if configured:
+        path = shutil.which(configured) or (configured if Path(configured).is_file() else None)
+        if not path:
+            raise PipelineError(
+                f"ffmpeg.path = {configured!r} does not exist or is not executable; "
+                "fix [ffmpeg] path in config/learncast.toml or remove it to use the bundled ffmpeg"
+            )
+        return path
+    on_path = shutil.which("ffmpeg")
+    if on_path:
+        return on_path
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def run_ffmpeg(ffmpeg: str, args: list[str], *, what: str) -> subprocess.CompletedProcess[str]:
+    """Run ffmpeg quietly; on failure raise a PipelineError quoting ffmpeg's own last words."""
+    cmd = [ffmpeg, "-hide_banner", "-nostdin", "-y", *args]
+    log.debug("ffmpeg: %s", " ".join(cmd))
+    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", check=False)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+        raise PipelineError(f"ffmpeg failed while {what} (exit {proc.returncode}):\n{tail}")
+    return proc
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    codec: str
+    sample_rate: int
+    channels: int
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    codec: str
+    width: int
+    height: int
+    fps: float
+    rotation: int = 0
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What a recording is made of; stored on the episode so later stages need not re-probe."""
+
+    container: str
+    duration_s: float
+    size_bytes: int
+    audio: AudioInfo
+    video: VideoInfo | None = None
+
+    @property
+    def kind(self) -> str:
+        return "video" if self.video else "audio"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Probe:
+        video = data.get("video")
+        return cls(
+            container=data["container"],
+            duration_s=data["duration_s"],
+            size_bytes=data["size_bytes"],
+            audio=AudioInfo(**data["audio"]),
+            video=VideoInfo(**video) if video else None,
+        )
+
+
+_NOT_MEDIA = (
+    "it is not an audio or video file ffmpeg can read. Export the recording as MP4, MOV, "
+    "MKV, WebM, MP3, M4A, WAV, FLAC or OGG and drop it into the inbox again"
+)
+
+
+def probe(path: Path) -> Probe:
+    """Read container and stream facts; raise InputError naming what makes the file unusable."""
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError("the file is empty (0 bytes). Copy the recording again; "
+                         "if it was still uploading, wait until the upload has finished")
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except av.error.InvalidDataError as exc:
+        raise InputError(f"{_NOT_MEDIA} ({exc.strerror or exc})") from exc
+    except av.error.FFmpegError as exc:
+        raise InputError(f"the file cannot be opened as media ({exc}). It may be truncated "
+                         "or damaged: export or copy it again") from exc
+    with container:
+        audio_streams = list(container.streams.audio)
+        video_streams = [
+            s for s in container.streams.video
+            if not s.disposition & av.stream.Disposition.attached_pic  # cover art is no video
+        ]
+        if not audio_streams and not video_streams:
+            raise InputError(_NOT_MEDIA)
+        if not audio_streams:
+            raise InputError("the file has no audio track, so there is nothing to publish or "
+                             "caption. Export the recording again with its sound")
+        a = audio_streams[0]
+        if not a.sample_rate or not a.channels:
+            raise InputError(f"the audio track ({a.codec_context.name}) has no sample rate or "
+                             "channel layout; the file is damaged: export it again")
+        audio = AudioInfo(codec=a.codec_context.name, sample_rate=int(a.sample_rate),
+                          channels=int(a.channels))
+        video = None
+        if video_streams:
+            v = video_streams[0]
+            rate = v.average_rate or v.guessed_rate or Fraction(0)
+            video = VideoInfo(codec=v.codec_context.name, width=int(v.width or 0),
+                              height=int(v.height or 0), fps=round(float(rate), 3),
+                              rotation=_rotation(v))
+        duration = _duration(container, a)
+        return Probe(container=container.format.name, duration_s=duration, size_bytes=size,
+                     audio=audio, video=video)
+
+
+def _duration(container: Any, stream: Any) -> float:
+    if stream.duration and stream.time_base:
+        return round(float(stream.duration * stream.time_base), 3)
+    if container.duration:
+        return round(container.duration / av.time_base, 3)
+    return 0.0
+
+
+def _rotation(stream: Any) -> int:
+    """Display rotation of phone videos (side data or the legacy `rotate` tag)."""
+    tag = stream.metadata.get("rotate")
+    if tag:
+        try:
+            return int(tag) % 360
+        except ValueError:
+            return 0
+    return 0
+
+
+_DECODE_ERROR = re.compile(
+    r"(invalid data|partial file|truncat|error while decoding|header missing|"
+    r"corrupt|invalid frame|moov atom not found|end of file|could not find)", re.I
+)
+
+
+def check_decodes(ffmpeg: str, path: Path, probe_: Probe) -> None:
+    """Decode the whole audio track once, so damaged or cut-off files are rejected at ingest.
+
+    Cheap (audio only, no output) and the only reliable test: containers happily report a
+    duration for a file whose second half is missing.
+    """
+    _check_wav_size(path, probe_)
+    proc = subprocess.run(
+        [ffmpeg, "-hide_banner", "-nostdin", "-v", "error", "-i", str(path),
+         "-map", "0:a:0", "-f", "null", "-"],
+        capture_output=True, text=True, errors="replace", check=False,
+    )
+    errors = [line for line in proc.stderr.splitlines() if _DECODE_ERROR.search(line)]
+    if proc.returncode != 0 or errors:
+        detail = "; ".join((errors or proc.stderr.strip().splitlines() or ["no detail"])[:3])
+        raise InputError(
+            f"the audio cannot be decoded completely, so the file is truncated or damaged "
+            f"({detail}). Copy or export the recording again and drop it into the inbox"
+        )
+
+
+def _check_wav_size(path: Path, probe_: Probe) -> None:
+    """A WAV cut short still opens; its header's data size is what gives it away."""
+    if probe_.container != "wav":
+        return
+    with open(path, "rb") as fh:
+        header = fh.read(12)
+        if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+            return
+        while chunk := fh.read(8):
+            if len(chunk) < 8:
+                break
+            cid, csize = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if cid == b"data":
+                available = os.fstat(fh.fileno()).st_size - fh.tell()
+                if csize not in (0, 0xFFFFFFFF) and available < csize:
+                    raise InputError(
+                        f"the WAV file is truncated: its header announces {csize} bytes of "
+                        f"audio but only {available} are present. Copy it again"
+                    )
+                return
+            fh.seek(csize + (csize & 1), os.SEEK_CUR)

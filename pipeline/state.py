@@ -1,0 +1,294 @@
+"""The SQLite state database: episodes, per-stage progress, and an event log.
+
+Feeds and `learncast status` are built from here, never from whatever files are on disk.
+WAL mode and a busy timeout let several `run`/`watch` processes share one database; every
+claim is a single conditional UPDATE, so two workers never process the same episode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pipeline.media import Probe
+from pipeline.models import Job, Status
+from pipeline.sidecar import EpisodeMetadata
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS episodes (
+    id TEXT PRIMARY KEY,
+    sha256 TEXT NOT NULL UNIQUE,
+    show TEXT NOT NULL,
+    title TEXT NOT NULL,
+    slug TEXT NOT NULL,
+    source TEXT NOT NULL,
+    original TEXT NOT NULL,
+    status TEXT NOT NULL,
+    stage TEXT,
+    error TEXT,
+    probe TEXT,
+    metadata TEXT NOT NULL,
+    files TEXT NOT NULL DEFAULT '{}',
+    measurements TEXT NOT NULL DEFAULT '{}',
+    owner TEXT,
+    heartbeat REAL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS stage_runs (
+    episode_id TEXT NOT NULL REFERENCES episodes(id) ON DELETE CASCADE,
+    stage TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    started_at TEXT,
+    finished_at TEXT,
+    seconds REAL,
+    error TEXT,
+    PRIMARY KEY (episode_id, stage)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    episode_id TEXT,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS episodes_status ON episodes(status);
+"""
+
+#: A claim held by a process on another host is taken over only after this long without a
+#: heartbeat (same-host owners are checked directly: is the process still alive?).
+LEASE_SECONDS = 3600.0
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _process_start(pid: int) -> str:
+    """The kernel's start time of `pid`, so a recycled pid is not mistaken for the owner."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "0"
+
+
+def process_token(pid: int | None = None) -> str:
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}:{pid}:{_process_start(pid)}"
+
+
+def owner_alive(token: str) -> bool:
+    """Whether the process behind an owner token still runs (other hosts: assume yes)."""
+    try:
+        host, pid_s, start = token.rsplit(":", 2)
+        pid = int(pid_s)
+    except ValueError:
+        return False
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return _process_start(pid) == start
+
+
+class StateDB:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.owner = process_token()
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(path, timeout=30.0, isolation_level=None,
+                                     check_same_thread=False)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA busy_timeout=30000")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE: take the write lock up front so read-then-write cannot race."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    # --- episodes -------------------------------------------------------------------------
+
+    def insert(self, job: Job) -> None:
+        now = _now()
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO episodes (id, sha256, show, title, slug, source, original, status,"
+                " stage, error, probe, metadata, files, measurements, created_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (job.id, job.sha256, job.show, job.title, job.slug, job.source, job.original,
+                 job.status.value, job.stage, job.error,
+                 json.dumps(job.probe.to_dict()) if job.probe else None,
+                 job.metadata.model_dump_json(), json.dumps(job.files),
+                 json.dumps(job.measurements), job.created_at.isoformat(), now),
+            )
+
+    def save(self, job: Job) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE episodes SET show=?, title=?, slug=?, original=?, status=?, stage=?,"
+                " error=?, probe=?, metadata=?, files=?, measurements=?, updated_at=?,"
+                " heartbeat=? WHERE id=?",
+                (job.show, job.title, job.slug, job.original, job.status.value, job.stage,
+                 job.error, json.dumps(job.probe.to_dict()) if job.probe else None,
+                 job.metadata.model_dump_json(), json.dumps(job.files),
+                 json.dumps(job.measurements), _now(), time.time(), job.id),
+            )
+
+    def delete(self, job_id: str) -> None:
+        with self.transaction() as c:
+            c.execute("DELETE FROM episodes WHERE id=?", (job_id,))
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            row = self._conn.execute("SELECT * FROM episodes WHERE id=?", (job_id,)).fetchone()
+        return _job(row) if row else None
+
+    def by_sha256(self, sha256: str) -> Job | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT * FROM episodes WHERE sha256=?", (sha256,)
+            ).fetchone()
+        return _job(row) if row else None
+
+    def find(self, prefix: str) -> list[Job]:
+        """Episodes whose id starts with `prefix` (ids may be abbreviated on the command line)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT * FROM episodes WHERE id LIKE ? ESCAPE '\\' ORDER BY created_at",
+                (prefix.replace("%", "\\%").replace("_", "\\_") + "%",),
+            ).fetchall()
+        return [_job(r) for r in rows]
+
+    def all(self, show: str | None = None) -> list[Job]:
+        sql, args = "SELECT * FROM episodes", ()
+        if show:
+            sql, args = sql + " WHERE show=?", (show,)
+        with self._lock:
+            rows = self._conn.execute(sql + " ORDER BY created_at, id", args).fetchall()
+        return [_job(r) for r in rows]
+
+    def claim_next(self, statuses: tuple[Status, ...] = (Status.QUEUED, Status.PROCESSING),
+                   ) -> Job | None:
+        """Atomically take one episode that needs work and nobody (alive) is working on."""
+        marks = ",".join("?" * len(statuses))
+        with self.transaction() as c:
+            rows = c.execute(
+                f"SELECT id, owner, heartbeat FROM episodes WHERE status IN ({marks})"
+                " ORDER BY created_at, id", [s.value for s in statuses],
+            ).fetchall()
+            for row in rows:
+                if row["owner"] and row["owner"] != self.owner and owner_alive(row["owner"]) \
+                        and (time.time() - (row["heartbeat"] or 0)) < LEASE_SECONDS:
+                    continue
+                c.execute("UPDATE episodes SET owner=?, heartbeat=?, status=? WHERE id=?",
+                          (self.owner, time.time(), Status.PROCESSING.value, row["id"]))
+                break
+            else:
+                return None
+        job = self.get(row["id"])
+        return job
+
+    def release(self, job_id: str) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE episodes SET owner=NULL WHERE id=? AND owner=?",
+                      (job_id, self.owner))
+
+    # --- stages ---------------------------------------------------------------------------
+
+    def stage_status(self, job_id: str) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT * FROM stage_runs WHERE episode_id=?", (job_id,)
+            ).fetchall()
+        return {r["stage"]: dict(r) for r in rows}
+
+    def stage_started(self, job_id: str, stage: str) -> int:
+        """Record an attempt; returns the attempt number (1-based)."""
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO stage_runs (episode_id, stage, status, attempts, started_at)"
+                " VALUES (?,?,'running',1,?) ON CONFLICT(episode_id, stage) DO UPDATE SET"
+                " status='running', attempts=attempts+1, started_at=excluded.started_at,"
+                " error=NULL", (job_id, stage, _now()),
+            )
+            c.execute("UPDATE episodes SET stage=?, heartbeat=?, updated_at=? WHERE id=?",
+                      (stage, time.time(), _now(), job_id))
+            row = c.execute("SELECT attempts FROM stage_runs WHERE episode_id=? AND stage=?",
+                            (job_id, stage)).fetchone()
+        return int(row["attempts"])
+
+    def stage_finished(self, job: Job, stage: str, seconds: float) -> None:
+        """Save the job's new artifacts and mark the stage done in one transaction."""
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE episodes SET files=?, measurements=?, title=?, updated_at=?, heartbeat=?"
+                " WHERE id=?", (json.dumps(job.files), json.dumps(job.measurements), job.title,
+                                _now(), time.time(), job.id),
+            )
+            c.execute("UPDATE stage_runs SET status='done', finished_at=?, seconds=?, error=NULL"
+                      " WHERE episode_id=? AND stage=?", (_now(), seconds, job.id, stage))
+
+    def stage_failed(self, job_id: str, stage: str, error: str) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE stage_runs SET status='failed', finished_at=?, error=?"
+                      " WHERE episode_id=? AND stage=?", (_now(), error, job_id, stage))
+
+    def reset_stages(self, job_id: str, stages: list[str]) -> None:
+        with self.transaction() as c:
+            c.executemany("DELETE FROM stage_runs WHERE episode_id=? AND stage=?",
+                          [(job_id, s) for s in stages])
+
+    # --- events ---------------------------------------------------------------------------
+
+    def event(self, job_id: str | None, kind: str, message: str) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT INTO events (episode_id, at, kind, message) VALUES (?,?,?,?)",
+                      (job_id, _now(), kind, message))
+
+    def events(self, job_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT at, kind, message FROM events WHERE episode_id=? ORDER BY id", (job_id,)
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+
+def _job(row: sqlite3.Row) -> Job:
+    return Job(
+        id=row["id"], sha256=row["sha256"], show=row["show"], title=row["title"],
+        slug=row["slug"], source=row["source"], original=row["original"],
+        probe=Probe.from_dict(json.loads(row["probe"])) if row["probe"] else None,
+        metadata=EpisodeMetadata.model_validate_json(row["metadata"]),
+        status=Status(row["status"]), stage=row["stage"], error=row["error"],
+        files=json.loads(row["files"]), measurements=json.loads(row["measurements"]),
+        created_at=dt.datetime.fromisoformat(row["created_at"]),
+    )

@@ -1,0 +1,125 @@
+"""Where everything lives, and the per-process context stages receive."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import CONFIG_RELPATH, Settings, load_settings, render_config
+from pipeline.errors import ConfigError
+from pipeline.fsutil import atomic_write_text
+
+WORKSPACE_ENV = "LEARNCAST_WORKSPACE"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+    settings: Settings
+
+    def _path(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.root / p
+
+    @property
+    def inbox(self) -> Path:
+        return self._path(self.settings.paths.inbox)
+
+    @property
+    def archive(self) -> Path:
+        return self._path(self.settings.paths.archive)
+
+    @property
+    def work(self) -> Path:
+        return self._path(self.settings.paths.work)
+
+    @property
+    def failed(self) -> Path:
+        return self._path(self.settings.paths.failed)
+
+    @property
+    def transcripts(self) -> Path:
+        return self._path(self.settings.paths.transcripts)
+
+    @property
+    def feeds(self) -> Path:
+        return self._path(self.settings.paths.feeds)
+
+    @property
+    def public(self) -> Path:
+        return self._path(self.settings.paths.public)
+
+    @property
+    def state_db(self) -> Path:
+        return self._path(self.settings.paths.state)
+
+    @property
+    def assets(self) -> Path:
+        return self.root / "assets"
+
+    @property
+    def claims(self) -> Path:
+        return self.work / ".claims"
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.work / job_id
+
+    def rel(self, path: Path) -> str:
+        """Workspace-relative form for the state database (absolute if outside)."""
+        try:
+            return str(path.resolve().relative_to(self.root.resolve()))
+        except ValueError:
+            return str(path.resolve())
+
+    def abs(self, stored: str) -> Path:
+        return self._path(stored)
+
+    def ensure(self) -> None:
+        for folder in (self.inbox, self.archive, self.work, self.failed, self.transcripts,
+                       self.feeds, self.public, self.state_db.parent, self.claims):
+            folder.mkdir(parents=True, exist_ok=True)
+
+
+def resolve_root(cli_value: str | None) -> Path:
+    raw = cli_value or os.environ.get(WORKSPACE_ENV) or "."
+    return Path(raw).expanduser().resolve()
+
+
+def open_workspace(root: Path, overrides: dict[str, Any] | None = None) -> Workspace:
+    if not root.is_dir():
+        raise ConfigError(f"workspace {root} does not exist; create one with "
+                          f"`learncast init {root}` or pass --workspace")
+    return Workspace(root=root, settings=load_settings(root, overrides=overrides))
+
+
+def init_workspace(root: Path) -> Path:
+    """Create a workspace with a documented config; refuse to overwrite an existing config."""
+    config = root / CONFIG_RELPATH
+    if config.exists():
+        raise ConfigError(f"{config} already exists; not overwriting it. Edit it, or choose "
+                          "an empty folder for a new workspace")
+    config.parent.mkdir(parents=True, exist_ok=True)
+    ws = Workspace(root=root, settings=Settings())
+    for folder in (ws.inbox, ws.assets, ws.transcripts, ws.feeds):
+        folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(config, render_config())
+    return config
+
+
+@dataclass
+class Context:
+    """Per-process resources handed to every stage.
+
+    Heavy objects (the whisper model, the boto3 client) are created once per process and kept in
+    `resources`, keyed by what they are, so stages stay free of module-level globals.
+    """
+
+    workspace: Workspace
+    ffmpeg: str
+    resources: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> Settings:
+        return self.workspace.settings

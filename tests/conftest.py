@@ -1,0 +1,104 @@
+"""Shared fixtures: a fresh workspace per test, the real ffmpeg, media generated at test time."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.media import find_ffmpeg
+from pipeline.state import StateDB
+from pipeline.workspace import Context, init_workspace, open_workspace
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_AUDIO = Path(os.environ.get("LEARNCAST_SHARED_AUDIO", REPO.parent / "shared" / "audio"))
+
+#: Fast settings for tests: files settle quickly, retries do not wait.
+TEST_ENV = {
+    "LEARNCAST_INGEST__SETTLE_SECONDS": "0.2",
+    "LEARNCAST_INGEST__WAIT_SECONDS": "10",
+    "LEARNCAST_RUNNER__RETRY_BACKOFF_S": "0.01",
+    "LEARNCAST_RUNNER__POLL_SECONDS": "0.2",
+}
+
+
+@pytest.fixture(scope="session")
+def ffmpeg() -> str:
+    return find_ffmpeg()
+
+
+@pytest.fixture(scope="session")
+def shared_audio() -> Path:
+    if not SHARED_AUDIO.is_dir():  # a failure, not a skip: CI has this folder
+        pytest.fail(f"shared test audio not found at {SHARED_AUDIO}; set LEARNCAST_SHARED_AUDIO")
+    return SHARED_AUDIO
+
+
+@pytest.fixture
+def test_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    for key, value in TEST_ENV.items():
+        monkeypatch.setenv(key, value)
+    return dict(TEST_ENV)
+
+
+@pytest.fixture
+def workspace_dir(tmp_path: Path, test_env: dict[str, str]) -> Path:
+    root = tmp_path / "ws"
+    init_workspace(root)
+    return root
+
+
+@pytest.fixture
+def ctx(workspace_dir: Path, ffmpeg: str) -> Context:
+    ws = open_workspace(workspace_dir)
+    ws.ensure()
+    return Context(workspace=ws, ffmpeg=ffmpeg)
+
+
+@pytest.fixture
+def db(ctx: Context) -> Iterator[StateDB]:
+    state = StateDB(ctx.workspace.state_db)
+    yield state
+    state.close()
+
+
+MakeMedia = Callable[..., Path]
+
+
+@pytest.fixture
+def make_media(ffmpeg: str) -> MakeMedia:
+    """Generate media with ffmpeg's lavfi sources: make_media(path, "-f", "lavfi", ...)."""
+
+    def make(path: Path, *args: str) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-v", "error", "-y", *args,
+                        str(path)], check=True)
+        return path
+
+    return make
+
+
+@pytest.fixture
+def tone(make_media: MakeMedia) -> Callable[..., Path]:
+    """A sine tone: tone(path, seconds=3, freq=440, rate=44100, channels=1)."""
+
+    def make(path: Path, seconds: float = 3.0, freq: int = 440, rate: int = 44100,
+             channels: int = 1) -> Path:
+        return make_media(path, "-f", "lavfi", "-i",
+                          f"sine=frequency={freq}:duration={seconds}:sample_rate={rate}",
+                          "-ac", str(channels))
+
+    return make
+
+
+def learncast(workspace: Path, *args: str, env: dict[str, str] | None = None,
+              timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a child process, as a producer would."""
+    full_env = {**os.environ, **TEST_ENV, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "pipeline", "--workspace", str(workspace),
+                           *args], capture_output=True, text=True, env=full_env,
+                          timeout=timeout, cwd=REPO)
