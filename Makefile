@@ -41,3 +41,6 @@ status: $(PY)
 
 clean:
 	rm -rf work/.claims .pytest_cache
+
+bench: $(PY)
+	$(PY) -m bench.run

@@ -90,6 +90,10 @@ class ShowSettings(Section):
     author: str = Field("", description="Author/owner name shown in podcast apps.")
     language: str = Field("en", pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$",
                           description="BCP 47 language of the episodes (e.g. en, en-GB).")
+    artwork: str = Field("assets/artwork.png", description="Square show artwork, JPEG or PNG, "
+                         "1400-3000 px (workspace-relative path).")
+    intro: str = Field("", description="Optional intro bumper (audio or video file in assets/).")
+    outro: str = Field("", description="Optional outro bumper (audio or video file in assets/).")
 
 
 class StorageSettings(Section):

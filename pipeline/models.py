@@ -26,7 +26,9 @@ class Job:
     """One episode on its way through the stages.
 
     `files` maps artifact names (`source_audio`, `audio`, `video`, `vtt`, ...) to paths relative
-    to the workspace; `measurements` holds figures stages record (loudness, durations, QA).
+    to the workspace; `measurements` holds figures stages record (loudness, durations, QA);
+    `objects` maps artifact names to what the storage backend holds for them (key, url, size,
+    sha256, content_type), so feeds point only at objects confirmed stored.
     Stages return an updated copy (`job.with_file(...)`), never mutate.
     """
 
@@ -44,6 +46,7 @@ class Job:
     error: str | None = None
     files: dict[str, str] = field(default_factory=dict)
     measurements: dict[str, Any] = field(default_factory=dict)
+    objects: dict[str, dict[str, Any]] = field(default_factory=dict)
     created_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     @property

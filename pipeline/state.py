@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS episodes (
     metadata TEXT NOT NULL,
     files TEXT NOT NULL DEFAULT '{}',
     measurements TEXT NOT NULL DEFAULT '{}',
+    objects TEXT NOT NULL DEFAULT '{}',
     owner TEXT,
     heartbeat REAL,
     created_at TEXT NOT NULL,
@@ -142,25 +143,27 @@ class StateDB:
         with self.transaction() as c:
             c.execute(
                 "INSERT INTO episodes (id, sha256, show, title, slug, source, original, status,"
-                " stage, error, probe, metadata, files, measurements, created_at, updated_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " stage, error, probe, metadata, files, measurements, objects, created_at,"
+                " updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (job.id, job.sha256, job.show, job.title, job.slug, job.source, job.original,
                  job.status.value, job.stage, job.error,
                  json.dumps(job.probe.to_dict()) if job.probe else None,
                  job.metadata.model_dump_json(), json.dumps(job.files),
-                 json.dumps(job.measurements), job.created_at.isoformat(), now),
+                 json.dumps(job.measurements), json.dumps(job.objects),
+                 job.created_at.isoformat(), now),
             )
 
     def save(self, job: Job) -> None:
         with self.transaction() as c:
             c.execute(
                 "UPDATE episodes SET show=?, title=?, slug=?, original=?, status=?, stage=?,"
-                " error=?, probe=?, metadata=?, files=?, measurements=?, updated_at=?,"
-                " heartbeat=? WHERE id=?",
+                " error=?, probe=?, metadata=?, files=?, measurements=?, objects=?,"
+                " updated_at=?, heartbeat=? WHERE id=?",
                 (job.show, job.title, job.slug, job.original, job.status.value, job.stage,
                  job.error, json.dumps(job.probe.to_dict()) if job.probe else None,
                  job.metadata.model_dump_json(), json.dumps(job.files),
-                 json.dumps(job.measurements), _now(), time.time(), job.id),
+                 json.dumps(job.measurements), json.dumps(job.objects), _now(), time.time(),
+                 job.id),
             )
 
     def delete(self, job_id: str) -> None:
@@ -250,9 +253,10 @@ class StateDB:
         """Save the job's new artifacts and mark the stage done in one transaction."""
         with self.transaction() as c:
             c.execute(
-                "UPDATE episodes SET files=?, measurements=?, title=?, updated_at=?, heartbeat=?"
-                " WHERE id=?", (json.dumps(job.files), json.dumps(job.measurements), job.title,
-                                _now(), time.time(), job.id),
+                "UPDATE episodes SET files=?, measurements=?, objects=?, title=?, updated_at=?,"
+                " heartbeat=? WHERE id=?",
+                (json.dumps(job.files), json.dumps(job.measurements), json.dumps(job.objects),
+                 job.title, _now(), time.time(), job.id),
             )
             c.execute("UPDATE stage_runs SET status='done', finished_at=?, seconds=?, error=NULL"
                       " WHERE episode_id=? AND stage=?", (_now(), seconds, job.id, stage))
@@ -290,5 +294,6 @@ def _job(row: sqlite3.Row) -> Job:
         metadata=EpisodeMetadata.model_validate_json(row["metadata"]),
         status=Status(row["status"]), stage=row["stage"], error=row["error"],
         files=json.loads(row["files"]), measurements=json.loads(row["measurements"]),
+        objects=json.loads(row["objects"]),
         created_at=dt.datetime.fromisoformat(row["created_at"]),
     )

@@ -1,0 +1,1 @@
+"""`make bench`: measured, not asserted. Results go to bench/results/latest.{json,md}."""
