@@ -29,7 +29,8 @@ from pipeline.workspace import Context, init_workspace, open_workspace, resolve_
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-out = Console(highlight=False, soft_wrap=True)
+# Piped output (scripts, CI logs) gets a wide fixed width instead of rich's 80 columns.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 log = logging.getLogger("pipeline")
 
@@ -178,7 +179,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         table = Table()
         table.add_column("id", no_wrap=True)
         table.add_column("show", no_wrap=True)
-        table.add_column("title", max_width=40)
+        table.add_column("title", min_width=12, max_width=40)
         table.add_column("stage", no_wrap=True)
         table.add_column("status", no_wrap=True)
         table.add_column("duration", justify="right", no_wrap=True)

@@ -163,7 +163,7 @@ def _ingest(ctx: Context, db: StateDB, path: Path, sidecar: Path | None) -> Inge
         return _duplicate(ctx, db, existing, path, sidecar)
     try:
         metadata = load_sidecar(sidecar)
-        show = _show(ctx, metadata)
+        show = _show(ctx, metadata, sidecar)
         probe = media.probe(path)
         limits = ctx.settings.ingest
         if probe.duration_s < limits.min_duration_s:
@@ -204,12 +204,13 @@ def _ingest(ctx: Context, db: StateDB, path: Path, sidecar: Path | None) -> Inge
     return IngestResult(path.name, "new", job_id, f"{probe.kind}, {probe.duration_s:.1f} s")
 
 
-def _show(ctx: Context, metadata: EpisodeMetadata) -> str:
+def _show(ctx: Context, metadata: EpisodeMetadata, sidecar: Path | None) -> str:
     try:
         return ctx.settings.show(metadata.show).id
     except KeyError:
+        name = sidecar.name if sidecar else "sidecar"
         raise InputError(
-            f"sidecar field 'show': {metadata.show!r} is not a configured show "
+            f"{name}: field 'show': {metadata.show!r} is not a configured show "
             f"(configured: {', '.join(ctx.settings.show_ids)}). Fix the sidecar or add the "
             "show to config/learncast.toml, then drop both files again"
         ) from None
@@ -238,7 +239,7 @@ def _duplicate(ctx: Context, db: StateDB, existing: Job, path: Path,
         return IngestResult(path.name, "duplicate", existing.id, msg)
     try:
         metadata = load_sidecar(sidecar) if sidecar else existing.metadata
-        show = _show(ctx, metadata) if sidecar else existing.show
+        show = _show(ctx, metadata, sidecar) if sidecar else existing.show
     except InputError as exc:
         failed = _write_failure(ctx, path.name, sidecar, str(exc))
         return IngestResult(path.name, "rejected", existing.id, f"{exc} (see {failed})")

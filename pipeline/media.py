@@ -114,7 +114,11 @@ def probe(path: Path) -> Probe:
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except av.error.InvalidDataError as exc:
-        raise InputError(f"{_NOT_MEDIA} ({exc.strerror or exc})") from exc
+        raise InputError(
+            "ffmpeg cannot read it as audio or video: either it is not a media file, or it is "
+            "damaged or cut off (an MP4/MOV whose recording or copy did not finish looks like "
+            "this). Export or copy the recording again as MP4, MOV, MKV, WebM, MP3, M4A, WAV, "
+            f"FLAC or OGG and drop it into the inbox ({exc.strerror or exc})") from exc
     except av.error.FFmpegError as exc:
         raise InputError(f"the file cannot be opened as media ({exc}). It may be truncated "
                          "or damaged: export or copy it again") from exc
@@ -180,8 +184,8 @@ def check_decodes(ffmpeg: str, path: Path, probe_: Probe) -> None:
     """
     _check_wav_size(path, probe_)
     proc = subprocess.run(
-        [ffmpeg, "-hide_banner", "-nostdin", "-v", "error", "-i", str(path),
-         "-map", "0:a:0", "-f", "null", "-"],
+        [ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-v", "error", "-i", str(path),
+         "-map", "0:a:0", "-f", "null", "-progress", "pipe:1", "-"],
         capture_output=True, text=True, errors="replace", check=False,
     )
     errors = [line for line in proc.stderr.splitlines() if _DECODE_ERROR.search(line)]
@@ -191,6 +195,23 @@ def check_decodes(ffmpeg: str, path: Path, probe_: Probe) -> None:
             f"the audio cannot be decoded completely, so the file is truncated or damaged "
             f"({detail}). Copy or export the recording again and drop it into the inbox"
         )
+    decoded = _last_out_time(proc.stdout)
+    # An MP3 cut short decodes cleanly; only its header's duration gives it away. Raw ADTS
+    # AAC has no such header (ffmpeg guesses from the bitrate), so it is not judged this way.
+    if (decoded is not None and probe_.container not in _ESTIMATED_DURATION
+            and decoded < probe_.duration_s * 0.9 - 0.5):
+        raise InputError(
+            f"the file is truncated: its header announces {probe_.duration_s:.1f} s but only "
+            f"{decoded:.1f} s of audio could be decoded. Copy or export the recording again"
+        )
+
+
+_ESTIMATED_DURATION = {"aac", "ac3", "eac3", "mp2", "dts"}
+
+
+def _last_out_time(progress: str) -> float | None:
+    values = re.findall(r"^out_time_us=(\d+)$", progress, re.M)
+    return int(values[-1]) / 1e6 if values else None
 
 
 def _check_wav_size(path: Path, probe_: Probe) -> None:

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import Settings, load_settings, render_config
+from pipeline.errors import ConfigError
+from pipeline.workspace import init_workspace
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_config(root: Path, text: str) -> None:
+    (root / "config").mkdir(parents=True, exist_ok=True)
+    (root / "config" / "learncast.toml").write_text(text)
+
+
+def test_defaults_render_to_a_config_that_loads_back_identically(tmp_path: Path) -> None:
+    write_config(tmp_path, render_config())
+    assert load_settings(tmp_path, env={}) == Settings()
+
+
+def test_rendered_config_documents_every_key() -> None:
+    text = render_config()
+    data = tomllib.loads(text)
+    for name, section in Settings().model_dump().items():
+        if isinstance(section, dict):
+            assert set(section) == set(data[name]), name
+            for key in section:
+                assert f"\n{key} = " in text
+    # every key line is preceded by a comment line
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if " = " in line and not line.startswith("#"):
+            assert lines[i - 1].startswith("#"), line
+
+
+def test_repository_config_is_valid() -> None:
+    load_settings(REPO, env={})
+
+
+def test_unknown_key_names_file_key_and_allowed_keys(tmp_path: Path) -> None:
+    write_config(tmp_path, "[ingest]\nsettle_secs = 3\n")
+    with pytest.raises(ConfigError) as exc:
+        load_settings(tmp_path, env={})
+    msg = str(exc.value)
+    assert "learncast.toml" in msg and "ingest.settle_secs" in msg
+    assert "settle_seconds" in msg  # what is allowed
+
+
+def test_bad_value_names_key_value_and_rule(tmp_path: Path) -> None:
+    write_config(tmp_path, "[runner]\nretry_attempts = 0\n")
+    with pytest.raises(ConfigError) as exc:
+        load_settings(tmp_path, env={})
+    msg = str(exc.value)
+    assert "runner.retry_attempts" in msg and "= 0" in msg and "greater than or equal to 1" in msg
+
+
+def test_invalid_toml_is_a_config_error(tmp_path: Path) -> None:
+    write_config(tmp_path, "[ingest\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(tmp_path, env={})
+
+
+def test_show_validation(tmp_path: Path) -> None:
+    write_config(tmp_path, '[[shows]]\nid = "Bad Id"\ntitle = "x"\n')
+    with pytest.raises(ConfigError, match=r"shows\.0\.id"):
+        load_settings(tmp_path, env={})
+    write_config(tmp_path, 'default_show = "nope"\n[[shows]]\nid = "a"\ntitle = "A"\n')
+    with pytest.raises(ConfigError, match="default_show 'nope' is not a configured show"):
+        load_settings(tmp_path, env={})
+
+
+def test_layers_environment_over_file_over_defaults(tmp_path: Path) -> None:
+    write_config(tmp_path, "[ingest]\nsettle_seconds = 7\nmin_duration_s = 3\n")
+    s = load_settings(tmp_path, env={"LEARNCAST_INGEST__SETTLE_SECONDS": "1.5"})
+    assert s.ingest.settle_seconds == 1.5  # environment wins over the file
+    assert s.ingest.min_duration_s == 3  # the file wins over the defaults
+    assert s.ingest.max_duration_s == Settings().ingest.max_duration_s
+    s = load_settings(tmp_path, env={}, overrides={"ingest": {"settle_seconds": 9}})
+    assert s.ingest.settle_seconds == 9  # CLI overrides win over everything
+
+
+def test_environment_errors_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="environment"):
+        load_settings(tmp_path, env={"LEARNCAST_INGEST__SETTLE_SECONDS": "soon"})
+
+
+def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
+    config = init_workspace(tmp_path / "ws")
+    config.write_text("# mine\n")
+    with pytest.raises(ConfigError, match="already exists"):
+        init_workspace(tmp_path / "ws")
+    assert config.read_text() == "# mine\n"
