@@ -20,14 +20,14 @@ setup: $(PY)
 	$(PY) -c "import pipeline.media as m; print('ffmpeg:', m.find_ffmpeg())"
 
 test: $(PY)
-	$(PY) -m ruff check pipeline tests
+	$(PY) -m ruff check pipeline tests bench
 	$(PY) -m pytest -m "not slow" -q
 
 test-slow: $(PY)
 	$(PY) -m pytest -m slow -q
 
 lint: $(PY)
-	$(PY) -m ruff check pipeline tests
+	$(PY) -m ruff check pipeline tests bench
 	$(PY) -m ruff format --check pipeline tests
 
 run: $(PY)

@@ -116,10 +116,19 @@ class StateDB:
         self._conn = sqlite3.connect(path, timeout=30.0, isolation_level=None,
                                      check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA busy_timeout=30000")
         self._conn.execute("PRAGMA foreign_keys=ON")
-        self._conn.executescript(SCHEMA)
+        # Switching to WAL needs a moment of exclusive access, for which SQLite's busy handler
+        # does not wait: two processes opening a new database at once would see "locked".
+        for attempt in range(100):
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.executescript(SCHEMA)
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 99:
+                    raise
+                time.sleep(0.05)
 
     def close(self) -> None:
         self._conn.close()
