@@ -22,3 +22,11 @@ class ConfigError(PipelineError):
 
 class InputError(PipelineError):
     """The dropped recording or its sidecar is unusable; it goes to `failed/` with this reason."""
+
+
+class HoldForReview(Exception):
+    """Raised by the review gate: the episode waits for a reviewer's approval.
+
+    Not a PipelineError: nothing failed. The runner marks the episode `awaiting-review` and
+    leaves the gate stage unfinished; approving the episode queues it again.
+    """

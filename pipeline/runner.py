@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline import ingest
-from pipeline.errors import PipelineError, RetryableError
+from pipeline.errors import HoldForReview, PipelineError, RetryableError
 from pipeline.fsutil import atomic_write_text, remove_temp_files
 from pipeline.models import Job, Status
 from pipeline.stages import prepare
@@ -95,7 +95,7 @@ def process_job(ctx: Context, db: StateDB, job: Job, *, stop: threading.Event | 
             db.release(job.id)
             return job
         job = _run_stage(ctx, db, job, stage, on_progress)
-        if job.status is Status.FAILED:
+        if job.status in (Status.FAILED, Status.AWAITING_REVIEW):
             return job
     job = job.replace(status=_final_status([s.name for s in STAGES]), stage=None, error=None)
     db.save(job)
@@ -122,6 +122,16 @@ def _run_stage(ctx: Context, db: StateDB, job: Job, stage: Stage,
         started = time.monotonic()
         try:
             job = stage.run(job, ctx)
+        except HoldForReview as hold:
+            job = job.replace(status=Status.AWAITING_REVIEW, stage=stage.name, error=None)
+            db.stage_held(job.id, stage.name)
+            db.save(job)
+            db.release(job.id)
+            db.event(job.id, "held", str(hold) or "waiting for review")
+            log.info("[%s] %s waits for review", stage.name, job.id)
+            if on_progress:
+                on_progress(job, stage.name, "held")
+            return job
         except RetryableError as exc:
             if attempt >= settings.retry_attempts:
                 return _fail(ctx, db, job, stage.name,

@@ -275,6 +275,12 @@ class StateDB:
             c.execute("UPDATE stage_runs SET status='failed', finished_at=?, error=?"
                       " WHERE episode_id=? AND stage=?", (_now(), error, job_id, stage))
 
+    def stage_held(self, job_id: str, stage: str) -> None:
+        """A gate stage that is waiting (for a reviewer): neither done nor failed."""
+        with self.transaction() as c:
+            c.execute("UPDATE stage_runs SET status='held', finished_at=? WHERE episode_id=?"
+                      " AND stage=?", (_now(), job_id, stage))
+
     def reset_stages(self, job_id: str, stages: list[str]) -> None:
         with self.transaction() as c:
             c.executemany("DELETE FROM stage_runs WHERE episode_id=? AND stage=?",

@@ -194,3 +194,33 @@ def test_watch_processes_new_files_and_stops_cleanly_on_sigterm(workspace_dir: P
             proc.kill()
     assert proc.returncode == 0, err
     assert "late.wav" in out
+
+
+def test_a_held_episode_waits_for_review_and_resumes_when_queued_again(
+        ctx: Context, db: StateDB, tone, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.errors import HoldForReview
+
+    approved = {"yes": False}
+    after: list[str] = []
+
+    def gate(job: Job, _ctx: Context) -> Job:
+        if not approved["yes"]:
+            raise HoldForReview("captions need a reviewer's approval")
+        return job
+
+    def later(job: Job, _ctx: Context) -> Job:
+        after.append(job.id)
+        return job
+
+    monkeypatch.setattr(runner, "STAGES", (*runner.STAGES, runner.Stage("review", gate),
+                                           runner.Stage("publish", later)))
+    tone(ctx.workspace.inbox / "a.wav", seconds=2)
+    report = runner.process_inbox(ctx, db)
+    assert report.exit_code == 0 and after == []
+    [job] = db.all()
+    assert (job.status, job.stage) == (Status.AWAITING_REVIEW, "review")
+    assert runner.process_inbox(ctx, db).processed == [], "held episodes are not picked up"
+    approved["yes"] = True
+    db.save(job.replace(status=Status.QUEUED))
+    runner.process_inbox(ctx, db)
+    assert after == [job.id] and db.all()[0].status is Status.PUBLISHED
