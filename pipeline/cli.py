@@ -158,7 +158,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 def _episode_dict(job: Job, ctx: Context) -> dict[str, Any]:
     return {
-        "id": job.id, "show": job.show, "title": job.title, "source": job.source,
+        "id": job.id, "show": job.show, "title": job.title, "slug": job.slug,
+        "source": job.source,
         "sha256": job.sha256, "kind": job.kind, "status": str(job.status), "stage": job.stage,
         "error": job.error, "duration_s": job.probe.duration_s if job.probe else None,
         "created_at": job.created_at.isoformat(), "files": job.files,

@@ -139,14 +139,14 @@ def probe(path: Path) -> Probe:
                              "channel layout; the file is damaged: export it again")
         audio = AudioInfo(codec=a.codec_context.name, sample_rate=int(a.sample_rate),
                           channels=int(a.channels))
+        duration = _duration(container, a)
         video = None
         if video_streams:
             v = video_streams[0]
             rate = v.average_rate or v.guessed_rate or Fraction(0)
             video = VideoInfo(codec=v.codec_context.name, width=int(v.width or 0),
                               height=int(v.height or 0), fps=round(float(rate), 3),
-                              rotation=_rotation(v))
-        duration = _duration(container, a)
+                              rotation=_rotation(container, v))
         return Probe(container=container.format.name, duration_s=duration, size_bytes=size,
                      audio=audio, video=video)
 
@@ -159,15 +159,13 @@ def _duration(container: Any, stream: Any) -> float:
     return 0.0
 
 
-def _rotation(stream: Any) -> int:
-    """Display rotation of phone videos (side data or the legacy `rotate` tag)."""
-    tag = stream.metadata.get("rotate")
-    if tag:
-        try:
-            return int(tag) % 360
-        except ValueError:
-            return 0
-    return 0
+def _rotation(container: Any, stream: Any) -> int:
+    """Display rotation of phone videos, read from the first decoded frame's display matrix."""
+    try:
+        frame = next(container.decode(stream))
+    except (StopIteration, av.error.FFmpegError):
+        return 0
+    return round(getattr(frame, "rotation", 0) or 0) % 360
 
 
 _DECODE_ERROR = re.compile(
