@@ -30,7 +30,9 @@ lint: $(PY)
 	$(PY) -m ruff check pipeline tests bench
 	$(PY) -m ruff format --check pipeline tests
 
+# The first run in a fresh clone (no state yet) processes the sample briefing from assets/samples.
 run: $(PY)
+	@[ -e state/learncast.db ] || { echo "First run: copying the sample briefing from assets/samples into inbox/"; cp -n assets/samples/* inbox/; }
 	$(VENV)/bin/learncast run
 
 watch: $(PY)
