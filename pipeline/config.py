@@ -68,6 +68,15 @@ class RunnerSettings(Section):
     )
     retry_backoff_max_s: float = Field(60.0, ge=0, description="Cap on the retry delay.")
     poll_seconds: float = Field(5.0, gt=0, description="How often `learncast watch` looks.")
+    workers: int = Field(
+        0, ge=0, le=64,
+        description="Episodes processed at once (each worker loads its own ASR model); "
+        "0 = one per CPU core.",
+    )
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
 
 
 class FfmpegSettings(Section):

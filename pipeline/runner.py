@@ -9,6 +9,7 @@ backoff; anything else fails the episode with its reason, which `status` shows a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
@@ -276,13 +277,34 @@ def ingest_ready(ctx: Context, db: StateDB, *, wait: bool, stop: threading.Event
 
 def work_queue(ctx: Context, db: StateDB, *, stop: threading.Event | None = None,
                on_progress: ProgressFn | None = None) -> list[Outcome]:
-    outcomes = []
-    while not (stop is not None and stop.is_set()):
-        job = db.claim_next()
-        if job is None:
-            break
-        job = process_job(ctx, db, job, stop=stop, on_progress=on_progress)
-        outcomes.append(Outcome(job.id, job.source, job.title, job.status, job.error))
+    """Work until no episode is left, with `runner.workers` episodes in flight at once.
+
+    Each worker gets its own Context (so its own ASR model in `resources`); the state
+    database hands every episode to exactly one of them.
+    """
+    workers = ctx.settings.runner.worker_count
+    outcomes: list[Outcome] = []
+    lock = threading.Lock()
+
+    def worker(wctx: Context) -> None:
+        while not (stop is not None and stop.is_set()):
+            job = db.claim_next()
+            if job is None:
+                return
+            job = process_job(wctx, db, job, stop=stop, on_progress=on_progress)
+            with lock:
+                outcomes.append(Outcome(job.id, job.source, job.title, job.status, job.error))
+
+    if workers == 1:
+        worker(ctx)
+        return outcomes
+    threads = [threading.Thread(target=worker, args=(dataclasses.replace(ctx, resources={}),),
+                                name=f"learncast-worker-{i}", daemon=True)
+               for i in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     return outcomes
 
 

@@ -218,8 +218,7 @@ class StateDB:
                 " ORDER BY created_at, id", [s.value for s in statuses],
             ).fetchall()
             for row in rows:
-                if row["owner"] and row["owner"] != self.owner and owner_alive(row["owner"]) \
-                        and (time.time() - (row["heartbeat"] or 0)) < LEASE_SECONDS:
+                if not self._free(row["owner"], row["heartbeat"]):
                     continue
                 c.execute("UPDATE episodes SET owner=?, heartbeat=?, status=? WHERE id=?",
                           (self.owner, time.time(), Status.PROCESSING.value, row["id"]))
@@ -228,6 +227,19 @@ class StateDB:
                 return None
         job = self.get(row["id"])
         return job
+
+    def _free(self, owner: str | None, heartbeat: float | None) -> bool:
+        """Unowned, or owned by a process that died (or, on another host, went silent).
+
+        An episode owned by this very process is never free: another worker thread has it.
+        """
+        if not owner:
+            return True
+        if owner == self.owner:
+            return False
+        if not owner.startswith(socket.gethostname() + ":"):
+            return time.time() - (heartbeat or 0) > LEASE_SECONDS
+        return not owner_alive(owner)
 
     def release(self, job_id: str) -> None:
         with self.transaction() as c:

@@ -224,3 +224,36 @@ def test_a_held_episode_waits_for_review_and_resumes_when_queued_again(
     db.save(job.replace(status=Status.QUEUED))
     runner.process_inbox(ctx, db)
     assert after == [job.id] and db.all()[0].status is Status.PUBLISHED
+
+
+def test_workers_process_episodes_concurrently_each_exactly_once(
+        ctx: Context, db: StateDB, tone, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    seen: list[tuple[str, str]] = []
+    in_flight, peak = [0], [0]
+    lock = threading.Lock()
+
+    def slow(job: Job, wctx: Context) -> Job:
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+            seen.append((job.id, threading.current_thread().name))
+        wctx.resources.setdefault("model", object())  # per-worker resources
+        time.sleep(0.3)
+        with lock:
+            in_flight[0] -= 1
+        return job.with_measurements(model=id(wctx.resources["model"]))
+
+    monkeypatch.setattr(runner, "STAGES", (*runner.STAGES, runner.Stage("slow", slow)))
+    runner_settings = ctx.settings.runner.model_copy(update={"workers": 3})
+    settings = ctx.settings.model_copy(update={"runner": runner_settings})
+    monkeypatch.setattr(ctx, "workspace", ctx.workspace.__class__(ctx.workspace.root, settings))
+    for i in range(6):
+        tone(ctx.workspace.inbox / f"c{i}.wav", seconds=1.2, freq=300 + 40 * i)
+    report = runner.process_inbox(ctx, db)
+    assert report.exit_code == 0 and len(report.processed) == 6
+    assert sorted(j for j, _ in seen) == sorted(j.id for j in db.all())  # once each
+    assert peak[0] > 1, "episodes overlapped"
+    models = {j.measurements["model"] for j in db.all()}
+    assert 1 < len(models) <= 3, "one model instance per worker, not per episode"
