@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup test test-slow lint run watch status bench clean
+.PHONY: setup test test-slow lint run watch status bench docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,14 +20,14 @@ setup: $(PY)
 	$(PY) -c "import pipeline.media as m; print('ffmpeg:', m.find_ffmpeg())"
 
 test: $(PY)
-	$(PY) -m ruff check pipeline tests bench
+	$(PY) -m ruff check pipeline tests bench scripts
 	$(PY) -m pytest -m "not slow" -q
 
 test-slow: $(PY)
 	$(PY) -m pytest -m slow -q
 
 lint: $(PY)
-	$(PY) -m ruff check pipeline tests bench
+	$(PY) -m ruff check pipeline tests bench scripts
 	$(PY) -m ruff format --check pipeline tests
 
 # The first run in a fresh clone (no state yet) processes the sample briefing from assets/samples.
@@ -40,6 +40,10 @@ watch: $(PY)
 
 status: $(PY)
 	$(VENV)/bin/learncast status
+
+# Regenerate the configuration reference in README.md from the schema.
+docs: $(PY)
+	$(PY) -m scripts.update_readme
 
 clean:
 	rm -rf work/.claims .pytest_cache

@@ -206,6 +206,17 @@ def cmd_retry(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    from pipeline.config import render_config, render_reference
+
+    if args.reference:
+        sys.stdout.write(render_reference())
+        return EXIT_OK
+    ws = open_workspace(resolve_root(args.workspace))
+    sys.stdout.write(render_config(ws.settings))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="learncast", description="Podcast and video production pipeline for L&D teams.")
@@ -230,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", help="only this show")
     p = add("retry", cmd_retry, "queue a failed episode again from its failed stage")
     p.add_argument("id", help="episode id (a unique prefix is enough)")
+    p = add("config", cmd_config, "print the effective configuration (all layers applied)")
+    p.add_argument("--reference", action="store_true",
+                   help="print the reference of every key as Markdown instead")
     return parser
 
 

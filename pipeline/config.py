@@ -314,3 +314,23 @@ def render_config(settings: Settings | None = None) -> str:
                     out.append(f"# {doc.splitlines()[0]}")
                 out += _section_lines(item)
     return "\n".join(out) + "\n"
+
+
+def render_reference() -> str:
+    """The configuration reference as a Markdown table, for the README (kept in sync by a test)."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+
+    def add(prefix: str, model: type[BaseModel], instance: BaseModel) -> None:
+        for name, field in model.model_fields.items():
+            value = getattr(instance, name)
+            if isinstance(value, BaseModel):
+                add(f"{prefix}{name}.", type(value), value)
+            elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
+                add(f"{prefix}{name}[].", type(value[0]), value[0])
+            else:
+                shown = _toml_value(value).replace("|", "\\|")
+                desc = _describe(field).replace("|", "\\|")
+                rows.append(f"| `{prefix}{name}` | `{shown}` | {desc} |")
+
+    add("", Settings, Settings())
+    return "\n".join(rows) + "\n"
