@@ -204,6 +204,20 @@ def cmd_retry(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    from pipeline.feeds.publish import publish_all
+
+    with _session(args) as (ctx, db):
+        if args.show and args.show not in ctx.settings.show_ids:
+            raise ConfigError(f"no show {args.show!r}; configured shows: "
+                              f"{', '.join(ctx.settings.show_ids)}")
+        results = publish_all(ctx, db, shows=[args.show] if args.show else None)
+    for r in results:
+        state = "uploaded" if r.uploaded else "unchanged"
+        out.print(f"{r.show} {r.kind} feed: {state}, {r.items} episode(s) → {r.url}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="learncast", description="Podcast and video production pipeline for L&D teams.")
@@ -228,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", help="only this show")
     p = add("retry", cmd_retry, "queue a failed episode again from its failed stage")
     p.add_argument("id", help="episode id (a unique prefix is enough)")
+    p = add("publish", cmd_publish, "rebuild every show's feeds and upload the changed ones")
+    p.add_argument("--show", help="only this show")
     return parser
 
 

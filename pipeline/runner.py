@@ -22,7 +22,7 @@ from pipeline import ingest
 from pipeline.errors import PipelineError, RetryableError
 from pipeline.fsutil import atomic_write_text, remove_temp_files
 from pipeline.models import Job, Status
-from pipeline.stages import prepare
+from pipeline.stages import chapters, prepare, publish
 from pipeline.state import StateDB
 from pipeline.workspace import Context
 
@@ -41,6 +41,8 @@ class Stage:
 #: upload, feeds) are added here as they are built.
 STAGES: tuple[Stage, ...] = (
     Stage("prepare", prepare.run),
+    Stage("chapters", chapters.run),
+    Stage("publish", publish.run),
 )
 
 #: Test hook for crash-recovery tests: `LEARNCAST_PAUSE_IN_STAGE=<stage>` makes the runner
@@ -286,6 +288,17 @@ def watch(ctx: Context, db: StateDB, stop: threading.Event,
         report = RunReport()
         report.ingested = ingest_ready(ctx, db, wait=False, stop=stop, scanner=scanner)
         report.processed = work_queue(ctx, db, stop=stop, on_progress=on_progress)
+        _publish_scheduled(ctx, db)
         if on_report and (report.ingested or report.processed):
             on_report(report)
         stop.wait(poll)
+
+
+def _publish_scheduled(ctx: Context, db: StateDB) -> None:
+    """Episodes with a future publish date join their feeds once the date has passed."""
+    from pipeline.feeds.publish import publish_due
+
+    try:
+        publish_due(ctx, db)
+    except PipelineError as exc:  # keep watching; the next tick tries again
+        log.error("[publish] scheduled episodes could not be published: %s", exc)
