@@ -2,7 +2,8 @@
 
 feedgen's iTunes extension accepts `itunes:explicit` only as yes/no/clean, while Apple documents
 `true`/`false` today, and it checks `itunes:category` against the pre-2019 category list. This
-extension writes both as Apple documents them now; the builder leaves feedgen's versions unset.
+extension writes both as Apple documents them now, plus `itunes:block` with Apple's spelling
+(`Yes`); the builder leaves feedgen's versions unset.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class AppleExtension(BaseExtension):
     def __init__(self) -> None:
         self._explicit: bool | None = None
         self._category: tuple[str, str] | None = None
+        self._block = False
 
     def extend_ns(self) -> dict[str, str]:
         return {"itunes": ITUNES_NS}
@@ -35,6 +37,10 @@ class AppleExtension(BaseExtension):
     def category(self, category: str, subcategory: str = "") -> None:
         self._category = (category, subcategory)
 
+    def block(self, value: bool) -> None:
+        """Keep the show out of Apple's directory (and others that honour it)."""
+        self._block = value
+
     def extend_rss(self, rss_feed: Any) -> Any:
         channel = rss_feed[0]
         if self._category:
@@ -43,6 +49,8 @@ class AppleExtension(BaseExtension):
             if sub:
                 etree.SubElement(elem, f"{{{ITUNES_NS}}}category", text=sub)
         _explicit(channel, self._explicit)
+        if self._block:
+            etree.SubElement(channel, f"{{{ITUNES_NS}}}block").text = "Yes"
         return rss_feed
 
 

@@ -115,8 +115,8 @@ def build_feed(spec: FeedSpec) -> bytes:
     fg.title(title)
     fg.description(show.description or show.title)
     fg.language(show.language)
-    fg.link(href=show.link or spec.url, rel="alternate")
     fg.link(href=spec.url, rel="self")
+    fg.link(href=show.link or spec.url, rel="alternate")  # feedgen's <link> is the last one
     fg.image(url=spec.artwork_url, title=title, link=show.link or spec.url)
     if show.copyright:
         fg.copyright(show.copyright)
@@ -131,7 +131,7 @@ def build_feed(spec: FeedSpec) -> bytes:
     if show.owner_email:
         ext.podcast.itunes_owner(name=show.author or show.title, email=show.owner_email)
     if show.internal:
-        ext.podcast.itunes_block(True)
+        ext.apple.block(True)
     ext.apple.category(show.category, show.subcategory)
     ext.apple.explicit(show.explicit)
     ext.podcast2.guid(spec.guid)

@@ -119,7 +119,7 @@ def test_video_feed_with_alternate_enclosures(
     results = {r.kind: r for r in publish_show(shows_ctx, db, "weekly")}
     assert results["audio"].items == 2 and results["video"].items == 1
     assert results["video"].path.name == "video.xml"
-    pp, fp, root = _parse(shows_ctx, results["video"].url)
+    pp, _fp, root = _parse(shows_ctx, results["video"].url)
     (episode,) = pp["episodes"]
     (enc,) = episode["enclosures"]
     assert enc["mime_type"] == "video/mp4"
@@ -146,7 +146,7 @@ def test_serial_course_is_oldest_first_by_episode_number(
     add_episode("Session 1", show="course", episode=1)
     add_episode("Session 3", show="course", episode=3)
     (result,) = publish_show(shows_ctx, db, "course")
-    pp, fp, root = _parse(shows_ctx, result.url)
+    pp, _fp, root = _parse(shows_ctx, result.url)
     # the feed lists sessions in course order (apps order serial shows oldest first by date)
     assert root.xpath("channel/item/title/text()") == ["Session 1", "Session 2", "Session 3"]
     assert sorted((e["number"], e["title"]) for e in pp["episodes"]) == [
@@ -164,7 +164,7 @@ def test_internal_show_is_blocked_locked_and_unguessable(
     (second,) = publish_show(shows_ctx, db, "internal")
     assert second.url == first.url  # the token is kept
     _, _, root = _parse(shows_ctx, first.url)
-    assert root.xpath("string(channel/itunes:block)", namespaces=NS) == "yes"
+    assert root.xpath("string(channel/itunes:block)", namespaces=NS) == "Yes"
     assert root.xpath("string(channel/podcast:locked)", namespaces=NS) == "yes"
     (public,) = publish_show(shows_ctx, db, "weekly")
     _, _, proot = _parse(shows_ctx, public.url)
