@@ -23,7 +23,7 @@ def _obj(key: str, size: int, content_type: str) -> dict[str, Any]:
             "sha256": hashlib.sha256(key.encode()).hexdigest()}
 
 
-def fixture_job(show: str, n: int, title: str, *, video: bool = False, chapters: bool = False,
+def fixture_job(show: str, n: int, title: str, *, video: bool = False, chapters_file: bool = False,
                 duration: float = 600.0, **metadata: Any) -> Job:
     job_id = hashlib.sha256(f"{show}-{n}".encode()).hexdigest()[:12]
     slug = f"episode-{n}-{job_id[:6]}"
@@ -33,7 +33,7 @@ def fixture_job(show: str, n: int, title: str, *, video: bool = False, chapters:
     for artifact, mime in (("vtt", "text/vtt"), ("srt", "application/x-subrip"),
                            ("html", "text/html"), ("txt", "text/plain")):
         objects[artifact] = _obj(f"transcripts/{show}/{slug}.{artifact}", 1000 + n, mime)
-    if chapters:
+    if chapters_file:
         objects["chapters"] = _obj(f"episodes/{show}/{slug}/chapters.json", 300,
                                    "application/json+chapters")
     probe = Probe(container="mov,mp4,m4a,3gp,3g2,mj2" if video else "mp3", duration_s=duration,
@@ -69,7 +69,7 @@ SHOWS: dict[str, ShowSettings] = {
 def fixture_jobs(show: str) -> list[Job]:
     if show == "audio-only":
         return [
-            fixture_job(show, 1, "Discovery calls that work", chapters=True,
+            fixture_job(show, 1, "Discovery calls that work", chapters_file=True,
                         description="Ask better questions & listen. <b>Really</b> listen.",
                         publish_date="2026-03-02T09:00:00Z"),
             fixture_job(show, 2, "Negotiation: anchors 🎯", explicit=True, season=1, episode=2,
@@ -77,7 +77,8 @@ def fixture_jobs(show: str) -> list[Job]:
             fixture_job(show, 3, "Scheduled for later", publish_date="2026-12-01T09:00:00Z"),
         ]
     if show == "video":
-        return [fixture_job(show, 1, "Git in ten minutes", video=True, chapters=True),
+        return [fixture_job(show, 1, "Git in ten minutes", video=True,
+                            chapters_file=True),
                 fixture_job(show, 2, "Audio-only Q&A", episode_type="bonus")]
     return [fixture_job(show, n, f"Session {n}: {topic}", episode=n, season=1)
             for n, topic in ((2, "Tools"), (1, "Welcome"), (3, "Your team"))]

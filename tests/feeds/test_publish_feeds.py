@@ -19,7 +19,7 @@ from pipeline.models import Status
 from pipeline.state import StateDB
 from pipeline.storage import open_storage
 from pipeline.workspace import Context
-from tests.feeds.conftest import AddEpisode
+from tests.feeds.plugin import AddEpisode
 
 NS = {"podcast": PODCAST_NS, "itunes": "http://www.itunes.com/dtds/podcast-1.0.dtd"}
 

@@ -12,8 +12,8 @@ from lxml import etree
 from pipeline.errors import PipelineError
 from pipeline.feeds.build import build_feed
 from pipeline.feeds.validate import FeedValidationError, check_artwork, validate_feed
-from tests.feeds.conftest import make_artwork
 from tests.feeds.fixtures import fixture_spec
+from tests.feeds.plugin import make_artwork
 
 IT = "{http://www.itunes.com/dtds/podcast-1.0.dtd}"
 Mutation = Callable[[etree._Element], None]
