@@ -34,6 +34,7 @@ def run(job: Job, ctx: Context) -> Job:
         raise PipelineError(f"episode {job.id} has no uploaded audio or video (job.objects is "
                             "empty), so there is nothing to put in a feed; the upload stage "
                             f"must run first — run `learncast retry {job.id}`")
+    _check_stored(job, ctx)
     job = _upload_chapters(job, ctx)
     job = _measure_durations(job, ctx)
     if "published_at" not in job.measurements:
@@ -54,6 +55,19 @@ def run(job: Job, ctx: Context) -> Job:
         if own:
             db.close()
     return job.with_measurements(feeds={r.kind: r.url for r in results})
+
+
+def _check_stored(job: Job, ctx: Context) -> None:
+    """The feed will point at these objects: make sure the storage still holds them, whole."""
+    storage = storage_for(ctx)
+    for artifact, obj in job.objects.items():
+        stored = storage.stat(obj["key"])
+        if stored is None or stored.size != int(obj["size"]):
+            found = ("is missing" if stored is None
+                     else f"has {stored.size} bytes, not {obj['size']}")
+            raise PipelineError(f"the uploaded {artifact} of episode {job.id} ({obj['key']}) "
+                                f"{found} in storage ({storage.name}); upload it again with "
+                                f"`learncast retry {job.id}` after checking the storage")
 
 
 def _upload_chapters(job: Job, ctx: Context) -> Job:

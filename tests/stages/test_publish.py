@@ -3,8 +3,11 @@ through the storage backend after the media; the runner marks the episode publis
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
+import threading
+import time
 from pathlib import Path
 
 import podcastparser
@@ -14,6 +17,7 @@ from lxml import etree
 from pipeline import runner
 from pipeline.errors import PipelineError
 from pipeline.feeds.podcast2 import PODCAST_NS
+from pipeline.feeds.publish import publish_show
 from pipeline.feeds.validate import FeedValidationError
 from pipeline.models import Status
 from pipeline.stages import publish
@@ -71,6 +75,15 @@ def test_stage_without_uploaded_media_fails_clearly(ctx: Context,
     assert not (ctx.workspace.public / "feeds").exists()
 
 
+def test_stage_refuses_objects_missing_from_storage(ctx: Context,
+                                                    add_episode: AddEpisode) -> None:
+    job = add_episode("Deleted behind our back", status=Status.PROCESSING)
+    open_storage(ctx.workspace).delete(job.objects["vtt"]["key"])
+    with pytest.raises(PipelineError, match=r"uploaded vtt of episode .* is missing in storage"):
+        publish.run(job, ctx)
+    assert not (ctx.workspace.public / "feeds").exists()
+
+
 def test_invalid_feed_is_not_uploaded(ctx: Context, add_episode: AddEpisode,
                                       workspace_dir: Path) -> None:
     make_artwork(workspace_dir / "assets" / "artwork.png", (800, 600))
@@ -106,6 +119,29 @@ def test_runner_publishes_an_ingested_episode(ctx: Context, db: StateDB, tone,
     assert root.xpath("string(channel/item/enclosure/@length)") == str(mp3.stat().st_size)
     assert root.xpath("channel/item/podcast:chapters/@url", namespaces=NS) == [
         done.objects["chapters"]["url"]]
+
+
+def test_watch_adds_a_scheduled_episode_when_its_time_comes(
+        ctx: Context, db: StateDB, add_episode: AddEpisode) -> None:
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
+    add_episode("Out now")
+    add_episode("In two seconds", publish_date=soon.isoformat())
+    publish_show(ctx, db, "learning-weekly")
+    assert etree.fromstring(_feed(ctx)).xpath("channel/item/title/text()") == ["Out now"]
+    stop = threading.Event()
+    watcher = threading.Thread(target=runner.watch, args=(ctx, db, stop))
+    watcher.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            titles = etree.fromstring(_feed(ctx)).xpath("channel/item/title/text()")
+            if len(titles) == 2:
+                break
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        watcher.join(timeout=30)
+    assert titles == ["In two seconds", "Out now"]
 
 
 def test_cli_publish_is_idempotent(workspace_dir: Path, ctx: Context,
