@@ -66,8 +66,9 @@ def _check_stored(job: Job, ctx: Context) -> None:
             found = ("is missing" if stored is None
                      else f"has {stored.size} bytes, not {obj['size']}")
             raise PipelineError(f"the uploaded {artifact} of episode {job.id} ({obj['key']}) "
-                                f"{found} in storage ({storage.name}); upload it again with "
-                                f"`learncast retry {job.id}` after checking the storage")
+                                f"{found} in storage ({storage.name}); the feed must not point "
+                                "at it. Restore the object (or re-run the upload stage), then "
+                                f"run `learncast retry {job.id}`")
 
 
 def _upload_chapters(job: Job, ctx: Context) -> Job:
