@@ -234,6 +234,7 @@ def process_inbox(ctx: Context, db: StateDB, *, wait: bool = True,
     report = RunReport()
     report.ingested += ingest_ready(ctx, db, wait=wait, stop=stop, report=report)
     report.processed += work_queue(ctx, db, stop=stop, on_progress=on_progress)
+    _publish_scheduled(ctx, db)
     return report
 
 
@@ -295,7 +296,9 @@ def watch(ctx: Context, db: StateDB, stop: threading.Event,
 
 
 def _publish_scheduled(ctx: Context, db: StateDB) -> None:
-    """Episodes with a future publish date join their feeds once the date has passed."""
+    """Episodes with a future publish date join their feeds once the date has passed; also
+    repairs a feed that two workers published at the same moment (each left out the other's
+    episode, which was not `published` yet)."""
     from pipeline.feeds.publish import publish_due
 
     try:

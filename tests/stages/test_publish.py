@@ -144,6 +144,18 @@ def test_watch_adds_a_scheduled_episode_when_its_time_comes(
     assert titles == ["In two seconds", "Out now"]
 
 
+def test_run_adds_episodes_that_became_due(ctx: Context, db: StateDB,
+                                           add_episode: AddEpisode) -> None:
+    now = dt.datetime.now(dt.UTC)
+    add_episode("Old")
+    add_episode("Due an hour ago", publish_date=(now - dt.timedelta(hours=1)).isoformat())
+    publish_show(ctx, db, "learning-weekly", now=now - dt.timedelta(hours=2))
+    assert etree.fromstring(_feed(ctx)).xpath("channel/item/title/text()") == ["Old"]
+    runner.process_inbox(ctx, db, wait=False)
+    assert etree.fromstring(_feed(ctx)).xpath("channel/item/title/text()") == [
+        "Due an hour ago", "Old"]
+
+
 def test_cli_publish_is_idempotent(workspace_dir: Path, ctx: Context,
                                    add_episode: AddEpisode) -> None:
     add_episode("Episode one")
