@@ -205,17 +205,24 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from pipeline.feeds.publish import publish_all
+    from pipeline.feeds.publish import PublishError, publish_all
 
+    failures: dict[str, str] = {}
     with _session(args) as (ctx, db):
         if args.show and args.show not in ctx.settings.show_ids:
             raise ConfigError(f"no show {args.show!r}; configured shows: "
                               f"{', '.join(ctx.settings.show_ids)}")
-        results = publish_all(ctx, db, shows=[args.show] if args.show else None)
+        try:
+            results = publish_all(ctx, db, shows=[args.show] if args.show else None)
+        except PublishError as exc:
+            results, failures = exc.results, exc.failures
     for r in results:
         state = "uploaded" if r.uploaded else "unchanged"
         out.print(f"{r.show} {r.kind} feed: {state}, {r.items} episode(s) → {r.url}")
-    return EXIT_OK
+    for show, reason in failures.items():
+        out.print(f"[red]✘[/] {show}: not published — ", markup=True, end="")
+        out.print(reason, markup=False)
+    return EXIT_FAILED if failures else EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:

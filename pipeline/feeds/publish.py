@@ -19,7 +19,7 @@ from pathlib import Path
 from PIL import Image
 
 from pipeline.config import ShowSettings
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, PipelineError
 from pipeline.feeds.build import FEED_FILES, FeedKind, FeedSpec, build_feed, feed_episodes
 from pipeline.feeds.guid import podcast_guid
 from pipeline.feeds.validate import FeedValidationError, check_artwork, validate_feed
@@ -152,12 +152,32 @@ def _write_and_upload(ctx: Context, db: StateDB, storage: StorageBackend, show: 
     return FeedResult(show.id, kind, key, url, local, len(episodes), uploaded)
 
 
+class PublishError(PipelineError):
+    """Some shows could not be published; the others were. Carries both."""
+
+    def __init__(self, results: list[FeedResult], failures: dict[str, str]) -> None:
+        self.results = results
+        self.failures = failures
+        super().__init__("\n".join(f"show {show}: {reason}"
+                                   for show, reason in failures.items()))
+
+
 def publish_all(ctx: Context, db: StateDB, *, shows: Iterable[str] | None = None,
                 now: dt.datetime | None = None) -> list[FeedResult]:
-    """`learncast publish`: every (or the chosen) show's feeds, rebuilt and republished."""
+    """`learncast publish`: every (or the chosen) show's feeds, rebuilt and republished.
+
+    A show that fails (invalid feed, storage error) does not keep the others from being
+    published; PublishError lists the failures and carries what did get published."""
     results: list[FeedResult] = []
+    failures: dict[str, str] = {}
     for show_id in shows or ctx.settings.show_ids:
-        results += publish_show(ctx, db, show_id, now=now)
+        try:
+            results += publish_show(ctx, db, show_id, now=now)
+        except PipelineError as exc:
+            log.error("[publish] %s: %s", show_id, exc)
+            failures[show_id] = str(exc)
+    if failures:
+        raise PublishError(results, failures)
     return results
 
 

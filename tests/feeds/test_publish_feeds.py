@@ -10,11 +10,18 @@ from urllib.parse import urlparse
 
 import feedparser
 import podcastparser
+import pytest
 from lxml import etree
 
 from pipeline.feeds.guid import podcast_guid
 from pipeline.feeds.podcast2 import PODCAST_NS
-from pipeline.feeds.publish import publish_all, publish_due, publish_show, shows_due
+from pipeline.feeds.publish import (
+    PublishError,
+    publish_all,
+    publish_due,
+    publish_show,
+    shows_due,
+)
 from pipeline.models import Status
 from pipeline.state import StateDB
 from pipeline.storage import open_storage
@@ -208,3 +215,16 @@ def test_special_characters_round_trip(
     assert fp.entries[0].title_detail.type == "text/plain"
     assert "Tom & Jerry" in fp.entries[0].summary
     assert "🚀 — שלום" in fp.entries[0].summary
+
+
+def test_one_broken_show_does_not_block_the_others(
+        shows_ctx: Context, db: StateDB, add_episode: AddEpisode) -> None:
+    add_episode("Fine", show="weekly")
+    add_episode("Session without a number", show="course")
+    with pytest.raises(PublishError) as info:
+        publish_all(shows_ctx, db)
+    assert list(info.value.failures) == ["course"]
+    assert "<itunes:episode> is missing; serial shows need an episode number" in str(info.value)
+    assert sorted(r.show for r in info.value.results) == ["internal", "weekly"]
+    assert (shows_ctx.workspace.public / "feeds/weekly/podcast.xml").is_file()
+    assert not (shows_ctx.workspace.public / "feeds/course").exists()

@@ -180,5 +180,6 @@ def test_cli_publish_reports_invalid_feeds(workspace_dir: Path, ctx: Context,
     make_artwork(workspace_dir / "assets" / "artwork.png", (1400, 1400), "CMYK", "JPEG")
     proc = learncast(workspace_dir, "publish")
     assert proc.returncode == 1
-    assert "does not meet Apple's podcast requirements" in proc.stderr
-    assert "uses colour mode CMYK; Apple requires RGB" in proc.stderr
+    assert "learning-weekly: not published — feed of show learning-weekly was not " \
+           "published; it does not meet Apple's podcast requirements" in proc.stdout
+    assert "uses colour mode CMYK; Apple requires RGB" in proc.stdout
