@@ -217,6 +217,27 @@ def cmd_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    from pipeline.feeds.publish import PublishError, publish_all
+
+    failures: dict[str, str] = {}
+    with _session(args) as (ctx, db):
+        if args.show and args.show not in ctx.settings.show_ids:
+            raise ConfigError(f"no show {args.show!r}; configured shows: "
+                              f"{', '.join(ctx.settings.show_ids)}")
+        try:
+            results = publish_all(ctx, db, shows=[args.show] if args.show else None)
+        except PublishError as exc:
+            results, failures = exc.results, exc.failures
+    for r in results:
+        state = "uploaded" if r.uploaded else "unchanged"
+        out.print(f"{r.show} {r.kind} feed: {state}, {r.items} episode(s) → {r.url}")
+    for show, reason in failures.items():
+        out.print(f"[red]✘[/] {show}: not published — ", markup=True, end="")
+        out.print(reason, markup=False)
+    return EXIT_FAILED if failures else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="learncast", description="Podcast and video production pipeline for L&D teams.")
@@ -244,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("config", cmd_config, "print the effective configuration (all layers applied)")
     p.add_argument("--reference", action="store_true",
                    help="print the reference of every key as Markdown instead")
+    p = add("publish", cmd_publish, "rebuild every show's feeds and upload the changed ones")
+    p.add_argument("--show", help="only this show")
     return parser
 
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipeline.errors import ConfigError
+from pipeline.feeds.categories import category_problem
 
 CONFIG_RELPATH = Path("config") / "learncast.toml"
 ENV_PREFIX = "LEARNCAST_"
@@ -87,6 +88,16 @@ class FfmpegSettings(Section):
     )
 
 
+class PersonSettings(Section):
+    """One person credited on a show (podcast:person)."""
+
+    name: str = Field(min_length=1, max_length=128, description="The person's name.")
+    role: str = Field("host", description="Podcasting 2.0 role (host, guest, producer, ...).")
+    group: str = Field("cast", description="Podcasting 2.0 group (cast, crew, ...).")
+    href: str = Field("", description="Web page about the person.")
+    img: str = Field("", description="URL of a picture of the person.")
+
+
 class ShowSettings(Section):
     """One podcast/video show. Episodes choose a show by id in their sidecar."""
 
@@ -103,6 +114,39 @@ class ShowSettings(Section):
                          "1400-3000 px (workspace-relative path).")
     intro: str = Field("", description="Optional intro bumper (audio or video file in assets/).")
     outro: str = Field("", description="Optional outro bumper (audio or video file in assets/).")
+    category: str = Field("Education", description="Apple Podcasts category (Apple's list, "
+                          "e.g. Business, Education, Technology).")
+    subcategory: str = Field("Courses", description="Apple Podcasts subcategory of `category` "
+                             "(e.g. Courses, Self-Improvement); empty for none.")
+    explicit: bool = Field(False, description="Whether the show contains explicit content "
+                           "(itunes:explicit true/false).")
+    type: Literal["episodic", "serial"] = Field(
+        "episodic", description="episodic: newest first; serial: oldest first, every episode "
+        "needs an episode number (courses, series meant to be heard in order).")
+    medium: Literal["podcast", "video", "course"] = Field(
+        "podcast", description="podcast:medium of the audio feed; course = training material, "
+        "each item a session or chapter. The video feed says video unless this is course.")
+    internal: bool = Field(False, description="Internal show: kept out of public directories "
+                           "(itunes:block yes, podcast:locked yes unless `locked` says no).")
+    locked: Literal["auto", "yes", "no"] = Field(
+        "auto", description="podcast:locked (other platforms may not import the feed); "
+        "auto = yes for internal shows, no otherwise.")
+    feed_token: bool = Field(False, description="Put a random, unguessable token in the feed "
+                             "URLs (kept once created), for internal shows.")
+    owner_email: str = Field("", description="Owner e-mail (itunes:owner, podcast:locked owner); "
+                             "directories use it to verify ownership.")
+    copyright: str = Field("", description="Copyright line shown in podcast apps.")
+    link: str = Field("", description="Show web page; empty = the feed URL.")
+    persons: list[PersonSettings] = Field(
+        default_factory=list, description="People credited on the show (podcast:person), as "
+        "[[shows.persons]] tables with name, role, group, href, img.")
+
+    @model_validator(mode="after")
+    def _check_category(self) -> ShowSettings:
+        problem = category_problem(self.category, self.subcategory)
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class StorageSettings(Section):

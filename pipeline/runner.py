@@ -23,7 +23,7 @@ from pipeline import ingest
 from pipeline.errors import HoldForReview, PipelineError, RetryableError
 from pipeline.fsutil import atomic_write_text, remove_temp_files
 from pipeline.models import Job, Status
-from pipeline.stages import prepare
+from pipeline.stages import chapters, prepare, publish
 from pipeline.state import StateDB
 from pipeline.workspace import Context
 
@@ -42,6 +42,8 @@ class Stage:
 #: upload, feeds) are added here as they are built.
 STAGES: tuple[Stage, ...] = (
     Stage("prepare", prepare.run),
+    Stage("chapters", chapters.run),
+    Stage("publish", publish.run),
 )
 
 #: Test hook for crash-recovery tests: `LEARNCAST_PAUSE_IN_STAGE=<stage>` makes the runner
@@ -243,6 +245,7 @@ def process_inbox(ctx: Context, db: StateDB, *, wait: bool = True,
     report = RunReport()
     report.ingested += ingest_ready(ctx, db, wait=wait, stop=stop, report=report)
     report.processed += work_queue(ctx, db, stop=stop, on_progress=on_progress)
+    _publish_scheduled(ctx, db)
     return report
 
 
@@ -318,6 +321,19 @@ def watch(ctx: Context, db: StateDB, stop: threading.Event,
         report = RunReport()
         report.ingested = ingest_ready(ctx, db, wait=False, stop=stop, scanner=scanner)
         report.processed = work_queue(ctx, db, stop=stop, on_progress=on_progress)
+        _publish_scheduled(ctx, db)
         if on_report and (report.ingested or report.processed):
             on_report(report)
         stop.wait(poll)
+
+
+def _publish_scheduled(ctx: Context, db: StateDB) -> None:
+    """Episodes with a future publish date join their feeds once the date has passed; also
+    repairs a feed that two workers published at the same moment (each left out the other's
+    episode, which was not `published` yet)."""
+    from pipeline.feeds.publish import publish_due
+
+    try:
+        publish_due(ctx, db)
+    except PipelineError as exc:  # keep watching; the next tick tries again
+        log.error("[publish] scheduled episodes could not be published: %s", exc)

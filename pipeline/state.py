@@ -15,7 +15,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,19 @@ CREATE TABLE IF NOT EXISTS events (
     message TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS episodes_status ON episodes(status);
+CREATE TABLE IF NOT EXISTS show_feeds (
+    show TEXT NOT NULL,
+    feed TEXT NOT NULL,
+    guid TEXT NOT NULL,
+    first_url TEXT NOT NULL,
+    token TEXT,
+    sha256 TEXT,
+    items TEXT NOT NULL DEFAULT '[]',
+    url TEXT,
+    published_at TEXT,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (show, feed)
+);
 """
 
 #: A claim held by a process on another host is taken over only after this long without a
@@ -297,6 +310,49 @@ class StateDB:
         with self.transaction() as c:
             c.executemany("DELETE FROM stage_runs WHERE episode_id=? AND stage=?",
                           [(job_id, s) for s in stages])
+
+    # --- feeds ----------------------------------------------------------------------------
+    # One row per (show, feed) holds what must never change once a feed exists: its
+    # podcast:guid (apps and directories follow a feed by it, even when its URL moves) and the
+    # unguessable token of internal shows; plus what was uploaded last, so `publish` knows
+    # when a scheduled episode makes a feed out of date.
+
+    def feed_identity(self, show: str, feed: str, url_for: Callable[[str], str],
+                      guid_for: Callable[[str], str], new_token: Callable[[], str],
+                      ) -> tuple[str, str]:
+        """(guid, token) of a feed, assigned on first use and kept for good.
+
+        `url_for(token)` gives the feed's URL; the guid is derived from the first URL only.
+        The token is shared by all feeds of a show.
+        """
+        with self.transaction() as c:
+            row = c.execute("SELECT guid, token FROM show_feeds WHERE show=? AND feed=?",
+                            (show, feed)).fetchone()
+            if row:
+                return row["guid"], row["token"] or ""
+            other = c.execute("SELECT token FROM show_feeds WHERE show=? AND token != ''"
+                              " LIMIT 1", (show,)).fetchone()
+            token = other["token"] if other else new_token()
+            url = url_for(token)
+            guid = guid_for(url)
+            c.execute("INSERT INTO show_feeds (show, feed, guid, first_url, token, created_at)"
+                      " VALUES (?,?,?,?,?,?)", (show, feed, guid, url, token, _now()))
+            return guid, token
+
+    def feed_published(self, show: str, feed: str, *, sha256: str, url: str,
+                       items: list[str]) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE show_feeds SET sha256=?, url=?, items=?, published_at=?"
+                      " WHERE show=? AND feed=?",
+                      (sha256, url, json.dumps(items), _now(), show, feed))
+
+    def feed_rows(self, show: str | None = None) -> list[dict[str, Any]]:
+        sql, args = "SELECT * FROM show_feeds", ()
+        if show:
+            sql, args = sql + " WHERE show=?", (show,)
+        with self._lock:
+            rows = self._conn.execute(sql + " ORDER BY show, feed", args).fetchall()
+        return [{**dict(r), "items": json.loads(r["items"])} for r in rows]
 
     # --- events ---------------------------------------------------------------------------
 

@@ -15,6 +15,9 @@ from pipeline.state import StateDB
 from pipeline.workspace import Context, init_workspace, open_workspace
 
 REPO = Path(__file__).resolve().parent.parent
+#: Fixture plugins of the feed tests (episodes stored through the storage backend).
+pytest_plugins = ["tests.feeds.plugin"]
+
 SHARED_AUDIO = Path(os.environ.get("LEARNCAST_SHARED_AUDIO", REPO.parent / "shared" / "audio"))
 
 #: Fast settings for tests: files settle quickly, retries do not wait.
