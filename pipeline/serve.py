@@ -52,12 +52,11 @@ def parse_range(header: str, size: int) -> tuple[int, int] | str | None:
             return "unsatisfiable"
         return max(0, size - n), size - 1
     first = int(first_s)
-    last = int(last_s) if last_s else size - 1
-    if last < first:
-        return None
+    if last_s and int(last_s) < first:
+        return None  # malformed
     if first >= size:
         return "unsatisfiable"
-    return first, min(last, size - 1)
+    return first, min(int(last_s), size - 1) if last_s else size - 1
 
 
 class PublicServer(ThreadingHTTPServer):
