@@ -9,6 +9,7 @@ documentation cannot drift from what is accepted. Unknown keys are errors, never
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -152,6 +153,11 @@ class StorageSettings(Section):
 
     @model_validator(mode="after")
     def _check_s3(self) -> StorageSettings:
+        for name in ("public_base_url", "endpoint_url"):
+            value = getattr(self, name)
+            if value and not re.match(r"^https?://[^/\s]+(/\S*)?$", value):
+                raise ValueError(f"storage.{name} = {value!r} must be an absolute http:// or "
+                                 "https:// URL (podcast apps need absolute URLs)")
         if self.backend == "s3" and not self.bucket:
             raise ValueError("storage.bucket is required when storage.backend = 's3'")
         if self.prefix and (self.prefix.startswith("/") or not self.prefix.isascii()):

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from pipeline.storage.base import content_type_for
+from pipeline.storage.base import content_type_for, http_content_type
 from pipeline.storage.local import is_internal, read_meta
 
 log = logging.getLogger(__name__)
@@ -162,7 +162,7 @@ class PublicHandler(BaseHTTPRequestHandler):
         size = st.st_size
         etag = f'"{st.st_size:x}-{st.st_mtime_ns:x}"'
         last_modified = email.utils.formatdate(st.st_mtime, usegmt=True)
-        ctype = meta.get("content_type") or content_type_for(requested.name)
+        ctype = meta.get("content_type") or http_content_type(content_type_for(requested.name))
         common: dict[str, str] = {
             "ETag": etag, "Last-Modified": last_modified, "Accept-Ranges": "bytes",
             "Cache-Control": meta.get("cache_control") or DEFAULT_CACHE_CONTROL,

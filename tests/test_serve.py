@@ -192,6 +192,16 @@ def test_writes_are_not_allowed(site: Site) -> None:
     assert (site.root / "show" / "ep" / "ep-1.mp3").read_bytes() == AUDIO
 
 
+def test_files_without_metadata_get_a_type_from_their_name(site: Site) -> None:
+    (site.root / "show" / "notes.txt").write_text("Café\n", encoding="utf-8")
+    resp, _ = site.request("GET", "/show/notes.txt")
+    assert resp.status == 200 and resp.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert resp.headers["Cache-Control"] == "no-cache"
+    (site.root / "show" / "podcast.xml").write_text("<rss/>")
+    resp, _ = site.request("HEAD", "/show/podcast.xml")
+    assert resp.headers["Content-Type"] == "application/rss+xml"
+
+
 def test_parse_range_edges() -> None:
     assert parse_range("bytes=0-0", 1) == (0, 0)
     assert parse_range("bytes=0-", 0) == "unsatisfiable"

@@ -50,6 +50,7 @@ def run(job: Job, ctx: Context) -> Job:
     ws = ctx.workspace
     cache_control = ctx.settings.storage.media_cache_control
     planned: list[tuple[str, PublishItem]] = []
+    media_types: dict[str, str] = {}
     for artifact in ARTIFACTS:
         rel = job.files.get(artifact)
         if not rel:
@@ -61,6 +62,7 @@ def run(job: Job, ctx: Context) -> Job:
         sha = sha256_file(local)
         key = object_key(job, artifact, local, sha)
         ctype = CHAPTERS_TYPE if artifact == "chapters" else content_type_for(key)
+        media_types[artifact] = ctype
         planned.append((artifact, PublishItem(local, key, cache_control, ctype, sha)))
     if not planned:
         log.warning("[upload] %s has no deliverables (%s) yet; nothing uploaded", job.id,
@@ -72,7 +74,7 @@ def run(job: Job, ctx: Context) -> Job:
     objects = {k: v for k, v in job.objects.items() if k not in ARTIFACTS}
     for (artifact, item), result in zip(planned, results, strict=True):
         objects[artifact] = {"key": result.key, "url": result.url, "size": result.stored.size,
-                             "sha256": item.sha256, "content_type": item.type}
+                             "sha256": item.sha256, "content_type": media_types[artifact]}
     current = {o["key"] for o in objects.values()}
     previous = job.measurements.get("upload", {}).get("superseded", [])
     superseded = sorted({*previous, *(o["key"] for a, o in job.objects.items()

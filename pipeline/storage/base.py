@@ -48,6 +48,17 @@ def content_type_for(name: str) -> str:
     return "application/octet-stream"
 
 
+def http_content_type(media_type: str) -> str:
+    """The Content-Type header for a media type: text is always sent as UTF-8.
+
+    Feeds name the bare media type (`type="text/vtt"`); the HTTP header also says the charset,
+    so browsers do not show accented names in a transcript as mojibake.
+    """
+    if media_type.startswith("text/") and "charset" not in media_type:
+        return f"{media_type}; charset=utf-8"
+    return media_type
+
+
 def check_key(key: str) -> str:
     """Refuse keys that are not plain ASCII segments (no `..`, no leading `/`, no spaces)."""
     if not KEY_RE.match(key) or any(p in ("..", ".") for p in PurePosixPath(key).parts):

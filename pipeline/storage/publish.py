@@ -19,7 +19,12 @@ from pipeline.fsutil import sha256_file
 from pipeline.models import Job, Status
 from pipeline.state import StateDB
 from pipeline.storage import open_storage
-from pipeline.storage.base import StorageBackend, StoredObject, content_type_for
+from pipeline.storage.base import (
+    StorageBackend,
+    StoredObject,
+    content_type_for,
+    http_content_type,
+)
 from pipeline.workspace import Context
 
 log = logging.getLogger(__name__)
@@ -37,7 +42,8 @@ class PublishItem:
 
     @property
     def type(self) -> str:
-        return self.content_type or content_type_for(self.key)
+        """The Content-Type header it is stored with."""
+        return http_content_type(self.content_type or content_type_for(self.key))
 
 
 @dataclass(frozen=True)

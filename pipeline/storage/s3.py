@@ -104,6 +104,8 @@ def translate_error(exc: BaseException, what: str) -> PipelineError:
                   | bx.ChecksumError | ConnectionError | TimeoutError):
         return RetryableError(f"S3 {what} failed: {type(exc).__name__} ({exc}); the connection "
                               "to storage.endpoint_url failed, so it is retried")
+    if isinstance(exc, S3UploadFailedError):
+        return PipelineError(f"S3 {what} failed: {exc}. Check the [storage] settings")
     if isinstance(exc, bx.BotoCoreError):
         return PipelineError(f"S3 {what} failed: {exc}. Check the [storage] settings")
     if isinstance(exc, OSError):

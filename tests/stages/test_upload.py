@@ -15,6 +15,8 @@ from pipeline.models import Job, Status
 from pipeline.sidecar import EpisodeMetadata
 from pipeline.stages import upload
 from pipeline.state import StateDB
+from pipeline.storage.base import http_content_type
+from pipeline.storage.local import META_SUFFIX
 from pipeline.storage.publish import unpublish
 from pipeline.workspace import Context, open_workspace
 from tests.conftest import MakeMedia, learncast
@@ -74,7 +76,9 @@ def test_upload_to_local_storage(ctx: Context, make_media: MakeMedia) -> None:
         assert obj["sha256"] == sha256_file(local)
         assert obj["sha256"][:12] in obj["key"]
         assert obj["size"] == local.stat().st_size
-        assert obj["content_type"] == EXPECTED_TYPES[artifact]
+        assert obj["content_type"] == EXPECTED_TYPES[artifact]  # bare, for the feeds
+        served = json.loads((ctx.workspace.public / (obj["key"] + META_SUFFIX)).read_text())
+        assert served["content_type"] == http_content_type(EXPECTED_TYPES[artifact])
         assert obj["url"] == f"http://localhost:8080/{obj['key']}"
         assert (ctx.workspace.public / obj["key"]).read_bytes() == local.read_bytes()
         keys.add(obj["key"])
@@ -116,7 +120,7 @@ def test_upload_to_s3(workspace_dir: Path, ffmpeg: str, make_media: MakeMedia,
     client = raw_client(moto_server)
     for artifact, obj in job.objects.items():
         head = client.head_object(Bucket=BUCKET, Key=f"podcasts/{obj['key']}")
-        assert head["ContentType"] == EXPECTED_TYPES[artifact]
+        assert head["ContentType"] == http_content_type(EXPECTED_TYPES[artifact])
         assert head["CacheControl"] == "public, max-age=31536000, immutable"
         assert head["Metadata"]["sha256"] == obj["sha256"]
         assert obj["url"] == f"{moto_server}/{BUCKET}/podcasts/{obj['key']}"

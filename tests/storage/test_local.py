@@ -76,7 +76,8 @@ def test_skip_unchanged_and_reupload_on_change(storage: LocalStorage, tmp_path: 
     [second] = publish_files(storage, [item])
     assert first.uploaded and not second.uploaded
     assert target.stat().st_mtime_ns == mtime  # not rewritten
-    assert second.stored.content_type == "text/vtt" and second.url.endswith("/show/a.vtt")
+    assert second.stored.content_type == "text/vtt; charset=utf-8"
+    assert second.url.endswith("/show/a.vtt")
     write(local, b"WEBVTT\n\nNOTE changed\n")
     [third] = publish_files(storage, [item])
     assert third.uploaded and target.read_bytes() == local.read_bytes()

@@ -45,9 +45,9 @@ def test_content_types_and_cache_headers_as_stored(s3_storage: S3Storage, moto_s
     files = {
         "show/ep/ep-1.mp3": ("audio/mpeg", MEDIA_CC),
         "show/ep/ep-1.mp4": ("video/mp4", MEDIA_CC),
-        "show/ep/ep-1.vtt": ("text/vtt", MEDIA_CC),
+        "show/ep/ep-1.vtt": ("text/vtt; charset=utf-8", MEDIA_CC),
         "show/ep/ep-1.srt": ("application/x-subrip", MEDIA_CC),
-        "show/ep/ep-1.html": ("text/html", MEDIA_CC),
+        "show/ep/ep-1.html": ("text/html; charset=utf-8", MEDIA_CC),
         "show/ep/ep-1.chapters.json": ("application/json+chapters", MEDIA_CC),
         "show/podcast.xml": ("application/rss+xml", FEED_CC),
     }
@@ -277,3 +277,11 @@ def test_no_secret_in_logs_of_a_failing_upload(moto_server: str, s3_bucket: str,
             publish_files(storage, [PublishItem(local, "show/a.mp3", MEDIA_CC)])
     assert caplog.records  # the check below looks at real log output
     assert SECRET_KEY not in str(info.value) and SECRET_KEY not in caplog.text
+
+
+@pytest.mark.parametrize(("key", "value"), [("PUBLIC_BASE_URL", "media.example.org/pod"),
+                                            ("PUBLIC_BASE_URL", "/pod"),
+                                            ("ENDPOINT_URL", "minio:9000")])
+def test_urls_must_be_absolute(tmp_path: Path, key: str, value: str) -> None:
+    with pytest.raises(ConfigError, match="absolute http"):
+        load_settings(tmp_path, env={f"LEARNCAST_STORAGE__{key}": value})
