@@ -130,7 +130,10 @@ class S3Storage:
     @classmethod
     def from_settings(cls, s: StorageSettings) -> S3Storage:
         """One client per process: boto3 clients are thread-safe and pool connections."""
-        session = boto3.session.Session()  # the standard credential chain, nothing of ours
+        try:
+            session = boto3.session.Session()  # the standard credential chain, nothing of ours
+        except bx.BotoCoreError as exc:  # e.g. AWS_PROFILE names a profile that does not exist
+            raise translate_error(exc, "setup") from exc
         region = s.region or session.region_name or "us-east-1"
         config = Config(
             region_name=region,

@@ -250,8 +250,9 @@ def test_credentials_cannot_be_put_in_the_config(tmp_path: Path) -> None:
     (root / "config").mkdir(parents=True)
     (root / "config" / "learncast.toml").write_text(
         '[storage]\nbackend = "s3"\nbucket = "b"\naws_secret_access_key = "abc"\n')
-    with pytest.raises(ConfigError, match=r"unknown key 'storage\.aws_secret_access_key'"):
+    with pytest.raises(ConfigError, match=r"unknown key 'storage\.aws_secret_access_key'") as info:
         load_settings(root, env={})
+    assert "abc" not in str(info.value)  # the value is not echoed back
     assert not any("secret" in name or "access_key" in name
                    for name in Settings.model_fields["storage"].annotation.model_fields)  # type: ignore[union-attr]
 
@@ -285,3 +286,21 @@ def test_no_secret_in_logs_of_a_failing_upload(moto_server: str, s3_bucket: str,
 def test_urls_must_be_absolute(tmp_path: Path, key: str, value: str) -> None:
     with pytest.raises(ConfigError, match="absolute http"):
         load_settings(tmp_path, env={f"LEARNCAST_STORAGE__{key}": value})
+
+
+def test_missing_credentials_say_where_to_put_them(moto_server: str, s3_bucket: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    storage = S3Storage.from_settings(s3_settings(moto_server))
+    with pytest.raises(PipelineError, match="no usable credentials") as info:
+        storage.stat("show/a.mp3")
+    assert not isinstance(info.value, RetryableError)
+    assert "AWS_PROFILE" in str(info.value)
+
+
+def test_unknown_profile_is_a_clear_error(aws_env: dict[str, str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    with pytest.raises(PipelineError, match="no usable credentials"):
+        S3Storage.from_settings(s3_settings("http://127.0.0.1:9"))
