@@ -158,7 +158,11 @@ class PublicHandler(BaseHTTPRequestHandler):
             return
         requested, real = found
         meta = read_meta(requested)
-        st = real.stat()
+        try:
+            st = real.stat()
+        except OSError:  # deleted (unpublished) between the lookup and now
+            self.send_error(HTTPStatus.NOT_FOUND, "Not Found")
+            return
         size = st.st_size
         etag = f'"{st.st_size:x}-{st.st_mtime_ns:x}"'
         last_modified = email.utils.formatdate(st.st_mtime, usegmt=True)
@@ -226,6 +230,9 @@ class PublicHandler(BaseHTTPRequestHandler):
                 self.connection.sendfile(fh, offset, count)
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True  # the player went away (seeking, closing): normal
+        except OSError as exc:  # the file went away after the headers: end the response
+            log.warning("[serve] could not send %s: %s", path.name, exc)
+            self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:
         log.info("[serve] %s %s", self.address_string(), format % args)

@@ -202,6 +202,30 @@ def test_files_without_metadata_get_a_type_from_their_name(site: Site) -> None:
     assert resp.headers["Content-Type"] == "application/rss+xml"
 
 
+def test_keep_alive_and_concurrent_ranges(site: Site) -> None:
+    """Apps open several connections and reuse them while seeking."""
+    host, port = site.server.server_address[:2]
+    errors: list[str] = []
+
+    def seek(worker: int) -> None:
+        conn = http.client.HTTPConnection(str(host), int(port), timeout=10)
+        for i in range(5):  # one connection, five requests
+            first = (worker * 500 + i * 37) % 4900
+            conn.request("GET", "/show/ep/ep-1.mp3", headers={"Range": f"bytes={first}-"
+                                                                       f"{first + 99}"})
+            resp = conn.getresponse()
+            if resp.status != 206 or resp.read() != AUDIO[first:first + 100]:
+                errors.append(f"worker {worker} request {i}: {resp.status}")
+        conn.close()
+
+    threads = [threading.Thread(target=seek, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
 def test_parse_range_edges() -> None:
     assert parse_range("bytes=0-0", 1) == (0, 0)
     assert parse_range("bytes=0-", 0) == "unsatisfiable"
