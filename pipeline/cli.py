@@ -238,6 +238,49 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failures else EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pipeline.serve import serve
+
+    ws = open_workspace(resolve_root(args.workspace))
+    if ws.settings.storage.backend != "local":
+        raise ConfigError(f"storage.backend is '{ws.settings.storage.backend}'; `learncast "
+                          "serve` only serves the local backend's folder (paths.public)")
+    ws.public.mkdir(parents=True, exist_ok=True)
+
+    def ready(server: Any) -> None:
+        out.print(f"Serving {ws.public} at {server.url}/ (Ctrl-C to stop)")
+
+    try:
+        serve(ws.public, args.host, args.port,
+              public_base_url=ws.settings.storage.public_base_url, on_ready=ready)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); choose "
+                          "another with --host/--port") from exc
+    except KeyboardInterrupt:
+        out.print("stopped")
+    return EXIT_OK
+
+
+def cmd_unpublish(args: argparse.Namespace) -> int:
+    from pipeline.feeds.publish import publish_show
+    from pipeline.storage.publish import unpublish
+
+    with _session(args) as (ctx, db):
+        matches = db.find(args.id)
+        if len(matches) != 1:
+            what = "no episode" if not matches else f"{len(matches)} episodes"
+            raise ConfigError(f"{what} with id starting '{args.id}'; see `learncast status`")
+        job = matches[0]
+        # the feeds are rebuilt without the episode before any object it used is deleted
+        deleted = unpublish(ctx, db, job, delete_objects=args.delete_objects,
+                            rebuild_feeds=lambda show: publish_show(ctx, db, show) and None)
+        out.print(f"episode {job.id} ({job.title}) unpublished; its show's feeds no longer "
+                  "list it")
+        for key in deleted:
+            out.print(f"  deleted {key}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="learncast", description="Podcast and video production pipeline for L&D teams.")
@@ -267,6 +310,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the reference of every key as Markdown instead")
     p = add("publish", cmd_publish, "rebuild every show's feeds and upload the changed ones")
     p.add_argument("--show", help="only this show")
+    p = add("serve", cmd_serve, "serve the local storage folder over HTTP (ranges, CORS)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default "
+                   "127.0.0.1; 0.0.0.0 for the whole network)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p = add("unpublish", cmd_unpublish, "take an episode out of its show's feeds")
+    p.add_argument("id", help="episode id (a unique prefix is enough)")
+    p.add_argument("--delete-objects", action="store_true",
+                   help="also delete its media, captions and chapters from storage")
     return parser
 
 

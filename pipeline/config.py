@@ -9,6 +9,7 @@ documentation cannot drift from what is accepted. Unknown keys are errors, never
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +22,7 @@ from pipeline.feeds.categories import category_problem
 
 CONFIG_RELPATH = Path("config") / "learncast.toml"
 ENV_PREFIX = "LEARNCAST_"
+DEFAULT_PUBLIC_BASE_URL = "http://localhost:8080"
 
 
 class Section(BaseModel):
@@ -152,11 +154,68 @@ class ShowSettings(Section):
 class StorageSettings(Section):
     """Where published media, captions and feeds go."""
 
-    backend: Literal["local"] = Field("local", description="Storage backend.")
-    public_base_url: str = Field(
-        "http://localhost:8080",
-        description="Base URL learners' apps fetch from; every URL in the feeds starts with it.",
+    backend: Literal["local", "s3"] = Field(
+        "local", description="Storage backend: `local` publishes into paths.public (serve it "
+        "with `learncast serve`); `s3` uploads to S3-compatible object storage.",
     )
+    public_base_url: str = Field(
+        DEFAULT_PUBLIC_BASE_URL,
+        description="Base URL learners' apps fetch from; every URL in the feeds starts with it. "
+        "For s3, the CDN or bucket URL that maps to the bucket root; left at the default, the "
+        "bucket's own URL (endpoint_url/bucket) is used.",
+    )
+    bucket: str = Field("", description="s3: bucket name (required for the s3 backend).")
+    prefix: str = Field(
+        "", description="s3: key prefix inside the bucket (e.g. \"podcasts/\"); empty = root.",
+    )
+    endpoint_url: str = Field(
+        "", description="s3: endpoint of an S3-compatible service (MinIO, R2, Ceph, Wasabi); "
+        "empty = AWS S3.",
+    )
+    region: str = Field("", description="s3: region; empty = boto3's default chain "
+                        "(AWS_REGION, profile), else us-east-1.")
+    addressing_style: Literal["auto", "path", "virtual"] = Field(
+        "auto", description="s3: bucket addressing in request URLs; MinIO and Ceph usually "
+        "need `path`.",
+    )
+    acl: Literal["none", "public-read"] = Field(
+        "none", description="s3: canned ACL for uploaded objects; `none` leaves access to the "
+        "bucket policy (recommended; required for buckets with ACLs disabled).",
+    )
+    multipart_threshold_mb: int = Field(
+        16, ge=5, le=5120, description="s3: files at least this large are uploaded in parts.",
+    )
+    multipart_chunk_mb: int = Field(
+        16, ge=5, le=5120, description="s3: part size of multipart uploads (MiB).",
+    )
+    max_attempts: int = Field(
+        3, ge=1, le=10, description="s3: attempts per request inside boto3 before a transient "
+        "fault is handed to the runner's own retries.",
+    )
+    timeout_s: float = Field(
+        60.0, gt=0, le=3600, description="s3: connect and read timeout per request (seconds).",
+    )
+    media_cache_control: str = Field(
+        "public, max-age=31536000, immutable",
+        description="Cache-Control of media, captions and chapters (their keys change with "
+        "their content, so they never go stale).",
+    )
+    feed_cache_control: str = Field(
+        "public, max-age=300", description="Cache-Control of feeds (short: they change).",
+    )
+
+    @model_validator(mode="after")
+    def _check_s3(self) -> StorageSettings:
+        for name in ("public_base_url", "endpoint_url"):
+            value = getattr(self, name)
+            if value and not re.match(r"^https?://[^/\s]+(/\S*)?$", value):
+                raise ValueError(f"storage.{name} = {value!r} must be an absolute http:// or "
+                                 "https:// URL (podcast apps need absolute URLs)")
+        if self.backend == "s3" and not self.bucket:
+            raise ValueError("storage.bucket is required when storage.backend = 's3'")
+        if self.prefix and (self.prefix.startswith("/") or not self.prefix.isascii()):
+            raise ValueError("storage.prefix must be ASCII and must not start with '/'")
+        return self
 
 
 def _default_shows() -> list[ShowSettings]:

@@ -19,6 +19,8 @@ class Status(StrEnum):
     FAILED = "failed"
     AWAITING_REVIEW = "awaiting-review"
     PUBLISHED = "published"
+    #: Taken out of the feeds by `learncast unpublish`; feeds skip it, workers never claim it.
+    UNPUBLISHED = "unpublished"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,9 @@ from pipeline.media import find_ffmpeg
 from pipeline.state import StateDB
 from pipeline.workspace import Context, init_workspace, open_workspace
 
+#: The S3 test server (moto) and fault-injecting proxy fixtures, shared by storage and stages.
+pytest_plugins = ["tests.storage.s3fixtures"]
+
 REPO = Path(__file__).resolve().parent.parent
 #: Fixture plugins of the feed tests (episodes stored through the storage backend).
 pytest_plugins = ["tests.feeds.plugin"]
