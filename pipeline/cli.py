@@ -271,9 +271,12 @@ def cmd_unpublish(args: argparse.Namespace) -> int:
             what = "no episode" if not matches else f"{len(matches)} episodes"
             raise ConfigError(f"{what} with id starting '{args.id}'; see `learncast status`")
         job = matches[0]
-        # the feeds are rebuilt without the episode before any object it used is deleted
+
+        def rebuild(show: str) -> None:  # before any object the episode used is deleted
+            publish_show(ctx, db, show)
+
         deleted = unpublish(ctx, db, job, delete_objects=args.delete_objects,
-                            rebuild_feeds=lambda show: publish_show(ctx, db, show) and None)
+                            rebuild_feeds=rebuild)
         out.print(f"episode {job.id} ({job.title}) unpublished; its show's feeds no longer "
                   "list it")
         for key in deleted:
