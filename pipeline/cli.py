@@ -205,6 +205,36 @@ def cmd_retry(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    from werkzeug.serving import make_server
+
+    from pipeline.review.app import create_app
+
+    with _session(args) as (ctx, db):
+        cfg = ctx.settings.review
+        host = args.host or cfg.host
+        port = cfg.port if args.port is None else args.port
+        app = create_app(ctx, db, host=host, token=cfg.token)
+        try:
+            server = make_server(host, port, app, threaded=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); choose "
+                              "another --port or stop what uses it") from None
+        shown = f"[{host}]" if ":" in host else host
+        url = f"http://{shown}:{server.server_port}/"
+        out.print(f"Caption review for {ctx.workspace.root} at {url}"
+                  + (f"?token={cfg.token}" if cfg.token else "")
+                  + "\nPress Ctrl-C to stop.")
+        sys.stdout.flush()
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="learncast", description="Podcast and video production pipeline for L&D teams.")
@@ -229,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", help="only this show")
     p = add("retry", cmd_retry, "queue a failed episode again from its failed stage")
     p.add_argument("id", help="episode id (a unique prefix is enough)")
+    p = add("review", cmd_review, "the caption review web page (approve, edit captions)")
+    p.add_argument("--host", help="address to listen on (default: [review] host, 127.0.0.1); "
+                   "other than loopback needs LEARNCAST_REVIEW__TOKEN")
+    p.add_argument("--port", type=int, help="port (default: [review] port, 8090; 0 = any free)")
     return parser
 
 

@@ -64,6 +64,16 @@ CREATE TABLE IF NOT EXISTS events (
     message TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS episodes_status ON episodes(status);
+CREATE TABLE IF NOT EXISTS reviews (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    episode_id TEXT NOT NULL REFERENCES episodes(id) ON DELETE CASCADE,
+    at TEXT NOT NULL,
+    reviewer TEXT NOT NULL,
+    action TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    note TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS reviews_episode ON reviews(episode_id, id);
 """
 
 #: A claim held by a process on another host is taken over only after this long without a
@@ -298,6 +308,24 @@ class StateDB:
             rows = self._conn.execute(
                 "SELECT at, kind, message FROM events WHERE episode_id=? ORDER BY id", (job_id,)
             ).fetchall()
+        return [dict(r) for r in rows]
+
+
+    # --- reviews (the caption review audit trail) ---------------------------------------
+
+    def add_review(self, job_id: str, reviewer: str, action: str, revision: int,
+                   note: str = "") -> None:
+        """Append to the audit trail: who did what (approve, request-changes, edit) to which
+        caption revision, and when. Rows are never updated or deleted with the episode alive."""
+        with self.transaction() as c:
+            c.execute("INSERT INTO reviews (episode_id, at, reviewer, action, revision, note)"
+                      " VALUES (?,?,?,?,?,?)", (job_id, _now(), reviewer, action, revision, note))
+
+    def reviews(self, job_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT at, reviewer, action, revision, note FROM reviews WHERE episode_id=?"
+                " ORDER BY id", (job_id,)).fetchall()
         return [dict(r) for r in rows]
 
 
