@@ -98,7 +98,7 @@ def waveform(ctx: Context, job: Job) -> str:
 
 def _momentary(ctx: Context, path: str) -> tuple[list[float], list[float]]:
     proc = subprocess.run([ctx.ffmpeg, "-nostdin", "-hide_banner", "-i",
-                           str(ctx.workspace.abs(path)), "-af", "ebur128=framelog=verbose",
+                           str(ctx.workspace.abs(path)), "-af", "ebur128",
                            "-f", "null", "-"], capture_output=True, text=True, check=False)
     times, values = [], []
     for m in MOMENTARY.finditer(proc.stderr):

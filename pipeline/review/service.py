@@ -77,7 +77,7 @@ def review_state(db: StateDB, job: Job) -> str:
         return "published"
     if approval(db, job) is not None:
         return "approved"
-    if job.status is Status.AWAITING_REVIEW:
+    if job.status is Status.AWAITING_REVIEW and job.stage == "review":  # held by the gate
         decisions = [r for r in db.reviews(job.id) if r["action"] != "edit"]
         if decisions and decisions[-1]["action"] == "request-changes":
             return "changes-requested"

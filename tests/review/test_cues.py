@@ -75,9 +75,9 @@ def test_edit_split_merge() -> None:
 
 def test_word_edit_distance() -> None:
     d = cuelib.word_edit_distance
-    assert d("the cat sat".split(), "the cat sat".split()) == 0
-    assert d("the cat sat".split(), "the dog sat down".split()) == 2
-    assert d([], "a b".split()) == 2 and d("a b c".split(), []) == 3
+    assert d(["the", "cat", "sat"], ["the", "cat", "sat"]) == 0
+    assert d(["the", "cat", "sat"], ["the", "dog", "sat", "down"]) == 2
+    assert d([], ["a", "b"]) == 2 and d(["a", "b", "c"], []) == 3
 
 
 def test_checks_flag_each_profile_limit() -> None:
