@@ -50,7 +50,11 @@ def server(workspace_dir: Path) -> Iterator[ReviewServer]:
 
 def play_cue(page: Any, number: int) -> str:
     """Select a cue's time button, play a moment, and return the caption the browser shows."""
-    page.get_by_role("button", name=f"Play cue {number}.").click()
+    button = page.get_by_role("button", name=f"Play cue {number}.")
+    button.focus()  # keyboard operable: Enter on the focused time button plays the cue
+    assert button.evaluate("b => getComputedStyle(b).outlineStyle") == "solid", \
+        "the focused button shows a visible focus outline"
+    page.keyboard.press("Enter")
     page.evaluate("() => { const p = document.getElementById('player'); p.muted = true; "
                   "return p.play(); }")
     page.wait_for_function(f"() => ({ACTIVE_CUE})().length > 0 && "
@@ -113,23 +117,30 @@ def test_review_session_in_a_real_browser(ctx: Context, db: StateDB, workspace_d
     assert page.locator("img[src=x]").count() == 0
     assert page.dialogs == []
 
+    page.get_by_text("Edit cue 4", exact=True).click()
+    page.fill("#split-4", "2")
+    page.get_by_role("button", name="Split cue 4").click()
+    page.wait_for_selector("text=Saved: split cue 4 after word 2")
+    assert page.locator("#cue-5 .line").first.inner_text().startswith("listening.")
+
     page.fill("#d-reviewer", "Ana Reviewer")
-    page.get_by_role("button", name="Approve revision 3").click()
-    page.wait_for_selector("text=Approved captions revision 3")
+    page.get_by_role("button", name="Approve revision 4").click()
+    page.wait_for_selector("text=Approved captions revision 4")
     assert_accessible(page, axe_source, "episode page after approval")
     page.screenshot(path=str(artifacts / "approved.png"), full_page=True)
     approved = db.get(job.id)
     assert approved is not None and approved.status is Status.QUEUED
     assert [(r["action"], r["revision"], r["reviewer"]) for r in db.reviews(job.id)] == [
-        ("edit", 2, "Ana Reviewer"), ("edit", 3, "Ana Reviewer"),
-        ("approve", 3, "Ana Reviewer")]
+        ("edit", 2, "Ana Reviewer"), ("edit", 3, "Ana Reviewer"), ("edit", 4, "Ana Reviewer"),
+        ("approve", 4, "Ana Reviewer")]
+    assert approved.measurements["caption_cues"] == 5
 
     done = learncast(workspace_dir, "run")
     assert done.returncode == 0, done.stdout + done.stderr
     after = db.get(job.id)
     assert after is not None and db.stage_status(job.id)["review"]["status"] == "done"
     assert after.measurements["reviewed_by"] == "Ana Reviewer"
-    assert after.measurements["review_revision"] == 3
+    assert after.measurements["review_revision"] == 4
 
 
 def test_cross_site_form_posts_are_refused(db: StateDB, make_episode: MakeEpisode,

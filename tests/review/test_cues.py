@@ -89,3 +89,23 @@ def test_checks_flag_each_profile_limit() -> None:
     assert {(1, "chars_per_line"), (1, "cps"), (1, "min_duration"), (1, "overlap"),
             (2, "lines"), (2, "max_duration"), (2, "min_gap")} <= rules
     assert not any(cue == 3 for cue, _ in rules)
+
+
+def test_word_edit_distance_matches_the_textbook_recurrence() -> None:
+    import random
+
+    def reference(a: list[str], b: list[str]) -> int:
+        previous = list(range(len(b) + 1))
+        for i, x in enumerate(a, 1):
+            current = [i]
+            for j, y in enumerate(b, 1):
+                current.append(min(previous[j] + 1, current[j - 1] + 1,
+                                   previous[j - 1] + (x != y)))
+            previous = current
+        return previous[-1]
+
+    rng = random.Random(7)
+    for _ in range(300):
+        a = [rng.choice("abcd") for _ in range(rng.randint(0, 12))]
+        b = [rng.choice("abcd") for _ in range(rng.randint(0, 12))]
+        assert cuelib.word_edit_distance(a, b) == reference(a, b), (a, b)
