@@ -71,7 +71,8 @@ CREATE TABLE IF NOT EXISTS reviews (
     reviewer TEXT NOT NULL,
     action TEXT NOT NULL,
     revision INTEGER NOT NULL,
-    note TEXT NOT NULL DEFAULT ''
+    note TEXT NOT NULL DEFAULT '',
+    captions_sha256 TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS reviews_episode ON reviews(episode_id, id);
 """
@@ -314,17 +315,20 @@ class StateDB:
     # --- reviews (the caption review audit trail) ---------------------------------------
 
     def add_review(self, job_id: str, reviewer: str, action: str, revision: int,
-                   note: str = "") -> None:
+                   note: str = "", captions_sha256: str = "") -> None:
         """Append to the audit trail: who did what (approve, request-changes, edit) to which
-        caption revision, and when. Rows are never updated or deleted with the episode alive."""
+        caption revision (and exact caption file), and when. Rows are never updated, and are
+        deleted only with their episode."""
         with self.transaction() as c:
-            c.execute("INSERT INTO reviews (episode_id, at, reviewer, action, revision, note)"
-                      " VALUES (?,?,?,?,?,?)", (job_id, _now(), reviewer, action, revision, note))
+            c.execute("INSERT INTO reviews (episode_id, at, reviewer, action, revision, note,"
+                      " captions_sha256) VALUES (?,?,?,?,?,?,?)",
+                      (job_id, _now(), reviewer, action, revision, note, captions_sha256))
 
     def reviews(self, job_id: str) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._conn.execute(
-                "SELECT at, reviewer, action, revision, note FROM reviews WHERE episode_id=?"
+                "SELECT at, reviewer, action, revision, note, captions_sha256 FROM reviews"
+                " WHERE episode_id=?"
                 " ORDER BY id", (job_id,)).fetchall()
         return [dict(r) for r in rows]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import InputError
-from pipeline.fsutil import atomic_write_text
+from pipeline.fsutil import atomic_write_text, sha256_file
 from pipeline.models import Job, Status
 from pipeline.review import cues as cuelib
 from pipeline.review.cues import Cue
@@ -58,24 +58,34 @@ def revision(job: Job) -> int:
     return int(job.measurements.get("caption_revision", 1))
 
 
-def approval(db: StateDB, job: Job) -> dict[str, Any] | None:
+def captions_digest(ctx: Context, job: Job) -> str:
+    """sha256 of the caption file as it is now ('' when there is none)."""
+    stored = job.files.get("vtt")
+    if not stored or not ctx.workspace.abs(stored).is_file():
+        return ""
+    return sha256_file(ctx.workspace.abs(stored))
+
+
+def approval(ctx: Context, db: StateDB, job: Job) -> dict[str, Any] | None:
     """The approval that covers the current captions, or None.
 
-    A decision applies to the revision it was made on: an edit after an approval needs a new
-    one, and a later request for changes withdraws it.
+    A decision applies to the revision it was made on, and to those exact bytes: an edit after
+    an approval needs a new one, so does a caption file rewritten by anything else (a re-run
+    of the caption stage); a later request for changes withdraws it.
     """
     decisions = [r for r in db.reviews(job.id) if r["action"] != "edit"]
     if decisions and decisions[-1]["action"] == "approve" \
-            and decisions[-1]["revision"] == revision(job):
+            and decisions[-1]["revision"] == revision(job) \
+            and decisions[-1]["captions_sha256"] == captions_digest(ctx, job):
         return decisions[-1]
     return None
 
 
-def review_state(db: StateDB, job: Job) -> str:
+def review_state(ctx: Context, db: StateDB, job: Job) -> str:
     """One word for the list: needs-review, changes-requested, approved, published, ..."""
     if job.status is Status.PUBLISHED:
         return "published"
-    if approval(db, job) is not None:
+    if approval(ctx, db, job) is not None:
         return "approved"
     if job.status is Status.AWAITING_REVIEW and job.stage == "review":  # held by the gate
         decisions = [r for r in db.reviews(job.id) if r["action"] != "edit"]
@@ -176,7 +186,7 @@ def qa_figures(cues: list[Cue], issues: list[dict[str, Any]]) -> dict[str, Any]:
 
 def summary(ctx: Context, db: StateDB, job: Job) -> dict[str, Any]:
     """The list page's row: review state and a caption QA summary from the current files."""
-    row: dict[str, Any] = {"job": job, "state": review_state(db, job),
+    row: dict[str, Any] = {"job": job, "state": review_state(ctx, db, job),
                            "mode": review_mode(ctx, job), "revision": revision(job),
                            "has_captions": False}
     try:
@@ -273,7 +283,7 @@ def save_cues(ctx: Context, db: StateDB, job: Job, cues: list[Cue], *, reviewer:
         **figures)
     job = _after_change(ctx, db, job)
     db.save(job)
-    db.add_review(job.id, reviewer, "edit", new_revision, what)
+    db.add_review(job.id, reviewer, "edit", new_revision, what, captions_digest(ctx, job))
     db.event(job.id, "edited", f"captions revision {new_revision} by {reviewer}: {what}")
     log.info("[review] %s: captions revision %d saved by %s (%s); %d word edit(s) from the "
              "recognised text", job.id, new_revision, reviewer, what, distance)
@@ -319,7 +329,7 @@ def decide(ctx: Context, db: StateDB, job: Job, *, action: str, reviewer: str,
     if job.status not in EDITABLE:
         raise InputError(f"episode {job.id} is {job.status}: the pipeline is working on it; "
                          "wait until it is awaiting review")
-    db.add_review(job.id, reviewer, action, revision(job), note)
+    db.add_review(job.id, reviewer, action, revision(job), note, captions_digest(ctx, job))
     db.event(job.id, action, f"captions revision {revision(job)} by {reviewer}"
              + (f": {note}" if note else ""))
     log.info("[review] %s: %s revision %d by %s", job.id, action, revision(job), reviewer)

@@ -25,7 +25,7 @@ def run(job: Job, ctx: Context) -> Job:
         return job.with_measurements(review_mode=mode)
     db = StateDB(ctx.workspace.state_db)
     try:
-        approved = service.approval(db, job)
+        approved = service.approval(ctx, db, job)
     finally:
         db.close()
     revision = service.revision(job)

@@ -19,7 +19,7 @@ def test_video_waits_for_approval_then_the_runner_continues(ctx: Context, db: St
     job = make_episode("video")
     assert (job.status, job.stage) == (Status.AWAITING_REVIEW, "review")
     assert db.stage_status(job.id)["review"]["status"] == "held"
-    assert service.review_state(db, job) == "needs-review"
+    assert service.review_state(ctx, db, job) == "needs-review"
     # running again does not let it through
     runner.work_queue(ctx, db)
     assert db.get(job.id).status is Status.AWAITING_REVIEW  # type: ignore[union-attr]
@@ -29,7 +29,7 @@ def test_video_waits_for_approval_then_the_runner_continues(ctx: Context, db: St
                        expected_revision=1)
     service.decide(ctx, db, job, action="request-changes", reviewer="Ana",
                    expected_revision=1, note="cue 2 misspells a name")
-    assert service.review_state(db, db.get(job.id)) == "changes-requested"  # type: ignore[arg-type]
+    assert service.review_state(ctx, db, db.get(job.id)) == "changes-requested"  # type: ignore[arg-type]
     approved = service.decide(ctx, db, job, action="approve", reviewer=" Ana  Lopez ",
                               expected_revision=1)
     assert approved.status is Status.QUEUED
@@ -68,7 +68,7 @@ def test_an_edit_needs_a_new_approval_and_keeps_the_asr_original(
     job = make_episode("video")
     service.decide(ctx, db, job, action="approve", reviewer="Ana", expected_revision=1)
     job = db.get(job.id)
-    assert job is not None and service.approval(db, job) is not None
+    assert job is not None and service.approval(ctx, db, job) is not None
     # the runner has not picked it up yet; the reviewer edits again: no longer editable
     with pytest.raises(InputError, match="pipeline is working on it"):
         service.save_cues(ctx, db, job, service.load_cues(ctx, job), reviewer="Ana",
@@ -82,7 +82,7 @@ def test_an_edit_needs_a_new_approval_and_keeps_the_asr_original(
                        "travel expense policy.", start=2.2, end=4.0)
     job = service.save_cues(ctx, db, job, cues, reviewer="Bo", expected_revision=1,
                             what="edited cue 2")
-    assert service.revision(job) == 2 and service.approval(db, job) is None
+    assert service.revision(job) == 2 and service.approval(ctx, db, job) is None
     assert ctx.workspace.abs(job.files["asr_vtt"]).read_text() == original
     assert "travel expense policy." in vtt.read_text()
     for key in ("srt", "txt", "html"):
@@ -136,3 +136,19 @@ def test_editing_a_published_episode_republishes(ctx: Context, db: StateDB,
     again = db.get(video.id)
     assert again is not None and again.measurements["reviewed_by"] == "Dee"
     assert again.measurements["review_revision"] == 2
+
+
+def test_an_approval_covers_only_the_caption_file_it_was_given(
+        ctx: Context, db: StateDB, make_episode: MakeEpisode) -> None:
+    job = make_episode("video")
+    service.decide(ctx, db, job, action="approve", reviewer="Ana", expected_revision=1)
+    # the captions are rewritten behind the page's back (say, the caption stage ran again)
+    vtt = ctx.workspace.abs(job.files["vtt"])
+    vtt.write_text(vtt.read_text().replace("Thanks for listening.", "Thanks for nothing."))
+    runner.work_queue(ctx, db)
+    held = db.get(job.id)
+    assert held is not None and (held.status, held.stage) == (Status.AWAITING_REVIEW, "review")
+    assert service.review_state(ctx, db, held) == "needs-review"
+    service.decide(ctx, db, held, action="approve", reviewer="Ana", expected_revision=1)
+    runner.work_queue(ctx, db)
+    assert db.stage_status(job.id)["review"]["status"] == "done"
