@@ -224,7 +224,7 @@ def cmd_review(args: argparse.Namespace) -> int:
         url = f"http://{shown}:{server.server_port}/"
         out.print(f"Caption review for {ctx.workspace.root} at {url}"
                   + (f"?token={cfg.token}" if cfg.token else "")
-                  + "\nPress Ctrl-C to stop.")
+                  + "\nPress Ctrl-C to stop.", markup=False)
         sys.stdout.flush()
         try:
             server.serve_forever()

@@ -153,16 +153,17 @@ def create_app(ctx: Context, db: StateDB, *, host: str = "127.0.0.1",
     def render_episode(job: Job, error: str | None = None, status: int = 200,
                        ) -> tuple[str, int]:
         cues: list[cuelib.Cue] = []
+        missing = None
         try:
             cues = service.load_cues(ctx, job)
         except InputError as exc:
-            error = error or str(exc)
+            missing = str(exc)
         profile = cuelib.profile_for(ctx.settings)
         issues = cuelib.check_cues(cues, profile)
         rows = service.cue_rows(cues, issues, service.low_confidence_words(ctx, job))
         media = service.media_artifact(job)
         return render_template(
-            "episode.html", job=job, rows=rows, profile=profile, error=error,
+            "episode.html", job=job, rows=rows, profile=profile, error=error, missing=missing,
             media=media, is_video=media is not None and "video" in media,
             figures=service.qa_figures(cues, issues) if cues else {},
             state=service.review_state(ctx, db, job), mode=service.review_mode(ctx, job),

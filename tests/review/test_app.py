@@ -163,3 +163,20 @@ def test_plots_render_as_svg(ctx: Context, db: StateDB, episode: Job) -> None:
     db.save(job.with_file("master_audio", job.files["source_audio"]))
     loud = client.get(f"/episodes/{episode.id}/plots/loudness.svg")
     assert loud.status_code == 200 and b"after normalisation" in loud.data
+
+
+def test_audio_episode_and_one_without_captions(ctx: Context, db: StateDB,
+                                                make_episode: MakeEpisode) -> None:
+    audio = make_episode("audio", name="briefing")
+    client = client_for(ctx, db)
+    page = client.get(f"/episodes/{audio.id}").get_data(as_text=True)
+    player = f'<audio id="player" controls preload="metadata" src="/episodes/{audio.id}/media/'
+    assert player + 'audio"' in page and 'id="now-caption"' in page
+    bare = audio.replace(files={k: v for k, v in audio.files.items()
+                                if k not in ("vtt", "json", "qa")})
+    db.save(bare)
+    response = client.get(f"/episodes/{audio.id}")
+    text = response.get_data(as_text=True)
+    assert response.status_code == 200 and "has no captions yet" in text
+    assert "Not saved" not in text and "<track" not in text
+    assert "No captions yet" in client.get("/").get_data(as_text=True)

@@ -193,3 +193,14 @@ def test_a_token_protects_the_page_off_loopback(workspace_dir: Path, make_episod
         context.close()
     finally:
         srv.close()
+
+
+def test_audio_episodes_show_the_current_caption_as_text(make_episode: MakeEpisode,
+                                                         server: ReviewServer, page: Any,
+                                                         axe_source: str) -> None:
+    job = make_episode("audio", name="briefing")
+    page.goto(f"{server.url.rstrip('/')}/episodes/{job.id}")
+    assert play_cue(page, 2) == "Today we look at the\nexpense policy."
+    page.wait_for_function("() => document.getElementById('now-caption').textContent"
+                           ".includes('expense policy.')")
+    assert_accessible(page, axe_source, "audio episode page")
