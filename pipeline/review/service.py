@@ -299,7 +299,10 @@ def _language(ctx: Context, job: Job) -> str:
 
 def _after_change(ctx: Context, db: StateDB, job: Job) -> Job:
     """A published episode's captions changed: republish them (immediate), or hold the
-    episode for a new approval first (after-approval). Upload re-sends only changed files."""
+    episode for a new approval first (after-approval). Upload re-sends only changed files.
+    A failed episode stays failed, but its gate must pass again when it is retried."""
+    if job.status is Status.FAILED and review_mode(ctx, job) == "after-approval":
+        db.reset_stages(job.id, ["review"])
     if job.status is not Status.PUBLISHED:
         return job
     if review_mode(ctx, job) == "immediate":

@@ -152,3 +152,26 @@ def test_an_approval_covers_only_the_caption_file_it_was_given(
     service.decide(ctx, db, held, action="approve", reviewer="Ana", expected_revision=1)
     runner.work_queue(ctx, db)
     assert db.stage_status(job.id)["review"]["status"] == "done"
+
+
+def test_editing_a_failed_episode_needs_the_gate_again_on_retry(
+        ctx: Context, db: StateDB, make_episode: MakeEpisode) -> None:
+    job = make_episode("video")
+    service.decide(ctx, db, job, action="approve", reviewer="Ana", expected_revision=1)
+    runner.work_queue(ctx, db)
+    passed = db.get(job.id)
+    assert passed is not None
+    db.stage_started(job.id, "upload")
+    db.stage_failed(job.id, "upload", "storage down")
+    db.save(passed.replace(status=Status.FAILED, stage="upload", error="storage down"))
+    failed = db.get(job.id)
+    assert failed is not None
+    cues = cuelib.edit(service.load_cues(ctx, failed), 0, text="Welcome aboard.", start=0.5,
+                       end=2.0)
+    edited = service.save_cues(ctx, db, failed, cues, reviewer="Bo", expected_revision=1,
+                               what="edited cue 1")
+    assert edited.status is Status.FAILED and "review" not in db.stage_status(job.id)
+    runner.retry(ctx, db, edited)
+    runner.work_queue(ctx, db)
+    held = db.get(job.id)
+    assert held is not None and (held.status, held.stage) == (Status.AWAITING_REVIEW, "review")
