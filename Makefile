@@ -21,9 +21,11 @@ setup: $(PY)
 
 test: $(PY)
 	$(PY) -m ruff check pipeline tests bench scripts
+	scripts/ensure-chromium.sh
 	$(PY) -m pytest -m "not slow" -q
 
 test-slow: $(PY)
+	scripts/ensure-chromium.sh
 	$(PY) -m pytest -m slow -q
 
 lint: $(PY)

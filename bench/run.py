@@ -20,6 +20,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SUITES: dict[str, str] = {
     "feeds": "bench.feeds",
     "storage": "bench.storage",
+    "review": "bench.review",
 }
 
 

@@ -281,6 +281,35 @@ def cmd_unpublish(args: argparse.Namespace) -> int:
                   "list it")
         for key in deleted:
             out.print(f"  deleted {key}")
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from werkzeug.serving import make_server
+
+    from pipeline.review.app import create_app
+
+    with _session(args) as (ctx, db):
+        cfg = ctx.settings.review
+        host = args.host or cfg.host
+        port = cfg.port if args.port is None else args.port
+        app = create_app(ctx, db, host=host, token=cfg.token)
+        try:
+            server = make_server(host, port, app, threaded=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); choose "
+                              "another --port or stop what uses it") from None
+        shown = f"[{host}]" if ":" in host else host
+        url = f"http://{shown}:{server.server_port}/"
+        out.print(f"Caption review for {ctx.workspace.root} at {url}"
+                  + (f"?token={cfg.token}" if cfg.token else "")
+                  + "\nPress Ctrl-C to stop.", markup=False)
+        sys.stdout.flush()
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
     return EXIT_OK
 
 
@@ -321,6 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", help="episode id (a unique prefix is enough)")
     p.add_argument("--delete-objects", action="store_true",
                    help="also delete its media, captions and chapters from storage")
+    p = add("review", cmd_review, "the caption review web page (approve, edit captions)")
+    p.add_argument("--host", help="address to listen on (default: [review] host, 127.0.0.1); "
+                   "other than loopback needs LEARNCAST_REVIEW__TOKEN")
+    p.add_argument("--port", type=int, help="port (default: [review] port, 8090; 0 = any free)")
     return parser
 
 

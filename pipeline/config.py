@@ -149,6 +149,10 @@ class ShowSettings(Section):
         if problem:
             raise ValueError(problem)
         return self
+    review: Literal["auto", "after-approval", "immediate"] = Field(
+        "auto", description="Caption review gate: after-approval = nothing is published until a "
+        "reviewer approves the captions; immediate = publish at once, later edits republish; "
+        "auto = the [review] default for the episode's kind (audio or video).")
 
 
 class StorageSettings(Section):
@@ -218,6 +222,20 @@ class StorageSettings(Section):
         return self
 
 
+class ReviewSettings(Section):
+    """The caption review page (`learncast review`) and the publish gate."""
+
+    video: Literal["after-approval", "immediate"] = Field(
+        "after-approval", description="Gate for video episodes of shows that set no `review`.")
+    audio: Literal["after-approval", "immediate"] = Field(
+        "immediate", description="Gate for audio episodes of shows that set no `review`.")
+    host: str = Field("127.0.0.1", description="Address `learncast review` listens on; any "
+                      "address other than loopback requires `token`.")
+    port: int = Field(8090, ge=1, le=65535, description="Port `learncast review` listens on.")
+    token: str = Field("", description="Access token for the review page (better set as "
+                       "LEARNCAST_REVIEW__TOKEN); required when not bound to loopback.")
+
+
 def _default_shows() -> list[ShowSettings]:
     return [ShowSettings(id="learning-weekly", title="Learning Weekly",
                          description="Weekly briefings and micro-learning from the L&D team.",
@@ -232,6 +250,7 @@ class Settings(Section):
     runner: RunnerSettings = RunnerSettings()
     ffmpeg: FfmpegSettings = FfmpegSettings()
     storage: StorageSettings = StorageSettings()
+    review: ReviewSettings = ReviewSettings()
     default_show: str = Field("", description="Show for recordings whose sidecar names none; "
                               "empty = the first show.")
     shows: list[ShowSettings] = Field(default_factory=_default_shows, min_length=1)

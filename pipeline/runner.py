@@ -23,7 +23,7 @@ from pipeline import ingest
 from pipeline.errors import HoldForReview, PipelineError, RetryableError
 from pipeline.fsutil import atomic_write_text, remove_temp_files
 from pipeline.models import Job, Status
-from pipeline.stages import chapters, prepare, publish, upload
+from pipeline.stages import chapters, prepare, publish, review, upload
 from pipeline.state import StateDB
 from pipeline.workspace import Context
 
@@ -43,6 +43,7 @@ class Stage:
 STAGES: tuple[Stage, ...] = (
     Stage("prepare", prepare.run),
     Stage("chapters", chapters.run),
+    Stage("review", review.run),
     Stage("upload", upload.run),
     Stage("publish", publish.run),
 )

@@ -77,6 +77,17 @@ CREATE TABLE IF NOT EXISTS show_feeds (
     created_at TEXT NOT NULL,
     PRIMARY KEY (show, feed)
 );
+CREATE TABLE IF NOT EXISTS reviews (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    episode_id TEXT NOT NULL REFERENCES episodes(id) ON DELETE CASCADE,
+    at TEXT NOT NULL,
+    reviewer TEXT NOT NULL,
+    action TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    note TEXT NOT NULL DEFAULT '',
+    captions_sha256 TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS reviews_episode ON reviews(episode_id, id);
 """
 
 #: A claim held by a process on another host is taken over only after this long without a
@@ -366,6 +377,27 @@ class StateDB:
             rows = self._conn.execute(
                 "SELECT at, kind, message FROM events WHERE episode_id=? ORDER BY id", (job_id,)
             ).fetchall()
+        return [dict(r) for r in rows]
+
+
+    # --- reviews (the caption review audit trail) ---------------------------------------
+
+    def add_review(self, job_id: str, reviewer: str, action: str, revision: int,
+                   note: str = "", captions_sha256: str = "") -> None:
+        """Append to the audit trail: who did what (approve, request-changes, edit) to which
+        caption revision (and exact caption file), and when. Rows are never updated, and are
+        deleted only with their episode."""
+        with self.transaction() as c:
+            c.execute("INSERT INTO reviews (episode_id, at, reviewer, action, revision, note,"
+                      " captions_sha256) VALUES (?,?,?,?,?,?,?)",
+                      (job_id, _now(), reviewer, action, revision, note, captions_sha256))
+
+    def reviews(self, job_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT at, reviewer, action, revision, note, captions_sha256 FROM reviews"
+                " WHERE episode_id=?"
+                " ORDER BY id", (job_id,)).fetchall()
         return [dict(r) for r in rows]
 
 

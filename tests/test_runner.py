@@ -169,7 +169,8 @@ def test_two_processes_on_one_inbox_take_each_file_once(workspace_dir: Path, ton
     assert sorted(e["source"] for e in episodes) == names
     assert all(e["status"] == "awaiting-review" for e in episodes)
     with sqlite3.connect(workspace_dir / "state" / "learncast.db") as conn:
-        attempts = [a for (a,) in conn.execute("SELECT attempts FROM stage_runs")]
+        attempts = [a for (a,) in conn.execute(
+                "SELECT attempts FROM stage_runs WHERE stage='prepare'")]
     assert attempts == [1] * len(names), "each episode processed exactly once"
     done_lines = [line for out, _ in outputs for line in out.splitlines() if "✔" in line]
     assert len(done_lines) == len(names)

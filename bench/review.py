@@ -1,0 +1,83 @@
+"""Review page costs on short and long episodes: page render, list render, one saved edit.
+
+A one-hour episode has roughly 600-1000 cues; a reviewer saves many edits in a session, so a
+save (re-render VTT/SRT/TXT/HTML, re-check the profile, edit distance against the original)
+must stay well under a second. The ratio between the two sizes shows how each cost scales.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline.fsutil import atomic_write_text
+from pipeline.models import Job, Status
+from pipeline.review import cues as cuelib
+from pipeline.review import service
+from pipeline.review.app import create_app
+from pipeline.sidecar import EpisodeMetadata
+from pipeline.state import StateDB
+from pipeline.workspace import Context, init_workspace, open_workspace
+
+SIZES = {"5-min (60 cues)": 60, "1-hour (720 cues)": 720}
+REPEATS = 5
+
+
+def _episode(ctx: Context, db: StateDB, n: int) -> Job:
+    cues = [cuelib.Cue(k * 5.0, k * 5.0 + 4.5, ("This is a typical caption line of text,",
+                                                 f"number {k} of a long training session."))
+            for k in range(n)]
+    job = Job(id=f"bench{n:07d}", sha256=f"{n:064d}", show="learning-weekly",
+              title=f"Bench {n}", slug=f"bench-{n}", source=f"bench-{n}.mp4",
+              original=f"archive/bench-{n}.mp4", probe=None, metadata=EpisodeMetadata(),
+              status=Status.AWAITING_REVIEW, stage="review")
+    vtt = ctx.workspace.transcripts / job.show / f"{job.slug}.vtt"
+    atomic_write_text(vtt, cuelib.render_vtt(cues))
+    job = job.with_file("vtt", ctx.workspace.rel(vtt))
+    db.insert(job)
+    return job
+
+
+def _median_ms(fn: Any) -> float:
+    times = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return round(statistics.median(times) * 1000, 1)
+
+
+def _measure(workdir: Path, case: str, n: int) -> list[dict[str, Any]]:
+    root = workdir / f"ws-{n}"
+    init_workspace(root)
+    ws = open_workspace(root)
+    ws.ensure()
+    ctx = Context(workspace=ws, ffmpeg="ffmpeg")
+    db = StateDB(ws.state_db)
+    job = _episode(ctx, db, n)
+    client = create_app(ctx, db).test_client()
+    page_ms = _median_ms(lambda: client.get(f"/episodes/{job.id}"))
+    list_ms = _median_ms(lambda: client.get("/"))
+
+    def save() -> None:
+        current = db.get(job.id)
+        assert current is not None
+        middle = n // 2
+        cues = cuelib.edit(service.load_cues(ctx, current), middle,
+                           text="An edited caption line.", start=middle * 5.0,
+                           end=middle * 5.0 + 4.0)
+        service.save_cues(ctx, db, current, cues, reviewer="bench",
+                          expected_revision=service.revision(current), what="bench")
+
+    save_ms = _median_ms(save)
+    db.close()
+    return [{"suite": "review", "case": case, "tool": what, "median_ms": ms,
+             "ms_per_cue": round(ms / n, 3)}
+            for what, ms in (("episode page", page_ms), ("list page", list_ms),
+                             ("save one edit", save_ms))]
+
+
+def run(workdir: Path) -> list[dict[str, Any]]:
+    return [row for case, n in SIZES.items() for row in _measure(workdir, case, n)]

@@ -1,0 +1,294 @@
+"""The caption review web app (Flask, server-rendered, no front-end build).
+
+Safe by default: `learncast review` binds to 127.0.0.1 and then accepts only loopback Host
+headers (no DNS rebinding); bound anywhere else it refuses to start without a token. Every
+state-changing request carries a per-session CSRF token and a same-origin check. Templates
+autoescape, and the Content-Security-Policy forbids inline script, so transcript text such as
+`<script>` can only ever render as text.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import secrets
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from flask import (
+    Flask,
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    session,
+    url_for,
+)
+from werkzeug.exceptions import HTTPException
+
+from pipeline.errors import ConfigError, InputError
+from pipeline.models import Job, Status
+from pipeline.review import cues as cuelib
+from pipeline.review import service
+from pipeline.state import StateDB
+from pipeline.workspace import Context
+
+log = logging.getLogger(__name__)
+
+FILTERS = {
+    "all": "All episodes",
+    "needs-review": "Needs review",
+    "approved": "Approved",
+    "published": "Published",
+}
+MEDIA_TYPES = {"vtt": "text/vtt"}
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+       "media-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+       "frame-ancestors 'none'")
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip("[]").lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def create_app(ctx: Context, db: StateDB, *, host: str = "127.0.0.1",
+               token: str = "") -> Flask:
+    """The app for one workspace. `host` is where it listens: loopback without a token only
+    answers loopback Host names; any other address needs `token`."""
+    if not is_loopback(host) and not token:
+        raise ConfigError(f"the review page would listen on {host}, reachable from other "
+                         "machines, without a token; set LEARNCAST_REVIEW__TOKEN (or [review] "
+                         "token) to a long random value, or use --host 127.0.0.1")
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=secrets.token_bytes(32),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_NAME="learncast_review",
+        MAX_CONTENT_LENGTH=1 << 20,
+    )
+    loopback_only = is_loopback(host) and not token
+
+    def csrf_token() -> str:
+        if "csrf" not in session:
+            session["csrf"] = secrets.token_urlsafe(32)
+        return str(session["csrf"])
+
+    app.jinja_env.globals.update(csrf_token=csrf_token, timestamp=cuelib.timestamp,
+                                 FILTERS=FILTERS)
+
+    @app.before_request
+    def guard() -> Response | None:
+        if loopback_only:
+            name = urlsplit(f"//{request.host}").hostname or ""
+            if not is_loopback(name):
+                abort(400, "this review page answers only on localhost/127.0.0.1; open it "
+                           "through that address")
+        if token:
+            supplied = request.args.get("token") or _bearer()
+            if supplied is not None:
+                if not hmac.compare_digest(supplied.encode(), token.encode()):
+                    abort(401, "the token is wrong; use the link `learncast review` printed")
+                session["auth"] = True
+                if request.method == "GET" and "token" in request.args:
+                    rest = {k: v for k, v in request.args.items() if k != "token"}
+                    return redirect(request.path + (f"?{urlencode(rest)}" if rest else ""),
+                                    code=303)
+            elif not session.get("auth"):
+                abort(401, "this review page needs its access token; open the link that "
+                           "`learncast review` printed (it ends in ?token=...)")
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            origin = request.headers.get("Origin")
+            if origin and origin != "null" and urlsplit(origin).netloc != request.host:
+                abort(403, "this request came from another site, so it was refused")
+            sent = request.form.get("csrf_token", "")
+            if not sent or "csrf" not in session or not hmac.compare_digest(
+                    sent.encode(), str(session["csrf"]).encode()):
+                abort(403, "the form's security token is missing or stale; reload the page "
+                           "and try again")
+        return None
+
+    @app.after_request
+    def headers(response: Response) -> Response:
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["X-Frame-Options"] = "DENY"
+        if response.mimetype == "text/html":
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[str, int]:
+        return render_template("error.html", code=exc.code, name=exc.name,
+                               message=exc.description), exc.code or 500
+
+    def job_or_404(job_id: str) -> Job:
+        job = db.get(job_id)
+        if job is None:
+            abort(404, f"there is no episode {job_id}; go back to the list")
+        return job
+
+    @app.get("/")
+    def index() -> str:
+        wanted = request.args.get("filter", "all")
+        if wanted not in FILTERS:
+            wanted = "all"
+        rows = [service.summary(ctx, db, job) for job in db.all()]
+        counts = {key: sum(1 for r in rows if key == "all" or _matches(r, key))
+                  for key in FILTERS}
+        rows = [r for r in rows if wanted == "all" or _matches(r, wanted)]
+        return render_template("list.html", rows=rows, current=wanted, counts=counts)
+
+    def render_episode(job: Job, error: str | None = None, status: int = 200,
+                       ) -> tuple[str, int]:
+        cues: list[cuelib.Cue] = []
+        missing = None
+        try:
+            cues = service.load_cues(ctx, job)
+        except InputError as exc:
+            missing = str(exc)
+        profile = cuelib.profile_for(ctx.settings)
+        issues = cuelib.check_cues(cues, profile)
+        rows = service.cue_rows(cues, issues, service.low_confidence_words(ctx, job))
+        media = service.media_artifact(job)
+        return render_template(
+            "episode.html", job=job, rows=rows, profile=profile, error=error, missing=missing,
+            media=media, is_video=media is not None and "video" in media,
+            figures=service.qa_figures(cues, issues) if cues else {},
+            state=service.review_state(ctx, db, job), mode=service.review_mode(ctx, job),
+            revision=service.revision(job), reviews=list(reversed(db.reviews(job.id))),
+            paragraphs=cuelib.paragraphs(cues), reviewer=session.get("reviewer", ""),
+            editable=job.status in service.EDITABLE, language=_language(job),
+            has_trim="trim" in job.measurements, has_loudness="master_audio" in job.files,
+        ), status
+
+    @app.get("/episodes/<job_id>")
+    def episode(job_id: str) -> tuple[str, int]:
+        return render_episode(job_or_404(job_id))
+
+    @app.get("/episodes/<job_id>/media/<artifact>")
+    def media(job_id: str, artifact: str) -> Response:
+        job = job_or_404(job_id)
+        if artifact not in (*service.PLAYABLE, "vtt") or artifact not in job.files:
+            abort(404, f"episode {job_id} has no {artifact} file")
+        path = ctx.workspace.abs(job.files[artifact])
+        if not path.is_file():
+            abort(404, f"{job.files[artifact]} is missing on disk")
+        response = send_file(path, mimetype=MEDIA_TYPES.get(artifact), conditional=True,
+                             max_age=0)
+        if artifact == "vtt":
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.get("/episodes/<job_id>/plots/<name>.svg")
+    def plot(job_id: str, name: str) -> Response:
+        from pipeline.review import plots
+
+        job = job_or_404(job_id)
+        if name not in plots.PLOTS:
+            abort(404, f"there is no plot {name!r}")
+        try:
+            svg = plots.PLOTS[name](ctx, job)
+        except InputError as exc:
+            abort(404, str(exc))
+        return Response(svg, mimetype="image/svg+xml",
+                        headers={"Cache-Control": "no-store"})
+
+    def form_int(name: str) -> int:
+        try:
+            return int(request.form.get(name, ""))
+        except ValueError:
+            abort(400, f"the form field {name!r} must be a whole number; reload the page")
+
+    def changed(job_id: str, change: Any, what: str, anchor: int) -> Any:
+        job = job_or_404(job_id)
+        reviewer = request.form.get("reviewer", "")
+        session["reviewer"] = " ".join(reviewer.split())[:service.MAX_REVIEWER]
+        try:
+            cues = change(service.load_cues(ctx, job))
+            job = service.save_cues(ctx, db, job, cues, reviewer=reviewer,
+                                    expected_revision=form_int("revision"), what=what)
+        except service.ConflictError as exc:
+            return render_episode(job, str(exc), 409)
+        except InputError as exc:
+            return render_episode(job, str(exc), 400)
+        flash(f"Saved: {what}. Captions are now revision {service.revision(job)}.")
+        return redirect(url_for("episode", job_id=job.id, _anchor=f"cue-{anchor + 1}"),
+                        code=303)
+
+    @app.post("/episodes/<job_id>/cues/<int:number>/edit")
+    def edit_cue(job_id: str, number: int) -> Any:
+        try:
+            start = cuelib.parse_time(request.form.get("start", ""))
+            end = cuelib.parse_time(request.form.get("end", ""))
+        except InputError as exc:
+            return render_episode(job_or_404(job_id), f"cue {number}: {exc}", 400)
+        text = request.form.get("text", "")
+        return changed(job_id, lambda cues: cuelib.edit(cues, number - 1, text=text,
+                                                        start=start, end=end),
+                       f"edited cue {number}", number - 1)
+
+    @app.post("/episodes/<job_id>/cues/<int:number>/split")
+    def split_cue(job_id: str, number: int) -> Any:
+        after = form_int("after_word")
+        limit = cuelib.profile_for(ctx.settings).max_chars_per_line
+        return changed(job_id, lambda cues: cuelib.split(cues, number - 1, after, limit),
+                       f"split cue {number} after word {after}", number - 1)
+
+    @app.post("/episodes/<job_id>/cues/<int:number>/merge")
+    def merge_cue(job_id: str, number: int) -> Any:
+        limit = cuelib.profile_for(ctx.settings).max_chars_per_line
+        return changed(job_id, lambda cues: cuelib.merge(cues, number - 1, limit),
+                       f"merged cue {number} with cue {number + 1}", number - 1)
+
+    @app.post("/episodes/<job_id>/decision")
+    def decision(job_id: str) -> Any:
+        job = job_or_404(job_id)
+        reviewer = request.form.get("reviewer", "")
+        session["reviewer"] = " ".join(reviewer.split())[:service.MAX_REVIEWER]
+        action = request.form.get("action", "")
+        try:
+            job = service.decide(ctx, db, job, action=action, reviewer=reviewer,
+                                 expected_revision=form_int("revision"),
+                                 note=request.form.get("note", ""))
+        except service.ConflictError as exc:
+            return render_episode(job, str(exc), 409)
+        except InputError as exc:
+            return render_episode(job, str(exc), 400)
+        if action == "approve":
+            flash(f"Approved captions revision {service.revision(job)}. "
+                  + ("The episode is queued: `learncast run` or a running `learncast watch` "
+                     "uploads and publishes it." if job.status is Status.QUEUED else ""))
+        else:
+            flash("Changes requested; the episode keeps waiting for review.")
+        return redirect(url_for("episode", job_id=job.id, _anchor="decision"), code=303)
+
+    def _language(job: Job) -> str:
+        try:
+            return ctx.settings.show(job.show).language
+        except KeyError:
+            return "en"
+
+    return app
+
+
+def _matches(row: dict[str, Any], key: str) -> bool:
+    if key == "needs-review":
+        return row["state"] in ("needs-review", "changes-requested")
+    return bool(row["state"] == key)
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization", "")
+    return header[7:] if header.startswith("Bearer ") else None

@@ -1,0 +1,373 @@
+"""Edited captions: parse our WebVTT into cues, check them, and render every caption format.
+
+This is the one seam between the review page and the caption writers. The caption stage
+(issue 4, `pipeline/captions/`) produces the first version from word timestamps; once a
+reviewer edits, the words no longer match the text, so every format is re-rendered from the
+edited cues here. The profile limits use the same attribute names as
+`pipeline.captions.profiles.Profile`, so either object can be passed to `check_cues`.
+"""
+
+from __future__ import annotations
+
+import html
+import importlib
+import re
+import statistics
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import numpy as np
+
+from pipeline.errors import InputError
+
+TIMESTAMP = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{3})$")
+TIMING_LINE = re.compile(r"^(\S+)\s+-->\s+(\S+)(?:\s+.*)?$")
+VOICE = re.compile(r"^<v(?:\.[^\s>]*)?\s+([^>]*)>")
+TAG = re.compile(r"</?[a-zA-Z][^>]*>|<\d[^>]*>")
+#: A pause this long between cues starts a new paragraph in the TXT/HTML transcript.
+PARAGRAPH_PAUSE_S = 2.0
+EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class Cue:
+    """One caption on screen. `lines` as displayed; times in seconds on the media timeline."""
+
+    start: float
+    end: float
+    lines: tuple[str, ...]
+    speaker: str | None = None
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.lines)
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+    @property
+    def words(self) -> list[str]:
+        return self.text.split()
+
+
+class Limits(Protocol):
+    name: str
+    max_chars_per_line: int
+    max_lines: int
+    max_cps: float | None
+    warn_cps: float | None
+    min_duration_s: float
+    max_duration_s: float
+    min_gap_s: float
+
+
+@dataclass(frozen=True)
+class DefaultProfile:
+    """The `learncast` profile's limits, used until `pipeline.captions.profiles` is present."""
+
+    name: str = "learncast"
+    max_chars_per_line: int = 42
+    max_lines: int = 2
+    max_cps: float | None = 17.0
+    warn_cps: float | None = 15.0
+    min_duration_s: float = 0.83
+    max_duration_s: float = 7.0
+    min_gap_s: float = 0.083
+
+
+def profile_for(settings: Any) -> Limits:
+    """The configured caption profile (`captions.profile`), or the built-in default."""
+    name = getattr(getattr(settings, "captions", None), "profile", "learncast")
+    try:
+        profiles = importlib.import_module("pipeline.captions.profiles")
+    except ImportError:
+        return DefaultProfile()
+    return profiles.get_profile(name)  # type: ignore[no-any-return]
+
+
+def low_confidence_threshold(settings: Any) -> float:
+    return float(getattr(getattr(settings, "captions", None), "low_confidence", 0.5))
+
+
+# --- timestamps -------------------------------------------------------------------------
+
+
+def parse_time(text: str) -> float:
+    """`01:02:03.500`, `02:03.500` or plain seconds (`123.5`) → seconds."""
+    text = text.strip()
+    m = TIMESTAMP.match(text)
+    if m:
+        hours, minutes, secs, ms = m.groups()
+        return int(hours or 0) * 3600 + int(minutes) * 60 + int(secs) + int(ms) / 1000
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(f"{text!r} is not a time; write seconds (12.5) or "
+                         "HH:MM:SS.mmm (00:00:12.500)") from None
+    if value < 0 or value != value:
+        raise InputError(f"time {text!r} must be zero or more seconds")
+    return value
+
+
+def timestamp(seconds: float, marker: str = ".") -> str:
+    ms = max(0, round(seconds * 1000))
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    secs, ms = divmod(ms, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{marker}{ms:03d}"
+
+
+# --- WebVTT in and out ------------------------------------------------------------------
+
+
+def _unescape(text: str) -> str:
+    return html.unescape(TAG.sub("", text))
+
+
+def parse_vtt(text: str) -> list[Cue]:
+    """The cues of a WebVTT file (NOTE/STYLE/REGION blocks skipped, markup removed)."""
+    text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    blocks = re.split(r"\n{2,}", text.strip())
+    if not blocks or not blocks[0].startswith("WEBVTT"):
+        raise InputError("the caption file does not start with 'WEBVTT'; it is not WebVTT")
+    cues: list[Cue] = []
+    for block in blocks[1:]:
+        lines = block.split("\n")
+        if lines[0].startswith(("NOTE", "STYLE", "REGION")):
+            continue
+        if "-->" not in lines[0] and len(lines) > 1:
+            lines = lines[1:]  # a cue identifier
+        m = TIMING_LINE.match(lines[0].strip())
+        if not m:
+            continue
+        start, end = parse_time(m.group(1)), parse_time(m.group(2))
+        body = lines[1:]
+        speaker = None
+        if body:
+            v = VOICE.match(body[0])
+            if v:
+                speaker = html.unescape(v.group(1).strip()) or None
+        texts = tuple(t for t in (_unescape(line).strip() for line in body) if t)
+        cues.append(Cue(start, end, texts, speaker))
+    return cues
+
+
+def _esc_vtt(text: str) -> str:
+    # '&', '<' and '>' must be escaped; escaping '>' also rules out '-->' inside cue text.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def render_vtt(cues: list[Cue]) -> str:
+    out = ["WEBVTT", ""]
+    for k, cue in enumerate(cues, 1):
+        lines = [_esc_vtt(line) for line in cue.lines]
+        if cue.speaker and lines:
+            lines[0] = f"<v {_esc_vtt(cue.speaker)}>{lines[0]}"
+        out += [str(k), f"{timestamp(cue.start)} --> {timestamp(cue.end)}", *lines, ""]
+    return "\n".join(out)
+
+
+def render_srt(cues: list[Cue]) -> str:
+    out: list[str] = []
+    for k, cue in enumerate(cues, 1):
+        lines = list(cue.lines)
+        if cue.speaker and lines:
+            lines[0] = f"{cue.speaker}: {lines[0]}"
+        out += [str(k), f"{timestamp(cue.start, ',')} --> {timestamp(cue.end, ',')}", *lines,
+                ""]
+    return "\n".join(out)
+
+
+def paragraphs(cues: list[Cue]) -> list[list[Cue]]:
+    out: list[list[Cue]] = []
+    for cue in cues:
+        if out and cue.start - out[-1][-1].end < PARAGRAPH_PAUSE_S:
+            out[-1].append(cue)
+        else:
+            out.append([cue])
+    return out
+
+
+def render_txt(cues: list[Cue], title: str) -> str:
+    paras = [" ".join(c.text for c in p) for p in paragraphs(cues)]
+    head = [title, ""] if title else []
+    return "\n".join([*head, "\n\n".join(paras)]) + "\n"
+
+
+def render_html(cues: list[Cue], title: str, language: str) -> str:
+    """A standalone, accessible transcript page (landmarks, heading, timestamped paragraphs)."""
+    esc = html.escape
+    title = title or "Transcript"
+    body = []
+    for para in paragraphs(cues):
+        start = para[0].start
+        body.append(f'<p id="t{round(start * 1000)}"><time datetime="PT{start:.3f}S">'
+                    f"{esc(timestamp(start)[:-4])}</time> "
+                    f"{esc(' '.join(c.text for c in para))}</p>")
+    if not body:
+        body.append("<p>No speech was recognised in this recording.</p>")
+    return "\n".join([
+        "<!DOCTYPE html>", f'<html lang="{esc(language or "en")}">', "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>Transcript: {esc(title)}</title>",
+        "<style>body{font:1.1rem/1.6 system-ui,sans-serif;max-width:42rem;margin:2rem auto;"
+        "padding:0 1rem}time{color:#444;font-variant-numeric:tabular-nums;"
+        "margin-right:.5rem}</style>",
+        "</head>", "<body>", "<main>", "<article>", f"<h1>{esc(title)}</h1>",
+        '<section aria-label="Transcript">', *body, "</section>", "</article>", "</main>",
+        "</body>", "</html>", "",
+    ])
+
+
+def cues_json(cues: list[Cue]) -> list[dict[str, Any]]:
+    return [{"start": round(c.start, 3), "end": round(c.end, 3), "text": c.text,
+             "lines": list(c.lines), **({"speaker": c.speaker} if c.speaker else {})}
+            for c in cues]
+
+
+# --- checks -----------------------------------------------------------------------------
+
+
+def cue_cps(cue: Cue) -> float:
+    return len(cue.text) / max(cue.duration, 1e-3)
+
+
+def check_cues(cues: list[Cue], profile: Limits) -> list[dict[str, Any]]:
+    """Every profile breach: `error` for hard limits, `warning` for advisory ones."""
+    issues: list[dict[str, Any]] = []
+
+    def add(k: int, rule: str, value: float, limit: float, severity: str) -> None:
+        issues.append({"cue": k + 1, "start": round(cues[k].start, 3), "rule": rule,
+                       "value": round(value, 3), "limit": limit, "severity": severity,
+                       "text": cues[k].text})
+
+    for k, cue in enumerate(cues):
+        for line in cue.lines:
+            if len(line) > profile.max_chars_per_line:
+                add(k, "chars_per_line", len(line), profile.max_chars_per_line, "error")
+        if len(cue.lines) > profile.max_lines:
+            add(k, "lines", len(cue.lines), profile.max_lines, "error")
+        cps = cue_cps(cue)
+        if profile.max_cps and cps > profile.max_cps + EPS:
+            add(k, "cps", cps, profile.max_cps, "error")
+        elif profile.warn_cps and cps > profile.warn_cps + EPS:
+            add(k, "cps", cps, profile.warn_cps, "warning")
+        if cue.duration < profile.min_duration_s - EPS:
+            add(k, "min_duration", cue.duration, profile.min_duration_s, "error")
+        if cue.duration > profile.max_duration_s + EPS:
+            add(k, "max_duration", cue.duration, profile.max_duration_s, "error")
+        if k + 1 < len(cues):
+            gap = cues[k + 1].start - cue.end
+            if gap < -EPS:
+                add(k, "overlap", -gap, 0.0, "error")
+            elif gap < profile.min_gap_s - EPS:
+                add(k, "min_gap", gap, profile.min_gap_s, "error")
+    return issues
+
+
+def distribution(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    ordered = sorted(values)
+    return {"min": round(ordered[0], 2), "median": round(statistics.median(ordered), 2),
+            "p90": round(ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], 2),
+            "max": round(ordered[-1], 2), "mean": round(statistics.fmean(ordered), 2)}
+
+
+# --- edits ------------------------------------------------------------------------------
+
+
+def wrap(text: str, max_chars: int) -> tuple[str, ...]:
+    """Greedy line breaks for text that came without them (merges, single-line edits)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= max_chars:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return tuple(lines)
+
+
+def clean_lines(text: str) -> tuple[str, ...]:
+    lines = tuple(" ".join(line.split()) for line in text.replace("\r", "").split("\n"))
+    return tuple(line for line in lines if line)
+
+
+def edit(cues: list[Cue], index: int, *, text: str, start: float, end: float) -> list[Cue]:
+    """Cue `index` with new text and timing; the list stays sorted by start time."""
+    _check_index(cues, index)
+    lines = clean_lines(text)
+    if not lines:
+        raise InputError(f"cue {index + 1} would be empty; type its text, or merge it with "
+                         "a neighbour instead")
+    if end <= start:
+        raise InputError(f"cue {index + 1}: the end ({end:.3f} s) must be after the start "
+                         f"({start:.3f} s)")
+    out = list(cues)
+    out[index] = replace(out[index], start=start, end=end, lines=lines)
+    return sorted(out, key=lambda c: (c.start, c.end))
+
+
+def split(cues: list[Cue], index: int, after_word: int, max_chars: int) -> list[Cue]:
+    """Split cue `index` after its `after_word`-th word; time is shared by character count."""
+    _check_index(cues, index)
+    cue = cues[index]
+    words = cue.words
+    if not 1 <= after_word < len(words):
+        raise InputError(f"cue {index + 1} has {len(words)} word(s); split after a word "
+                         f"between 1 and {len(words) - 1}")
+    head, tail = " ".join(words[:after_word]), " ".join(words[after_word:])
+    cut = cue.start + cue.duration * len(head) / (len(head) + len(tail))
+    first = Cue(cue.start, round(cut, 3), wrap(head, max_chars), cue.speaker)
+    second = Cue(round(cut, 3), cue.end, wrap(tail, max_chars), cue.speaker)
+    return [*cues[:index], first, second, *cues[index + 1:]]
+
+
+def merge(cues: list[Cue], index: int, max_chars: int) -> list[Cue]:
+    """Merge cue `index` with the next one."""
+    _check_index(cues, index)
+    if index + 1 >= len(cues):
+        raise InputError(f"cue {index + 1} is the last cue; there is no next cue to merge with")
+    a, b = cues[index], cues[index + 1]
+    merged = Cue(a.start, max(a.end, b.end), wrap(f"{a.text} {b.text}", max_chars),
+                 a.speaker or b.speaker)
+    return [*cues[:index], merged, *cues[index + 2:]]
+
+
+def _check_index(cues: list[Cue], index: int) -> None:
+    if not 0 <= index < len(cues):
+        raise InputError(f"there is no cue {index + 1} (the file has {len(cues)}); reload "
+                         "the page")
+
+
+def word_edit_distance(before: list[str], after: list[str]) -> int:
+    """Levenshtein distance over words: substitutions + insertions + deletions.
+
+    Reviewers' edits are local, so the common head and tail are cut off first; what is left
+    runs row by row in numpy (the in-row insertion chain is a running minimum), which keeps a
+    one-hour transcript's worst case well under a second.
+    """
+    head = 0
+    while head < min(len(before), len(after)) and before[head] == after[head]:
+        head += 1
+    tail = 0
+    while tail < min(len(before), len(after)) - head \
+            and before[-1 - tail] == after[-1 - tail]:
+        tail += 1
+    a, b = before[head:len(before) - tail], after[head:len(after) - tail]
+    if not a or not b:
+        return max(len(a), len(b))
+    ids: dict[str, int] = {}
+    xs = np.array([ids.setdefault(w, len(ids)) for w in a])
+    ys = np.array([ids.setdefault(w, len(ids)) for w in b])
+    steps = np.arange(len(ys) + 1)
+    previous = steps.copy()
+    for i, x in enumerate(xs, 1):
+        best = np.empty_like(previous)
+        best[0] = i
+        best[1:] = np.minimum(previous[1:] + 1, previous[:-1] + (ys != x))
+        # insertions along the row: current[j] = min_k<=j best[k] + (j - k)
+        previous = np.minimum.accumulate(best - steps) + steps
+    return int(previous[-1])

@@ -1,0 +1,133 @@
+"""Plots for the review page, rendered server-side as SVG with matplotlib.
+
+People judge a waveform or a reading-speed curve faster than a table of numbers. Each plot is
+a function `(ctx, job) -> SVG text` in the `PLOTS` registry; matplotlib's object API (no
+pyplot) keeps rendering safe in the web server's threads.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+from collections.abc import Callable
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from pipeline.errors import InputError
+from pipeline.models import Job
+from pipeline.review import cues as cuelib
+from pipeline.review import service
+from pipeline.workspace import Context
+
+WAVE_RATE = 4000
+MOMENTARY = re.compile(r"t:\s*([\d.]+)\s+.*?M:\s*(-?[\d.]+|-inf|nan)")
+
+
+def _svg(fig: Figure) -> str:
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _figure() -> tuple[Figure, Axes]:
+    fig = Figure(figsize=(9, 3), dpi=100)
+    return fig, fig.add_subplot()
+
+
+def reading_speed(ctx: Context, job: Job) -> str:
+    cues = service.load_cues(ctx, job)
+    profile = cuelib.profile_for(ctx.settings)
+    fig, ax = _figure()
+    mids = [(c.start + c.end) / 2 for c in cues]
+    speeds = [cuelib.cue_cps(c) for c in cues]
+    ax.hlines(speeds, [c.start for c in cues], [c.end for c in cues],
+              colors="#0b4fa8", linewidth=3)
+    ax.plot(mids, speeds, "o", color="#0b4fa8", markersize=3)
+    if profile.max_cps:
+        ax.axhline(profile.max_cps, color="#a30015", linestyle="--",
+                   label=f"limit {profile.max_cps:g} characters/s")
+        ax.legend(loc="upper right")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("characters per second")
+    ax.set_ylim(bottom=0)
+    return _svg(fig)
+
+
+def _pcm(ctx: Context, path: str, rate: int) -> np.ndarray:
+    proc = subprocess.run([ctx.ffmpeg, "-nostdin", "-v", "error", "-i",
+                           str(ctx.workspace.abs(path)), "-ac", "1", "-ar", str(rate),
+                           "-f", "f32le", "-"], capture_output=True, check=False)
+    if proc.returncode != 0:
+        raise InputError(f"could not decode {path} for the waveform: "
+                         f"{proc.stderr.decode(errors='replace')[-300:]}")
+    return np.frombuffer(proc.stdout, dtype="<f4")
+
+
+def waveform(ctx: Context, job: Job) -> str:
+    """The recording before trimming, with what the trim stage cut away shaded."""
+    if "source_audio" not in job.files:
+        raise InputError(f"episode {job.id} has no source audio yet")
+    samples = _pcm(ctx, job.files["source_audio"], WAVE_RATE)
+    fig, ax = _figure()
+    bins = max(1, len(samples) // 2000)
+    usable = samples[: len(samples) // bins * bins].reshape(-1, bins) if len(samples) else \
+        np.zeros((1, 1), dtype="<f4")
+    times = np.arange(usable.shape[0]) * bins / WAVE_RATE
+    ax.fill_between(times, usable.min(axis=1), usable.max(axis=1),
+                    color="#1b1b1b", linewidth=0)
+    trim = job.measurements.get("trim") or {}
+    total = len(samples) / WAVE_RATE
+    regions = []
+    if isinstance(trim, dict) and "start_s" in trim:
+        regions.append((0.0, float(trim["start_s"])))
+        regions.append((float(trim.get("end_s", total)), total))
+        regions += [(float(a), float(b)) for a, b in trim.get("removed_pauses", [])]
+    for k, (a, b) in enumerate(r for r in regions if r[1] > r[0]):
+        ax.axvspan(a, b, color="#e8a33d", alpha=0.45,
+                   label="trimmed" if k == 0 else None)
+    if regions:
+        ax.legend(loc="upper right")
+    ax.set_xlabel("time in the original recording (s)")
+    ax.set_ylabel("amplitude")
+    ax.set_ylim(-1, 1)
+    return _svg(fig)
+
+
+def _momentary(ctx: Context, path: str) -> tuple[list[float], list[float]]:
+    proc = subprocess.run([ctx.ffmpeg, "-nostdin", "-hide_banner", "-i",
+                           str(ctx.workspace.abs(path)), "-af", "ebur128",
+                           "-f", "null", "-"], capture_output=True, text=True, check=False)
+    times, values = [], []
+    for m in MOMENTARY.finditer(proc.stderr):
+        value = float(m.group(2)) if m.group(2) not in ("-inf", "nan") else float("nan")
+        times.append(float(m.group(1)))
+        values.append(value if value > -70 else float("nan"))
+    if not times:
+        raise InputError(f"could not measure the loudness of {path}")
+    return times, values
+
+
+def loudness(ctx: Context, job: Job) -> str:
+    """Momentary loudness (EBU R128, 400 ms) before and after normalisation."""
+    before_key = next((k for k in ("trimmed_audio", "source_audio") if k in job.files), None)
+    if before_key is None or "master_audio" not in job.files:
+        raise InputError(f"episode {job.id} has not been normalised yet")
+    fig, ax = _figure()
+    for key, label, colour in ((before_key, "before", "#8a8a8a"),
+                               ("master_audio", "after normalisation", "#0b4fa8")):
+        times, values = _momentary(ctx, job.files[key])
+        ax.plot(times, values, label=label, color=colour, linewidth=1)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("momentary loudness (LUFS)")
+    ax.legend(loc="lower right")
+    return _svg(fig)
+
+
+PLOTS: dict[str, Callable[[Context, Job], str]] = {
+    "reading-speed": reading_speed,
+    "waveform": waveform,
+    "loudness": loudness,
+}

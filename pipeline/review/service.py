@@ -1,0 +1,342 @@
+"""What the review page does, without the web: read cues and flags, save edits, approve.
+
+Kept apart from the Flask app so the gate stage, the CLI and the tests share one
+implementation. Every write goes through `atomic_write_text`; every decision lands in the
+state database's audit trail (`reviews`) before the episode's status changes, so the trail
+never misses an action that took effect.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import InputError
+from pipeline.fsutil import atomic_write_text, sha256_file
+from pipeline.models import Job, Status
+from pipeline.review import cues as cuelib
+from pipeline.review.cues import Cue
+from pipeline.state import StateDB
+from pipeline.workspace import Context
+
+log = logging.getLogger(__name__)
+
+MODES = ("after-approval", "immediate")
+#: Actions in the audit trail. `edit` rows record who changed the captions into a revision.
+ACTIONS = ("approve", "request-changes", "edit")
+#: Statuses in which nobody else writes the episode, so a reviewer may change it.
+EDITABLE = (Status.AWAITING_REVIEW, Status.PUBLISHED, Status.FAILED)
+#: Caption and transcript files re-rendered from edited cues, with their file suffix.
+RENDERED = {"vtt": "vtt", "srt": "srt", "txt": "txt", "html": "html"}
+#: The media a reviewer watches, best first (deliverables, then intermediates).
+PLAYABLE = ("video", "audio", "trimmed_video", "master_audio", "trimmed_audio", "source_audio")
+MAX_REVIEWER = 100
+MAX_NOTE = 2000
+
+
+class ConflictError(InputError):
+    """The captions changed since the reviewer loaded the page."""
+
+
+def review_mode(ctx: Context, job: Job) -> str:
+    """The show's `review` setting, or the `[review]` default for the episode's kind."""
+    try:
+        mode = ctx.settings.show(job.show).review
+    except KeyError:
+        mode = "auto"
+    if mode == "auto":
+        return ctx.settings.review.video if job.kind == "video" else ctx.settings.review.audio
+    return mode
+
+
+def revision(job: Job) -> int:
+    """Caption revision: 1 is the speech recogniser's output, each saved edit adds one."""
+    return int(job.measurements.get("caption_revision", 1))
+
+
+def captions_digest(ctx: Context, job: Job) -> str:
+    """sha256 of the caption file as it is now ('' when there is none)."""
+    stored = job.files.get("vtt")
+    if not stored or not ctx.workspace.abs(stored).is_file():
+        return ""
+    return sha256_file(ctx.workspace.abs(stored))
+
+
+def approval(ctx: Context, db: StateDB, job: Job) -> dict[str, Any] | None:
+    """The approval that covers the current captions, or None.
+
+    A decision applies to the revision it was made on, and to those exact bytes: an edit after
+    an approval needs a new one, so does a caption file rewritten by anything else (a re-run
+    of the caption stage); a later request for changes withdraws it.
+    """
+    decisions = [r for r in db.reviews(job.id) if r["action"] != "edit"]
+    if decisions and decisions[-1]["action"] == "approve" \
+            and decisions[-1]["revision"] == revision(job) \
+            and decisions[-1]["captions_sha256"] == captions_digest(ctx, job):
+        return decisions[-1]
+    return None
+
+
+def review_state(ctx: Context, db: StateDB, job: Job) -> str:
+    """One word for the list: needs-review, changes-requested, approved, published, ..."""
+    if job.status is Status.PUBLISHED:
+        return "published"
+    if approval(ctx, db, job) is not None:
+        return "approved"
+    if job.status is Status.AWAITING_REVIEW and job.stage == "review":  # held by the gate
+        decisions = [r for r in db.reviews(job.id) if r["action"] != "edit"]
+        if decisions and decisions[-1]["action"] == "request-changes":
+            return "changes-requested"
+        return "needs-review"
+    return str(job.status)
+
+
+# --- reading ----------------------------------------------------------------------------
+
+
+def load_cues(ctx: Context, job: Job) -> list[Cue]:
+    stored = job.files.get("vtt")
+    if not stored or not ctx.workspace.abs(stored).is_file():
+        raise InputError(f"episode {job.id} has no captions yet; they appear once the caption "
+                         "stage has run")
+    return cuelib.parse_vtt(ctx.workspace.abs(stored).read_text(encoding="utf-8"))
+
+
+def low_confidence_words(ctx: Context, job: Job) -> list[dict[str, Any]]:
+    """Words the recogniser was unsure of: from the QA report, else the word-level JSON."""
+    threshold = cuelib.low_confidence_threshold(ctx.settings)
+    for key in ("qa", "json"):
+        data = _read_json(ctx, job, key)
+        if key == "qa" and isinstance(data.get("low_confidence_words"), list):
+            return [w for w in data["low_confidence_words"] if isinstance(w, dict)]
+        if key == "json" and isinstance(data.get("words"), list):
+            return [w for w in data["words"] if isinstance(w, dict)
+                    and float(w.get("probability", 1.0)) < threshold]
+    return []
+
+
+def _read_json(ctx: Context, job: Job, key: str) -> dict[str, Any]:
+    stored = job.files.get(key)
+    if not stored:
+        return {}
+    try:
+        data = json.loads(ctx.workspace.abs(stored).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _bare(word: str) -> str:
+    return re.sub(r"[^\w']", "", word.lower())
+
+
+@dataclass
+class CueRow:
+    """One cue as the page shows it."""
+
+    index: int
+    start: float
+    end: float
+    speaker: str | None
+    lines: list[list[tuple[str, bool]]]  # per line: (word, low confidence?)
+    text: str
+    chars: list[int]
+    cps: float
+    flags: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def severity(self) -> str:
+        kinds = {f["severity"] for f in self.flags}
+        return "error" if "error" in kinds else "warning" if kinds else "ok"
+
+
+def cue_rows(cues: list[Cue], issues: list[dict[str, Any]],
+             low_words: list[dict[str, Any]]) -> list[CueRow]:
+    rows = []
+    for k, cue in enumerate(cues):
+        unsure = {_bare(str(w.get("word", ""))) for w in low_words
+                  if cue.start - 0.05 <= float(w.get("start", -1)) < cue.end + 0.05}
+        lines = [[(word, _bare(word) in unsure) for word in line.split()] for line in cue.lines]
+        flags = [i for i in issues if i["cue"] == k + 1]
+        flags += [{"rule": "low_confidence", "severity": "warning", "value": w, "limit": ""}
+                  for line in lines for w, low in line if low]
+        rows.append(CueRow(k, cue.start, cue.end, cue.speaker, lines, "\n".join(cue.lines),
+                           [len(line) for line in cue.lines], round(cuelib.cue_cps(cue), 1),
+                           flags))
+    return rows
+
+
+def qa_figures(cues: list[Cue], issues: list[dict[str, Any]]) -> dict[str, Any]:
+    errors = [i for i in issues if i["severity"] == "error"]
+    cps = cuelib.distribution([cuelib.cue_cps(c) for c in cues])
+    return {
+        "caption_cues": len(cues),
+        "caption_violations": len(errors),
+        "caption_warnings": len(issues) - len(errors),
+        "caption_conformance": round(1 - len({i["cue"] for i in errors}) / len(cues), 4)
+        if cues else 1.0,
+        "reading_cps_median": cps.get("median", 0.0),
+        "reading_cps_max": cps.get("max", 0.0),
+    }
+
+
+def summary(ctx: Context, db: StateDB, job: Job) -> dict[str, Any]:
+    """The list page's row: review state and a caption QA summary from the current files."""
+    row: dict[str, Any] = {"job": job, "state": review_state(ctx, db, job),
+                           "mode": review_mode(ctx, job), "revision": revision(job),
+                           "has_captions": False}
+    try:
+        cues = load_cues(ctx, job)
+    except InputError:
+        return row
+    issues = cuelib.check_cues(cues, cuelib.profile_for(ctx.settings))
+    row.update(has_captions=True, low_words=len(low_confidence_words(ctx, job)),
+               **qa_figures(cues, issues))
+    return row
+
+
+def media_artifact(job: Job) -> str | None:
+    return next((k for k in PLAYABLE if k in job.files), None)
+
+
+# --- writing ----------------------------------------------------------------------------
+
+
+def _check_reviewer(reviewer: str) -> str:
+    reviewer = " ".join(reviewer.split())
+    if not reviewer:
+        raise InputError("type your name in 'Reviewer' so the audit trail says who did this")
+    if len(reviewer) > MAX_REVIEWER:
+        raise InputError(f"the reviewer name is longer than {MAX_REVIEWER} characters; "
+                         "shorten it")
+    return reviewer
+
+
+def _check_fresh(job: Job, expected: int) -> None:
+    if expected != revision(job):
+        raise ConflictError(f"the captions of episode {job.id} changed since you opened the "
+                            f"page (you saw revision {expected}, now {revision(job)}); reload "
+                            "the page and redo your change")
+
+
+def _target(ctx: Context, job: Job, key: str, suffix: str) -> Path:
+    stored = job.files.get(key)
+    if stored:
+        return ctx.workspace.abs(stored)
+    return ctx.workspace.transcripts / job.show / f"{job.slug}.{suffix}"
+
+
+def save_cues(ctx: Context, db: StateDB, job: Job, cues: list[Cue], *, reviewer: str,
+              expected_revision: int, what: str) -> Job:
+    """Write edited cues as a new caption revision, and queue whatever must be republished."""
+    reviewer = _check_reviewer(reviewer)
+    _check_fresh(job, expected_revision)
+    if job.status not in EDITABLE:
+        raise InputError(f"episode {job.id} is {job.status}: the pipeline is working on it. "
+                         "Wait until it is awaiting review or published, then edit")
+    if not cues:
+        raise InputError("the captions would have no cues left; keep at least one")
+    ws = ctx.workspace
+    vtt_path = _target(ctx, job, "vtt", "vtt")
+    if "asr_vtt" not in job.files and vtt_path.is_file():
+        original = vtt_path.with_name(f"{job.slug}.asr.vtt")
+        atomic_write_text(original, vtt_path.read_text(encoding="utf-8"))
+        job = job.with_file("asr_vtt", ws.rel(original))
+    renders = {"vtt": cuelib.render_vtt(cues), "srt": cuelib.render_srt(cues),
+               "txt": cuelib.render_txt(cues, job.title),
+               "html": cuelib.render_html(cues, job.title, _language(ctx, job))}
+    for key, suffix in RENDERED.items():
+        path = _target(ctx, job, key, suffix)
+        atomic_write_text(path, renders[key])
+        job = job.with_file(key, ws.rel(path))
+    new_revision = revision(job) + 1
+    profile = cuelib.profile_for(ctx.settings)
+    issues = cuelib.check_cues(cues, profile)
+    figures = qa_figures(cues, issues)
+    data = _read_json(ctx, job, "json")
+    if data:
+        data.update(cues=cuelib.cues_json(cues), caption_revision=new_revision)
+        atomic_write_text(ws.abs(job.files["json"]), json.dumps(data, ensure_ascii=False,
+                                                                indent=1) + "\n")
+    qa = _read_json(ctx, job, "qa")
+    qa.update(profile=profile.name, cues=len(cues), conformance=figures["caption_conformance"],
+              violations=[i for i in issues if i["severity"] == "error"],
+              warnings=[i for i in issues if i["severity"] == "warning"],
+              caption_revision=new_revision)
+    qa.setdefault("reading_speed", {})["cps"] = cuelib.distribution(
+        [cuelib.cue_cps(c) for c in cues])
+    qa_path = _target(ctx, job, "qa", "qa.json")
+    atomic_write_text(qa_path, json.dumps(qa, ensure_ascii=False, indent=1) + "\n")
+    job = job.with_file("qa", ws.rel(qa_path))
+    asr_words = [w for c in cuelib.parse_vtt(ws.abs(job.files["asr_vtt"]).read_text(
+        encoding="utf-8")) for w in c.words] if "asr_vtt" in job.files else []
+    now_words = [w for c in cues for w in c.words]
+    distance = cuelib.word_edit_distance(asr_words, now_words)
+    job = job.with_measurements(
+        caption_revision=new_revision, review_edit_distance_words=distance,
+        review_asr_words=len(asr_words),
+        review_edit_rate=round(distance / len(asr_words), 4) if asr_words else 0.0,
+        **figures)
+    job = _after_change(ctx, db, job)
+    db.save(job)
+    db.add_review(job.id, reviewer, "edit", new_revision, what, captions_digest(ctx, job))
+    db.event(job.id, "edited", f"captions revision {new_revision} by {reviewer}: {what}")
+    log.info("[review] %s: captions revision %d saved by %s (%s); %d word edit(s) from the "
+             "recognised text", job.id, new_revision, reviewer, what, distance)
+    return job
+
+
+def _language(ctx: Context, job: Job) -> str:
+    try:
+        return ctx.settings.show(job.show).language
+    except KeyError:
+        return "en"
+
+
+def _after_change(ctx: Context, db: StateDB, job: Job) -> Job:
+    """A published episode's captions changed: republish them (immediate), or hold the
+    episode for a new approval first (after-approval). Upload re-sends only changed files.
+    A failed episode stays failed, but its gate must pass again when it is retried."""
+    if job.status is Status.FAILED and review_mode(ctx, job) == "after-approval":
+        db.reset_stages(job.id, ["review"])
+    if job.status is not Status.PUBLISHED:
+        return job
+    if review_mode(ctx, job) == "immediate":
+        db.reset_stages(job.id, ["upload", "publish"])
+        db.event(job.id, "republish", "edited captions are uploaded and the feed rebuilt")
+        return job.replace(status=Status.QUEUED, stage="upload", error=None)
+    db.reset_stages(job.id, ["review", "upload", "publish"])
+    return job.replace(status=Status.AWAITING_REVIEW, stage="review", error=None)
+
+
+def decide(ctx: Context, db: StateDB, job: Job, *, action: str, reviewer: str,
+           expected_revision: int, note: str = "") -> Job:
+    """Approve the current captions or request changes, recorded in the audit trail.
+
+    Approving an episode held by the gate queues it again, so the runner goes on to upload and
+    publish; a request for changes keeps it waiting, with the note for whoever edits next.
+    """
+    if action not in ("approve", "request-changes"):
+        raise InputError(f"unknown review action {action!r}; use approve or request-changes")
+    reviewer = _check_reviewer(reviewer)
+    note = note.strip()
+    if len(note) > MAX_NOTE:
+        raise InputError(f"the note is longer than {MAX_NOTE} characters; shorten it")
+    if action == "request-changes" and not note:
+        raise InputError("say what needs to change in 'Note' when requesting changes")
+    _check_fresh(job, expected_revision)
+    if job.status not in EDITABLE:
+        raise InputError(f"episode {job.id} is {job.status}: the pipeline is working on it; "
+                         "wait until it is awaiting review")
+    db.add_review(job.id, reviewer, action, revision(job), note, captions_digest(ctx, job))
+    db.event(job.id, action, f"captions revision {revision(job)} by {reviewer}"
+             + (f": {note}" if note else ""))
+    log.info("[review] %s: %s revision %d by %s", job.id, action, revision(job), reviewer)
+    if action == "approve" and job.status is Status.AWAITING_REVIEW:
+        job = job.replace(status=Status.QUEUED, error=None)
+        db.save(job)
+    return job

@@ -1,0 +1,38 @@
+"""The review gate: nothing is uploaded or published before a reviewer approves the captions.
+
+Placed just before `upload`. Shows set `review = "after-approval"` (the episode waits in
+`awaiting-review` until someone approves its current caption revision on `learncast review`)
+or `"immediate"` (it passes at once; later edits republish). Approving queues the episode
+again, and the runner resumes here, so this stage only has to look up the audit trail.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pipeline.errors import HoldForReview
+from pipeline.models import Job
+from pipeline.review import service
+from pipeline.state import StateDB
+from pipeline.workspace import Context
+
+log = logging.getLogger(__name__)
+
+
+def run(job: Job, ctx: Context) -> Job:
+    mode = service.review_mode(ctx, job)
+    if mode == "immediate":
+        return job.with_measurements(review_mode=mode)
+    db = StateDB(ctx.workspace.state_db)
+    try:
+        approved = service.approval(ctx, db, job)
+    finally:
+        db.close()
+    revision = service.revision(job)
+    if approved is None:
+        log.info("[review] %s: captions revision %d wait for approval", job.id, revision)
+        raise HoldForReview(f"captions revision {revision} wait for a reviewer's approval; "
+                            "open `learncast review` to check and approve them")
+    return job.with_measurements(review_mode=mode, review_revision=revision,
+                                 reviewed_by=approved["reviewer"],
+                                 reviewed_at=approved["at"])

@@ -1,0 +1,182 @@
+"""The review web app through Flask's test client: pages, escaping, edits, CSRF, tokens."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from flask.testing import FlaskClient
+
+from pipeline.errors import ConfigError
+from pipeline.models import Job, Status
+from pipeline.review.app import create_app
+from pipeline.state import StateDB
+from pipeline.workspace import Context
+from tests.review.conftest import MakeEpisode
+
+
+def client_for(ctx: Context, db: StateDB, **kwargs: str) -> FlaskClient:
+    return create_app(ctx, db, **kwargs).test_client()
+
+
+def csrf(page: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+@pytest.fixture
+def episode(make_episode: MakeEpisode) -> Job:
+    return make_episode("video")
+
+
+def test_list_and_filters(ctx: Context, db: StateDB, episode: Job,
+                          make_episode: MakeEpisode) -> None:
+    make_episode("audio", name="briefing")
+    client = client_for(ctx, db)
+    page = client.get("/").get_data(as_text=True)
+    assert "Onboarding" in page and "Briefing" in page
+    assert "All episodes (2)" in page and "Needs review (1)" in page
+    needs = client.get("/?filter=needs-review").get_data(as_text=True)
+    assert "Onboarding" in needs and "Briefing" not in needs
+    assert re.search(r"<td>3</td>\s*<td>1</td>\s*<td>[\d.]+ / [\d.]+</td>", needs), \
+        "violations, low-confidence words and reading speed are shown"
+    assert "Onboarding" not in client.get("/?filter=approved").get_data(as_text=True)
+
+
+def test_episode_page_escapes_transcript_text(ctx: Context, db: StateDB, episode: Job) -> None:
+    db.save(episode.replace(title='Quiz <img src=x onerror="alert(1)">'))
+    response = client_for(ctx, db).get(f"/episodes/{episode.id}")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "<script>alert(1)" not in page and "</textarea> into" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;/textarea&gt; into forms." in page
+    assert "<img src=x" not in page and "Quiz &lt;img" in page
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    assert '<mark class="low">expense' in page
+    assert f'src="/episodes/{episode.id}/media/video"' in page
+    assert f'<track kind="captions" src="/episodes/{episode.id}/media/vtt?rev=1"' in page
+
+
+def test_media_and_captions_are_served_with_ranges(ctx: Context, db: StateDB,
+                                                   episode: Job) -> None:
+    client = client_for(ctx, db)
+    part = client.get(f"/episodes/{episode.id}/media/video", headers={"Range": "bytes=0-99"})
+    assert part.status_code == 206 and len(part.data) == 100
+    vtt = client.get(f"/episodes/{episode.id}/media/vtt")
+    assert vtt.mimetype == "text/vtt" and vtt.data.startswith(b"WEBVTT")
+    assert client.get(f"/episodes/{episode.id}/media/original").status_code == 404
+    assert client.get("/episodes/nope").status_code == 404
+
+
+def test_edit_through_the_form_rewrites_files(ctx: Context, db: StateDB, episode: Job) -> None:
+    client = client_for(ctx, db)
+    token = csrf(client.get(f"/episodes/{episode.id}").get_data(as_text=True))
+    response = client.post(f"/episodes/{episode.id}/cues/2/edit", data={
+        "csrf_token": token, "revision": "1", "reviewer": "Ana", "start": "00:00:02.200",
+        "end": "4.1", "text": "Today we look at the\r\ntravel expense policy."})
+    assert response.status_code == 303 and response.location.endswith("#cue-2")
+    job = db.get(episode.id)
+    assert job is not None and job.measurements["caption_revision"] == 2
+    vtt = ctx.workspace.abs(job.files["vtt"]).read_text()
+    assert "00:00:02.200 --> 00:00:04.100\nToday we look at the\ntravel expense policy." in vtt
+    page = client.get(f"/episodes/{episode.id}").get_data(as_text=True)
+    assert "Saved: edited cue 2" in page and "1 word edit(s)" in page
+    # a stale form (revision 1) is refused, nothing changes
+    stale = client.post(f"/episodes/{episode.id}/cues/1/merge", data={
+        "csrf_token": token, "revision": "1", "reviewer": "Ana"})
+    assert stale.status_code == 409 and "reload" in stale.get_data(as_text=True)
+    bad = client.post(f"/episodes/{episode.id}/cues/1/edit", data={
+        "csrf_token": token, "revision": "2", "reviewer": "Ana", "start": "soon", "end": "1",
+        "text": "x"})
+    assert bad.status_code == 400 and "is not a time" in bad.get_data(as_text=True)
+    split = client.post(f"/episodes/{episode.id}/cues/1/split", data={
+        "csrf_token": token, "revision": "2", "reviewer": "Ana", "after_word": "2"})
+    assert split.status_code == 303
+    job = db.get(episode.id)
+    assert job is not None and job.measurements["caption_cues"] == 5
+
+
+def test_approve_through_the_form(ctx: Context, db: StateDB, episode: Job) -> None:
+    client = client_for(ctx, db)
+    token = csrf(client.get(f"/episodes/{episode.id}").get_data(as_text=True))
+    response = client.post(f"/episodes/{episode.id}/decision", data={
+        "csrf_token": token, "revision": "1", "reviewer": "Ana", "action": "approve"})
+    assert response.status_code == 303
+    assert db.get(episode.id).status is Status.QUEUED  # type: ignore[union-attr]
+    assert [r["action"] for r in db.reviews(episode.id)] == ["approve"]
+
+
+def test_state_changes_need_the_csrf_token_and_same_origin(ctx: Context, db: StateDB,
+                                                           episode: Job) -> None:
+    client = client_for(ctx, db)
+    token = csrf(client.get(f"/episodes/{episode.id}").get_data(as_text=True))
+    form = {"revision": "1", "reviewer": "Mallory", "action": "approve"}
+    url = f"/episodes/{episode.id}/decision"
+    assert client.post(url, data=form).status_code == 403
+    assert client.post(url, data={**form, "csrf_token": "forged"}).status_code == 403
+    # another session's token is worth nothing here
+    other = client_for(ctx, db)
+    assert other.post(url, data={**form, "csrf_token": token}).status_code == 403
+    cross = client.post(url, data={**form, "csrf_token": token},
+                        headers={"Origin": "http://evil.example"})
+    assert cross.status_code == 403 and "another site" in cross.get_data(as_text=True)
+    assert db.reviews(episode.id) == []
+    assert db.get(episode.id).status is Status.AWAITING_REVIEW  # type: ignore[union-attr]
+
+
+def test_loopback_binding_refuses_foreign_host_names(ctx: Context, db: StateDB,
+                                                     episode: Job) -> None:
+    client = client_for(ctx, db)
+    assert client.get("/", headers={"Host": "127.0.0.1:8090"}).status_code == 200
+    rebound = client.get("/", headers={"Host": "attacker.example:8090"})
+    assert rebound.status_code == 400 and "localhost" in rebound.get_data(as_text=True)
+
+
+def test_token_is_required_off_loopback(ctx: Context, db: StateDB, episode: Job) -> None:
+    with pytest.raises(ConfigError, match="LEARNCAST_REVIEW__TOKEN"):
+        create_app(ctx, db, host="0.0.0.0")
+    client = client_for(ctx, db, host="0.0.0.0", token="s3cret-token")
+    denied = client.get("/", headers={"Host": "review.example"})
+    assert denied.status_code == 401 and "?token=" in denied.get_data(as_text=True)
+    assert client.get("/?token=wrong").status_code == 401
+    assert client.get(f"/episodes/{episode.id}/media/vtt").status_code == 401
+    entered = client.get("/?token=s3cret-token&filter=approved")
+    assert entered.status_code == 303 and entered.location == "/?filter=approved"
+    assert client.get("/").status_code == 200  # the session remembers the token
+    bearer = client_for(ctx, db, host="0.0.0.0", token="s3cret-token")
+    assert bearer.get("/", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+
+
+def test_plots_render_as_svg(ctx: Context, db: StateDB, episode: Job) -> None:
+    job = episode.with_measurements(trim={"start_s": 0.4, "end_s": 7.5,
+                                          "removed_pauses": [[3.0, 3.6]]})
+    db.save(job)
+    client = client_for(ctx, db)
+    for name in ("reading-speed", "waveform"):
+        response = client.get(f"/episodes/{episode.id}/plots/{name}.svg")
+        assert response.status_code == 200, response.get_data(as_text=True)
+        assert response.mimetype == "image/svg+xml" and b"<svg" in response.data
+    assert b"trimmed" in client.get(f"/episodes/{episode.id}/plots/waveform.svg").data
+    assert client.get(f"/episodes/{episode.id}/plots/loudness.svg").status_code == 404
+    db.save(job.with_file("master_audio", job.files["source_audio"]))
+    loud = client.get(f"/episodes/{episode.id}/plots/loudness.svg")
+    assert loud.status_code == 200 and b"after normalisation" in loud.data
+
+
+def test_audio_episode_and_one_without_captions(ctx: Context, db: StateDB,
+                                                make_episode: MakeEpisode) -> None:
+    audio = make_episode("audio", name="briefing")
+    client = client_for(ctx, db)
+    page = client.get(f"/episodes/{audio.id}").get_data(as_text=True)
+    player = f'<audio id="player" controls preload="metadata" src="/episodes/{audio.id}/media/'
+    assert player + 'audio"' in page and 'id="now-caption"' in page
+    bare = audio.replace(files={k: v for k, v in audio.files.items()
+                                if k not in ("vtt", "json", "qa")})
+    db.save(bare)
+    response = client.get(f"/episodes/{audio.id}")
+    text = response.get_data(as_text=True)
+    assert response.status_code == 200 and "has no captions yet" in text
+    assert "Not saved" not in text and "<track" not in text
+    assert "No captions yet" in client.get("/").get_data(as_text=True)

@@ -1,0 +1,206 @@
+"""The review page in a real browser: Debian's headless chromium driven by Playwright.
+
+One reviewer's session end to end: the list, an episode, playing to a cue and reading the
+caption the browser renders from the track, editing and saving a cue, approving, and the
+pipeline then passing the gate. axe-core checks both pages; XSS and CSRF attempts fail.
+Screenshots go to tests/.artifacts/review/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.models import Status
+from pipeline.state import StateDB
+from pipeline.workspace import Context
+from tests.conftest import learncast
+from tests.review.browser import ReviewServer, axe_violations
+from tests.review.conftest import MakeEpisode
+
+ACTIVE_CUE = """() => {
+    const track = document.getElementById('player').textTracks[0];
+    return Array.from(track.activeCues || []).map(c => c.getCueAsHTML().textContent).join('|');
+}"""
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.dialogs = dialogs
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def server(workspace_dir: Path) -> Iterator[ReviewServer]:
+    srv = ReviewServer(workspace_dir)
+    yield srv
+    srv.close()
+
+
+def play_cue(page: Any, number: int) -> str:
+    """Select a cue's time button, play a moment, and return the caption the browser shows."""
+    button = page.get_by_role("button", name=f"Play cue {number}.")
+    button.focus()  # keyboard operable: Enter on the focused time button plays the cue
+    assert button.evaluate("b => getComputedStyle(b).outlineStyle") == "solid", \
+        "the focused button shows a visible focus outline"
+    page.keyboard.press("Enter")
+    page.evaluate("() => { const p = document.getElementById('player'); p.muted = true; "
+                  "return p.play(); }")
+    page.wait_for_function(f"() => ({ACTIVE_CUE})().length > 0 && "
+                           f"document.getElementById('cue-{number}')"
+                           ".getAttribute('aria-current') === 'true'", timeout=20_000)
+    page.evaluate("() => document.getElementById('player').pause()")
+    return str(page.evaluate(ACTIVE_CUE))
+
+
+def assert_accessible(page: Any, axe_source: str, what: str) -> None:
+    violations = axe_violations(page, axe_source)
+    assert not violations, f"axe-core found serious/critical issues on the {what}: " \
+        f"{violations}"
+
+
+def test_review_session_in_a_real_browser(ctx: Context, db: StateDB, workspace_dir: Path,
+                                          make_episode: MakeEpisode, server: ReviewServer,
+                                          page: Any, axe_source: str,
+                                          artifacts: Path) -> None:
+    job = make_episode("video")
+    page.goto(server.url)
+    assert page.get_by_role("heading", name="Episodes").is_visible()
+    assert_accessible(page, axe_source, "episode list")
+    page.screenshot(path=str(artifacts / "list.png"), full_page=True)
+
+    page.get_by_role("link", name="Needs review (1)").click()
+    page.get_by_role("link", name="Onboarding").click()
+    page.wait_for_url(f"**/episodes/{job.id}")
+    assert_accessible(page, axe_source, "episode page")
+    # the cue with markup renders as text, from the page and from the track
+    assert page.locator("#cue-3 .line").first.inner_text().startswith(
+        "Never type <script>alert(1)</script>")
+    assert play_cue(page, 3) == "Never type <script>alert(1)</script>\nor </textarea> into forms."
+    assert play_cue(page, 2) == "Today we look at the\nexpense policy."
+    assert page.locator("#cue-2 mark.low").inner_text().startswith("expense")
+    page.screenshot(path=str(artifacts / "episode.png"), full_page=False)
+
+    page.get_by_text("Edit cue 2", exact=True).click()
+    page.fill("#text-2", "Today we look at the\ntravel expense policy.")
+    page.fill("#reviewer-2", "Ana Reviewer")
+    page.get_by_role("button", name="Save cue 2").click()
+    page.wait_for_selector("text=Saved: edited cue 2")
+    saved = db.get(job.id)
+    assert saved is not None and saved.measurements["caption_revision"] == 2
+    assert saved.measurements["review_edit_distance_words"] == 1
+    vtt = ctx.workspace.abs(saved.files["vtt"]).read_text()
+    assert "Today we look at the\ntravel expense policy." in vtt
+    assert "expense policy." in ctx.workspace.abs(saved.files["asr_vtt"]).read_text()
+    assert "travel expense" in ctx.workspace.abs(saved.files["srt"]).read_text()
+    assert play_cue(page, 2) == "Today we look at the\ntravel expense policy."
+
+    # the reviewer types markup: it stays text everywhere, no script runs
+    page.get_by_text("Edit cue 1", exact=True).click()
+    page.fill("#text-1", '<img src=x onerror="alert(2)"> Welcome!')
+    page.get_by_role("button", name="Save cue 1").click()
+    page.wait_for_selector("text=Saved: edited cue 1")
+    assert page.locator("#cue-1 .line").first.inner_text().startswith(
+        '<img src=x onerror="alert(2)"> Welcome!')
+    assert play_cue(page, 1) == '<img src=x onerror="alert(2)"> Welcome!'
+    assert page.locator("img[src=x]").count() == 0
+    assert page.dialogs == []
+
+    page.get_by_text("Edit cue 4", exact=True).click()
+    page.fill("#split-4", "2")
+    page.get_by_role("button", name="Split cue 4").click()
+    page.wait_for_selector("text=Saved: split cue 4 after word 2")
+    assert page.locator("#cue-5 .line").first.inner_text().startswith("listening.")
+
+    page.fill("#d-reviewer", "Ana Reviewer")
+    page.get_by_role("button", name="Approve revision 4").click()
+    page.wait_for_selector("text=Approved captions revision 4")
+    assert_accessible(page, axe_source, "episode page after approval")
+    page.screenshot(path=str(artifacts / "approved.png"), full_page=True)
+    approved = db.get(job.id)
+    assert approved is not None and approved.status is Status.QUEUED
+    assert [(r["action"], r["revision"], r["reviewer"]) for r in db.reviews(job.id)] == [
+        ("edit", 2, "Ana Reviewer"), ("edit", 3, "Ana Reviewer"), ("edit", 4, "Ana Reviewer"),
+        ("approve", 4, "Ana Reviewer")]
+    assert approved.measurements["caption_cues"] == 5
+
+    done = learncast(workspace_dir, "run")
+    assert done.returncode == 0, done.stdout + done.stderr
+    after = db.get(job.id)
+    assert after is not None and db.stage_status(job.id)["review"]["status"] == "done"
+    assert after.measurements["reviewed_by"] == "Ana Reviewer"
+    assert after.measurements["review_revision"] == 4
+
+
+def test_cross_site_form_posts_are_refused(db: StateDB, make_episode: MakeEpisode,
+                                           server: ReviewServer, page: Any,
+                                           tmp_path: Path) -> None:
+    job = make_episode("video")
+    page.goto(server.url)  # the reviewer has a session with the review page
+    target = f"{server.url.rstrip('/')}/episodes/{job.id}/decision"
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    (evil / "index.html").write_text(
+        f'<!DOCTYPE html><form id="f" method="post" action="{target}">'
+        '<input name="action" value="approve"><input name="reviewer" value="Mallory">'
+        '<input name="revision" value="1"><input name="csrf_token" value="guess"></form>'
+        '<script>document.getElementById("f").submit()</script>')
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(evil))
+    attacker = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=attacker.serve_forever, daemon=True).start()
+    try:
+        page.goto(f"http://127.0.0.1:{attacker.server_port}/index.html")
+        page.wait_for_url(target)
+        assert "403" in page.title()
+        assert page.get_by_role("alert").inner_text() in (
+            "this request came from another site, so it was refused",
+            "the form's security token is missing or stale; reload the page and try again")
+    finally:
+        attacker.shutdown()
+    assert db.reviews(job.id) == []
+    assert db.get(job.id).status is Status.AWAITING_REVIEW  # type: ignore[union-attr]
+
+
+def test_a_token_protects_the_page_off_loopback(workspace_dir: Path, make_episode: MakeEpisode,
+                                                browser: Any) -> None:
+    make_episode("video")
+    refused = learncast(workspace_dir, "review", "--host", "0.0.0.0", "--port", "0",
+                        timeout=60)
+    assert refused.returncode == 2 and "LEARNCAST_REVIEW__TOKEN" in refused.stderr
+    srv = ReviewServer(workspace_dir, "--host", "0.0.0.0",
+                       env={"LEARNCAST_REVIEW__TOKEN": "a-long-random-token"})
+    try:
+        assert srv.url.endswith("?token=a-long-random-token")
+        context = browser.new_context()
+        page = context.new_page()
+        bare = srv.url.split("?")[0].replace("0.0.0.0", "127.0.0.1")
+        response = page.goto(bare)
+        assert response.status == 401
+        response = page.goto(srv.url.replace("0.0.0.0", "127.0.0.1"))
+        assert response.status == 200 and page.url == bare  # token moved into the session
+        assert page.get_by_role("link", name="Onboarding").is_visible()
+        context.close()
+    finally:
+        srv.close()
+
+
+def test_audio_episodes_show_the_current_caption_as_text(make_episode: MakeEpisode,
+                                                         server: ReviewServer, page: Any,
+                                                         axe_source: str) -> None:
+    job = make_episode("audio", name="briefing")
+    page.goto(f"{server.url.rstrip('/')}/episodes/{job.id}")
+    assert play_cue(page, 2) == "Today we look at the\nexpense policy."
+    page.wait_for_function("() => document.getElementById('now-caption').textContent"
+                           ".includes('expense policy.')")
+    assert_accessible(page, axe_source, "audio episode page")

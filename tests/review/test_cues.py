@@ -1,0 +1,111 @@
+"""Cue parsing, rendering and editing: the seam the review page writes captions through."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.errors import InputError
+from pipeline.review import cues as cuelib
+from pipeline.review.cues import Cue
+
+SAMPLE = [Cue(0.5, 2.0, ("Hello & welcome.",), "Ana"),
+          Cue(2.2, 4.0, ("a --> b <script>x</script>", "second line"))]
+
+
+def test_vtt_round_trip_escapes_markup_and_arrows() -> None:
+    text = cuelib.render_vtt(SAMPLE)
+    assert "<script>" not in text and "a --&gt; b &lt;script&gt;" in text
+    assert text.count("-->") == 2  # only the timing lines
+    assert "<v Ana>Hello &amp; welcome." in text
+    assert cuelib.parse_vtt(text) == SAMPLE
+
+
+def test_parse_vtt_skips_notes_identifiers_settings_and_markup() -> None:
+    text = ("\ufeffWEBVTT - course\n\nNOTE made by hand\n\nSTYLE\n::cue { color: red }\n\n"
+            "intro\n00:01.000 --> 00:02.500 align:start\n<i>Hi</i> <c.x>there</c>\n\n"
+            "01:00:00.000 --> 01:00:01.000\nLate\n")
+    assert cuelib.parse_vtt(text) == [Cue(1.0, 2.5, ("Hi there",)),
+                                      Cue(3600.0, 3601.0, ("Late",))]
+    with pytest.raises(InputError, match="WEBVTT"):
+        cuelib.parse_vtt("1\n00:00:01,000 --> 00:00:02,000\nSRT\n")
+
+
+def test_srt_txt_html_render_from_edited_cues() -> None:
+    srt = cuelib.render_srt(SAMPLE)
+    assert "00:00:00,500 --> 00:00:02,000" in srt and "Ana: Hello & welcome." in srt
+    txt = cuelib.render_txt(SAMPLE, "Course")
+    assert txt.startswith("Course\n\nHello & welcome. a --> b <script>x</script> second line")
+    page = cuelib.render_html(SAMPLE, "Course <1>", "en")
+    assert "<script>x" not in page and "&lt;script&gt;x&lt;/script&gt;" in page
+    assert "<h1>Course &lt;1&gt;</h1>" in page and '<html lang="en">' in page
+
+
+def test_parse_time_accepts_seconds_and_timestamps() -> None:
+    assert cuelib.parse_time("00:01:02.250") == pytest.approx(62.25)
+    assert cuelib.parse_time("01:02.250") == pytest.approx(62.25)
+    assert cuelib.parse_time("12.5") == 12.5
+    for bad in ("soon", "-1", "nan"):
+        with pytest.raises(InputError, match="seconds"):
+            cuelib.parse_time(bad)
+
+
+def test_edit_split_merge() -> None:
+    cues = [Cue(0.0, 2.0, ("one two three four",)), Cue(2.5, 4.0, ("five six",))]
+    edited = cuelib.edit(cues, 0, text=" five\n\n  seven ", start=3.0, end=3.5)
+    assert edited[1] == Cue(3.0, 3.5, ("five", "seven"))  # re-sorted by start
+    with pytest.raises(InputError, match="empty"):
+        cuelib.edit(cues, 0, text="  \n ", start=0, end=1)
+    with pytest.raises(InputError, match="after the start"):
+        cuelib.edit(cues, 0, text="x", start=2, end=1)
+    first, second, rest = cuelib.split(cues, 0, 1, 42)
+    assert (first.text, second.text) == ("one", "two three four")
+    assert first.start == 0.0 and second.end == 2.0 and first.end == second.start
+    assert 0.2 < first.end < 0.6  # shared by characters: 3 of 18
+    assert rest == cues[1]
+    with pytest.raises(InputError, match="between 1 and 3"):
+        cuelib.split(cues, 0, 4, 42)
+    [merged] = cuelib.merge(cues, 0, 12)
+    assert merged.start == 0.0 and merged.end == 4.0
+    assert merged.lines == ("one two", "three four", "five six")
+    with pytest.raises(InputError, match="last cue"):
+        cuelib.merge(cues, 1, 42)
+    with pytest.raises(InputError, match="no cue 9"):
+        cuelib.merge(cues, 8, 42)
+
+
+def test_word_edit_distance() -> None:
+    d = cuelib.word_edit_distance
+    assert d(["the", "cat", "sat"], ["the", "cat", "sat"]) == 0
+    assert d(["the", "cat", "sat"], ["the", "dog", "sat", "down"]) == 2
+    assert d([], ["a", "b"]) == 2 and d(["a", "b", "c"], []) == 3
+
+
+def test_checks_flag_each_profile_limit() -> None:
+    profile = cuelib.DefaultProfile()
+    cues = [Cue(0.0, 0.5, ("x" * 50,)),                     # long line, short, fast
+            Cue(0.45, 9.0, ("a", "b", "c")),                 # overlap before, 3 lines, long
+            Cue(9.05, 11.0, ("fine",))]                      # gap too small before it
+    rules = {(i["cue"], i["rule"]) for i in cuelib.check_cues(cues, profile)}
+    assert {(1, "chars_per_line"), (1, "cps"), (1, "min_duration"), (1, "overlap"),
+            (2, "lines"), (2, "max_duration"), (2, "min_gap")} <= rules
+    assert not any(cue == 3 for cue, _ in rules)
+
+
+def test_word_edit_distance_matches_the_textbook_recurrence() -> None:
+    import random
+
+    def reference(a: list[str], b: list[str]) -> int:
+        previous = list(range(len(b) + 1))
+        for i, x in enumerate(a, 1):
+            current = [i]
+            for j, y in enumerate(b, 1):
+                current.append(min(previous[j] + 1, current[j - 1] + 1,
+                                   previous[j - 1] + (x != y)))
+            previous = current
+        return previous[-1]
+
+    rng = random.Random(7)
+    for _ in range(300):
+        a = [rng.choice("abcd") for _ in range(rng.randint(0, 12))]
+        b = [rng.choice("abcd") for _ in range(rng.randint(0, 12))]
+        assert cuelib.word_edit_distance(a, b) == reference(a, b), (a, b)
