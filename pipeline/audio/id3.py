@@ -13,7 +13,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mutagen.id3 import (
-    APIC, CHAP, COMM, CTOC, ID3, TALB, TCON, TDRC, TIT2, TPE1, TPE2, TPOS, TRCK, CTOCFlags,
+    APIC,
+    CHAP,
+    COMM,
+    CTOC,
+    ID3,
+    TALB,
+    TCON,
+    TDRC,
+    TIT2,
+    TPE1,
+    TPE2,
+    TPOS,
+    TRCK,
+    CTOCFlags,
 )
 from PIL import Image
 
@@ -68,7 +81,7 @@ def write_tags(mp3: Path, tags: Tags) -> None:
         id3.add(CTOC(element_id="toc", flags=CTOCFlags.TOP_LEVEL | CTOCFlags.ORDERED,
                      child_element_ids=ids, sub_frames=[TIT2(encoding=3, text=["Chapters"])]))
         for cid, (start, end, title) in zip(ids, tags.chapters, strict=True):
-            id3.add(CHAP(element_id=cid, start_time=int(round(start * 1000)),
-                         end_time=int(round(end * 1000)), start_offset=0xFFFFFFFF,
+            id3.add(CHAP(element_id=cid, start_time=round(start * 1000),
+                         end_time=round(end * 1000), start_offset=0xFFFFFFFF,
                          end_offset=0xFFFFFFFF, sub_frames=[TIT2(encoding=3, text=[title])]))
     id3.save(mp3, v2_version=3)

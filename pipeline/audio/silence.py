@@ -11,6 +11,7 @@ few dB above the floor, so the cut keeps padding around the first and last sound
 
 from __future__ import annotations
 
+import itertools
 import logging
 import subprocess
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ MIN_LEVEL_DB = -100.0
 
 def window_levels(ffmpeg: str, path: Path, *, rate: int) -> np.ndarray:
     """RMS level (dBFS) of each 10 ms window of `path`'s first audio stream, mono."""
-    win = max(int(round(rate * WINDOW_S)), 1)
+    win = max(round(rate * WINDOW_S), 1)
     cmd = [ffmpeg, "-hide_banner", "-nostdin", "-v", "error", "-i", str(path),
            "-map", "0:a:0", "-ac", "1", "-ar", str(rate), "-f", "s16le", "-"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -89,14 +90,14 @@ def detect(levels: np.ndarray, *, margin_db: float, min_sound_s: float,
     speech = float(np.percentile(levels, 95))
     threshold = min(floor + margin_db, (floor + speech) / 2)
     loud = levels > threshold
-    min_run = max(int(round(min_sound_s / WINDOW_S)), 1)
+    min_run = max(round(min_sound_s / WINDOW_S), 1)
     runs = _runs(loud)
     sounds = [(a, b) for a, b in runs if b - a >= min_run]
     if not sounds or speech - floor < 6.0:
         # No clear activity above the floor (a constant tone, continuous noise): cut nothing.
         return Activity(duration, floor, speech, threshold, None, None, [])
     pauses: list[tuple[float, float]] = []
-    for (_, end_a), (start_b, _) in zip(sounds, sounds[1:], strict=False):
+    for (_, end_a), (start_b, _) in itertools.pairwise(sounds):
         gap = (start_b - end_a) * WINDOW_S
         if min_pause_s and gap > min_pause_s:
             pauses.append((end_a * WINDOW_S, start_b * WINDOW_S))

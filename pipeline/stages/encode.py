@@ -33,7 +33,11 @@ from pipeline.fsutil import atomic_path
 from pipeline.media import probe, run_ffmpeg
 from pipeline.models import Job
 from pipeline.stages.normalise import (
-    AUDIO_RATE, VIDEO_RATE, episode_profile, normalise_file, output_rate,
+    AUDIO_RATE,
+    VIDEO_RATE,
+    episode_profile,
+    normalise_file,
+    output_rate,
 )
 from pipeline.workspace import Context
 
@@ -169,7 +173,7 @@ def _picture_ok(path: Path, max_height: int) -> tuple[bool, int, int, float]:
 
 def _out_size(width: int, height: int, max_height: int) -> tuple[int, int]:
     h = min(height, max_height) // 2 * 2
-    w = int(round(width * h / height / 2)) * 2
+    w = round(width * h / height / 2) * 2
     return w, h
 
 
