@@ -145,7 +145,7 @@ def _tags(job: Job, ctx: Context, show: ShowSettings, total_s: float) -> Tags:
 
 
 def _encode_mp3(ctx: Context, job: Job, master: Path, bumpers: dict[str, Bumper],
-                channels: int, show: ShowSettings, dest: Path) -> None:
+                channels: int, show: ShowSettings, profile: Profile, dest: Path) -> Loudness:
     enc = ctx.settings.encode
     bitrate = enc.mp3_mono_bitrate_kbps if channels == 1 else enc.mp3_bitrate_kbps
     extra, graph = _audio_graph(0, bumpers, enc.crossfade_s, AUDIO_RATE, channels)
@@ -157,6 +157,7 @@ def _encode_mp3(ctx: Context, job: Job, master: Path, bumpers: dict[str, Bumper]
                                 "-write_xing", "1", str(tmp)],
                    what=f"encoding the MP3 of {job.source}")
         write_tags(tmp, _tags(job, ctx, show, _duration(tmp)))
+        return _verify(ctx.ffmpeg, tmp, profile, "MP3")  # before it reaches its final name
 
 
 def _picture_ok(path: Path, max_height: int) -> tuple[bool, int, int, float]:
@@ -179,7 +180,7 @@ def _out_size(width: int, height: int, max_height: int) -> tuple[int, int]:
 
 def _encode_mp4(ctx: Context, job: Job, picture: Path, master: Path,
                 bumpers: dict[str, Bumper], channels: int, show: ShowSettings,
-                dest: Path) -> str:
+                profile: Profile, dest: Path) -> tuple[str, Loudness]:
     enc = ctx.settings.encode
     copy_ok, width, height, fps = _picture_ok(picture, enc.video_max_height)
     w, h = _out_size(width, height, enc.video_max_height)
@@ -234,7 +235,7 @@ def _encode_mp4(ctx: Context, job: Job, picture: Path, master: Path,
                                 "-ac", str(channels), *meta, "-movflags", "+faststart",
                                 str(tmp)],
                    what=f"encoding the MP4 of {job.source}")
-    return mode
+        return mode, _verify(ctx.ffmpeg, tmp, profile, "MP4 audio")
 
 
 def _still(ctx: Context, show: ShowSettings) -> Path:
@@ -259,16 +260,17 @@ def run(job: Job, ctx: Context) -> Job:
     job = job.with_measurements(content_offset_s=round(offset, 3))
     out_dir = ws.job_dir(job.id)
     mp3 = out_dir / f"{job.slug}.mp3"
-    _encode_mp3(ctx, job, master, bumpers, channels, show, mp3)
-    final = {"audio": _verify(ctx.ffmpeg, mp3, profile, "MP3").to_dict()}
+    final = {"audio": _encode_mp3(ctx, job, master, bumpers, channels, show, profile,
+                                  mp3).to_dict()}
     record: dict[str, object] = {"bumpers": sorted(bumpers), "channels": channels}
     job = job.with_file("audio", ws.rel(mp3))
     if job.kind == "video":
         picture = ws.abs(job.files.get("trimmed_video", job.original))
         mp4 = out_dir / f"{job.slug}.mp4"
-        record["video_path"] = _encode_mp4(ctx, job, picture, master, bumpers, channels,
-                                           show, mp4)
-        final["video"] = _verify(ctx.ffmpeg, mp4, profile, "MP4 audio").to_dict()
+        mode, got = _encode_mp4(ctx, job, picture, master, bumpers, channels, show, profile,
+                                mp4)
+        record["video_path"] = mode
+        final["video"] = got.to_dict()
         job = job.with_file("video", ws.rel(mp4))
     loud = {**job.measurements.get("loudness", {}), "final": final}
     log.info("[encode] %s: %s", job.id, ", ".join(

@@ -2,8 +2,9 @@
 
 Pass 1 measures (integrated, true peak, LRA); pass 2 applies a linear gain — plus a true-peak
 limiter only when the gain would push the peak over the ceiling, recorded as `limited`. When
-the limiter took loudness away, one corrective pass adds the difference back (limiting again),
-so the master lands on target. The output sample rate is explicit: 44.1 kHz for audio
+the limiter took loudness away, corrective passes (at most three) add the difference back
+(limiting again), so the master lands on target. The output sample rate is explicit: 44.1 kHz
+for audio
 episodes, 48 kHz for video episodes (the rates their deliverables use), so nothing silently
 resamples to 192 kHz. The master contains the content only; bumpers are added by encode.
 
@@ -29,6 +30,7 @@ AUDIO_RATE = 44100
 VIDEO_RATE = 48000
 #: Off-target by more than this after limiting → one corrective pass.
 _CORRECT_ABOVE_LU = 0.3
+_MAX_CORRECTIONS = 3
 
 
 def input_audio(job: Job) -> str:
@@ -57,18 +59,20 @@ def normalise_file(ffmpeg: str, source: Path, dest: Path, profile: Profile, *, r
     plan = plan_gain(before, profile, rate=rate, headroom_db=headroom_db)
     _apply(ffmpeg, source, dest, plan.filter, channels)
     after = measure(ffmpeg, dest)
-    corrected = False
-    if plan.limited and abs(after.integrated - profile.integrated) > _CORRECT_ABOVE_LU:
-        extra = profile.integrated - after.integrated
+    corrections = 0
+    extra = 0.0
+    while (plan.limited and abs(after.integrated - profile.integrated) > _CORRECT_ABOVE_LU
+           and corrections < _MAX_CORRECTIONS):
+        extra += profile.integrated - after.integrated
         plan = plan_gain(before, profile, rate=rate, headroom_db=headroom_db,
                          extra_gain_db=extra)
         _apply(ffmpeg, source, dest, plan.filter, channels)
         after = measure(ffmpeg, dest)
-        corrected = True
+        corrections += 1
     return {"profile": profile.name, "target_i": profile.integrated,
             "target_tp": profile.true_peak, "tolerance_lu": profile.tolerance,
             "before": before.to_dict(), "master": after.to_dict(), **plan.to_dict(),
-            "corrected": corrected, "sample_rate": rate}
+            "corrections": corrections, "sample_rate": rate}
 
 
 def _apply(ffmpeg: str, source: Path, dest: Path, chain: str, channels: int | None) -> None:

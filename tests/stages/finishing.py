@@ -10,6 +10,8 @@ import re
 import subprocess
 from pathlib import Path
 
+import numpy as np
+
 from pipeline.fsutil import sha256_file
 from pipeline.media import probe
 from pipeline.models import Job
@@ -55,3 +57,43 @@ def duration(path: Path, stream: str = "audio") -> float:
         if s.duration and s.time_base:
             return float(s.duration * s.time_base)
         return c.duration / av.time_base
+
+
+def with_settings(ctx: Context, **overrides: object) -> Context:
+    """The same workspace with some settings overridden (as config/env would)."""
+    from pipeline.workspace import open_workspace
+
+    return Context(workspace=open_workspace(ctx.workspace.root, overrides=dict(overrides)),
+                   ffmpeg=ctx.ffmpeg, resources=ctx.resources)
+
+
+def add_artwork(ctx: Context) -> Path:
+    """Copy the repository's sample show artwork into the test workspace."""
+    src = Path(__file__).resolve().parents[2] / "assets" / "artwork.png"
+    dest = ctx.workspace.assets / "artwork.png"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(src.read_bytes())
+    return dest
+
+
+def speech_at(ffmpeg: str, source: Path, dest: Path, lufs: float, *, rate: int = 44100,
+              channels: int = 2, clip_db: float = 0.0) -> Path:
+    """Real speech scaled to about `lufs` (measured, then gained); `clip_db` more gain is
+    added and the result hard-clipped at 0 dBFS by the 16-bit conversion."""
+    base = dest.with_name(f"{dest.stem}.base.flac")
+    subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-v", "error", "-y", "-i", str(source),
+                    "-ar", str(rate), "-ac", str(channels), "-c:a", "flac",
+                    "-sample_fmt", "s32", str(base)], check=True)
+    gain = lufs - ebur128(ffmpeg, base)["i"] + clip_db
+    subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-v", "error", "-y", "-i", str(base),
+                    "-af", f"volume={gain:.2f}dB", "-c:a", "pcm_s16le", str(dest)], check=True)
+    return dest
+
+
+def pcm(ffmpeg: str, path: Path, *, rate: int = 48000, stream: str = "a:0") -> np.ndarray:
+    """Decoded mono float samples (small test files only)."""
+
+    out = subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-v", "error", "-i", str(path),
+                          "-map", f"0:{stream}", "-ac", "1", "-ar", str(rate), "-f", "f32le",
+                          "-"], capture_output=True, check=True).stdout
+    return np.frombuffer(out, dtype="<f4")
