@@ -4,9 +4,8 @@ Pass 1 measures (integrated, true peak, LRA); pass 2 applies a linear gain — p
 limiter only when the gain would push the peak over the ceiling, recorded as `limited`. When
 the limiter took loudness away, corrective passes (at most three) add the difference back
 (limiting again), so the master lands on target. The output sample rate is explicit: 44.1 kHz
-for audio
-episodes, 48 kHz for video episodes (the rates their deliverables use), so nothing silently
-resamples to 192 kHz. The master contains the content only; bumpers are added by encode.
+for audio episodes, 48 kHz for video episodes (the rates their deliverables use), so nothing
+silently resamples to 192 kHz. The master contains the content only; bumpers are added by encode.
 
 The final check is on the encoded files (encode re-measures them); the figures measured here
 are stored as `measurements["loudness"]` (`before`, `master`, target and gain plan).
