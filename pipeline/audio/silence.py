@@ -78,7 +78,8 @@ def detect(levels: np.ndarray, *, margin_db: float, min_sound_s: float,
            min_pause_s: float = 0.0) -> Activity:
     """Find first/last sound and the pauses between, relative to the measured noise floor.
 
-    Floor = 10th percentile of window levels; speech level = 95th percentile. The threshold is
+    Floor = 10th percentile of window levels; speech level = 99.5th percentile (sparse
+    sound still registers). The threshold is
     `floor + margin_db`, but never more than half-way up to the speech level, so a noisy
     recording with little headroom above its hiss still has its quiet syllables kept.
     A "sound" must last `min_sound_s` (clicks and single pops do not count).
@@ -87,7 +88,7 @@ def detect(levels: np.ndarray, *, margin_db: float, min_sound_s: float,
     if len(levels) == 0:
         return Activity(0.0, MIN_LEVEL_DB, MIN_LEVEL_DB, MIN_LEVEL_DB, None, None, [])
     floor = float(np.percentile(levels, 10))
-    speech = float(np.percentile(levels, 95))
+    speech = float(np.percentile(levels, 99.5))
     threshold = min(floor + margin_db, (floor + speech) / 2)
     loud = levels > threshold
     min_run = max(round(min_sound_s / WINDOW_S), 1)

@@ -160,8 +160,17 @@ def _encode_mp3(ctx: Context, job: Job, master: Path, bumpers: dict[str, Bumper]
         return _verify(ctx.ffmpeg, tmp, profile, "MP3")  # before it reaches its final name
 
 
-def _picture_ok(path: Path, max_height: int) -> tuple[bool, int, int, float]:
-    """Can the picture be stream-copied? Also returns its size and frame rate."""
+@dataclass(frozen=True)
+class Picture:
+    copyable: bool
+    width: int
+    height: int
+    fps: float
+    start_s: float  # first frame's display time (B-frame delay of a stream-copied cut)
+
+
+def _picture(path: Path, max_height: int) -> Picture:
+    """Can the picture be stream-copied? Also its size, frame rate and start offset."""
     with av.open(str(path)) as c:
         v = c.streams.video[0]
         cc = v.codec_context
@@ -169,7 +178,8 @@ def _picture_ok(path: Path, max_height: int) -> tuple[bool, int, int, float]:
         rate = float(v.average_rate or v.guessed_rate or 25)
         ok = (cc.name == "h264" and fmt in ("yuv420p", "yuvj420p") and v.height <= max_height
               and v.width % 2 == 0 and v.height % 2 == 0)
-        return ok, int(v.width), int(v.height), rate
+        start = float(v.start_time * v.time_base) if v.start_time and v.time_base else 0.0
+        return Picture(ok, int(v.width), int(v.height), rate, max(start, 0.0))
 
 
 def _out_size(width: int, height: int, max_height: int) -> tuple[int, int]:
@@ -182,10 +192,13 @@ def _encode_mp4(ctx: Context, job: Job, picture: Path, master: Path,
                 bumpers: dict[str, Bumper], channels: int, show: ShowSettings,
                 profile: Profile, dest: Path) -> tuple[str, Loudness]:
     enc = ctx.settings.encode
-    copy_ok, width, height, fps = _picture_ok(picture, enc.video_max_height)
-    w, h = _out_size(width, height, enc.video_max_height)
+    pic = _picture(picture, enc.video_max_height)
+    fps = pic.fps
+    w, h = _out_size(pic.width, pic.height, enc.video_max_height)
     fade = enc.crossfade_s
-    inputs = ["-i", str(picture), "-i", str(master)]
+    # ffmpeg rebases every input to start at zero; keep the picture's own start offset so
+    # its first frame is shown when it was cut to be (in sync with the audio).
+    inputs = ["-itsoffset", f"{pic.start_s:.6f}", "-i", str(picture), "-i", str(master)]
     a_inputs, a_graph = _audio_graph(1, bumpers, fade, VIDEO_RATE, channels)
     inputs += a_inputs
     n = 2 + len(a_inputs) // 2
@@ -199,7 +212,9 @@ def _encode_mp4(ctx: Context, job: Job, picture: Path, master: Path,
         labels: list[str] = []
         for name in ("intro", "main", "outro"):
             if name == "main":
-                v_parts.append(f"[0:v]{fit},setpts=PTS-STARTPTS[vmain]")
+                lead = (f",tpad=start_duration={pic.start_s:.6f}:start_mode=clone"
+                        if pic.start_s > 0 else "")
+                v_parts.append(f"[0:v]{fit},setpts=PTS-STARTPTS{lead}[vmain]")
                 labels.append("[vmain]")
                 continue
             if name not in bumpers:
@@ -218,7 +233,7 @@ def _encode_mp4(ctx: Context, job: Job, picture: Path, master: Path,
         graph = (";".join(v_parts) + f";{''.join(labels)}concat=n={len(labels)}:v=1:a=0"
                  f"[vout];{a_graph}")
         video_args = ["-map", "[vout]", *x264]
-    elif copy_ok:
+    elif pic.copyable:
         mode = "stream-copy"
         graph = a_graph
         video_args = ["-map", "0:v:0", "-c:v", "copy"]

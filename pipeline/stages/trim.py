@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 #: Cuts closer than this to the file's ends are not worth a re-encode.
 _NEGLIGIBLE_S = 0.02
+#: ffmpeg moves an input seek back by 3/23 s for streams with B-frames; aim past it.
+_SEEK_BIAS_S = 0.15
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,7 @@ def _cut_audio(ctx: Context, source: Path, plan: CutPlan, dest: Path) -> None:
         graph = ";".join(parts) + f";{joined}concat=n={len(plan.segments)}:v=0:a=1[out]"
         script = dest.with_suffix(".filter.txt")
         atomic_write_text(script, graph)
-        args = ["-i", str(source), "-filter_complex_script", str(script), "-map", "[out]"]
+        args = ["-i", str(source), "-/filter_complex", str(script), "-map", "[out]"]
     with atomic_path(dest) as tmp:
         run_ffmpeg(ctx.ffmpeg, [*args, "-c:a", "flac", str(tmp)],
                    what=f"trimming the audio of {source.name}")
@@ -178,6 +180,14 @@ def _keyframe_at_or_before(path: Path, t: float) -> float | None:
     return best
 
 
+def _video_start(path: Path) -> float:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        if stream.start_time is None or stream.time_base is None:
+            return 0.0
+        return max(float(stream.start_time * stream.time_base), 0.0)
+
+
 def _needs_picture_change(video: VideoInfo, max_height: int) -> bool:
     return (video.codec != "h264" or video.height > max_height or video.rotation != 0
             or video.width % 2 or video.height % 2)
@@ -199,16 +209,26 @@ def _cut_video(ctx: Context, job: Job, original: Path, video: VideoInfo, plan: C
     copy_ok = (len(plan.segments) == 1 and cfg.keyframe_snap_s > 0
                and not _needs_picture_change(video, max_height))
     keyframe = _keyframe_at_or_before(original, plan.start) if copy_ok else None
-    if keyframe is not None and plan.start - keyframe <= cfg.keyframe_snap_s:
+    next_key = _keyframe_at_or_before(original, keyframe + 2 * _SEEK_BIAS_S) if keyframe else 0
+    if (keyframe is not None and keyframe >= 0.5 and next_key == keyframe
+            and plan.start - keyframe <= cfg.keyframe_snap_s):
         plan = CutPlan([(keyframe, plan.end)], plan.duration_s)
         record["video_path"] = "stream-copy"
         record["keyframe_snap_s"] = round(plan.start - keyframe, 3)
         with atomic_path(dest) as tmp:
-            run_ffmpeg(ctx.ffmpeg, ["-ss", f"{keyframe:.6f}", "-i", str(original),
+            # ffmpeg seeks ~0.13 s before -ss when B-frames may be present, then to the
+            # keyframe at or before that; aiming just past our keyframe lands exactly on it.
+            run_ffmpeg(ctx.ffmpeg, ["-ss", f"{keyframe + _SEEK_BIAS_S:.6f}", "-i", str(original),
                                     "-t", f"{plan.end - keyframe:.6f}", "-map", "0:v:0",
                                     "-an", "-sn", "-dn", "-c:v", "copy",
                                     "-avoid_negative_ts", "make_zero", str(tmp)],
                        what=f"cutting the video of {job.source} (stream copy)")
+        # With B-frames the copied picture starts a frame or two after zero (its first
+        # frame is shown at that offset): start the audio that much earlier to stay in sync.
+        lead = _video_start(dest)
+        if lead > 0:
+            plan = CutPlan([(max(keyframe - lead, 0.0), plan.end)], plan.duration_s)
+            record["video_start_offset_s"] = round(lead, 3)
         return plan, ws.rel(dest)
     record["video_path"] = "re-encode"
     select = "+".join(f"between(t,{a:.6f},{b - 0.5 / max(fps, 1):.6f})"
