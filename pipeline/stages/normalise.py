@@ -57,7 +57,11 @@ def normalise_file(ffmpeg: str, source: Path, dest: Path, profile: Profile, *, r
     before = measure(ffmpeg, source)
     plan = plan_gain(before, profile, rate=rate, headroom_db=headroom_db)
     _apply(ffmpeg, source, dest, plan.filter, channels)
-    after = measure(ffmpeg, dest)
+    # A linear gain moves every figure by exactly the gain, so the master need not be decoded
+    # again (the encoded files are measured anyway); after a limiter it must be.
+    after = (measure(ffmpeg, dest) if plan.limited else
+             Loudness(before.integrated + plan.gain_db, before.true_peak + plan.gain_db,
+                      before.lra))
     corrections = 0
     extra = 0.0
     while (plan.limited and abs(after.integrated - profile.integrated) > _CORRECT_ABOVE_LU
@@ -71,7 +75,7 @@ def normalise_file(ffmpeg: str, source: Path, dest: Path, profile: Profile, *, r
     return {"profile": profile.name, "target_i": profile.integrated,
             "target_tp": profile.true_peak, "tolerance_lu": profile.tolerance,
             "before": before.to_dict(), "master": after.to_dict(), **plan.to_dict(),
-            "corrections": corrections, "sample_rate": rate}
+            "corrections": corrections, "master_measured": plan.limited, "sample_rate": rate}
 
 
 def _apply(ffmpeg: str, source: Path, dest: Path, chain: str, channels: int | None) -> None:
