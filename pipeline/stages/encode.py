@@ -109,6 +109,12 @@ def _audio_graph(n_inputs_before: int, bumpers: dict[str, Bumper], fade: float,
     return inputs, ";".join(parts)
 
 
+def _fade(ctx: Context, bumpers: dict[str, Bumper]) -> float:
+    """The crossfade, shortened for very short bumpers (acrossfade needs both sides longer)."""
+    shortest = min((b.duration_s for b in bumpers.values()), default=float("inf"))
+    return round(min(ctx.settings.encode.crossfade_s, shortest / 2), 3)
+
+
 def _layout(channels: int) -> str:
     return "mono" if channels == 1 else "stereo"
 
@@ -148,7 +154,7 @@ def _encode_mp3(ctx: Context, job: Job, master: Path, bumpers: dict[str, Bumper]
                 channels: int, show: ShowSettings, profile: Profile, dest: Path) -> Loudness:
     enc = ctx.settings.encode
     bitrate = enc.mp3_mono_bitrate_kbps if channels == 1 else enc.mp3_bitrate_kbps
-    extra, graph = _audio_graph(0, bumpers, enc.crossfade_s, AUDIO_RATE, channels)
+    extra, graph = _audio_graph(0, bumpers, _fade(ctx, bumpers), AUDIO_RATE, channels)
     with atomic_path(dest) as tmp:
         run_ffmpeg(ctx.ffmpeg, ["-i", str(master), *extra, "-filter_complex", graph,
                                 "-map", "[aout]", "-c:a", "libmp3lame", "-b:a", f"{bitrate}k",
@@ -195,7 +201,7 @@ def _encode_mp4(ctx: Context, job: Job, picture: Path, master: Path,
     pic = _picture(picture, enc.video_max_height)
     fps = pic.fps
     w, h = _out_size(pic.width, pic.height, enc.video_max_height)
-    fade = enc.crossfade_s
+    fade = _fade(ctx, bumpers)
     # ffmpeg rebases every input to start at zero; keep the picture's own start offset so
     # its first frame is shown when it was cut to be (in sync with the audio).
     inputs = ["-itsoffset", f"{pic.start_s:.6f}", "-i", str(picture), "-i", str(master)]
@@ -270,7 +276,7 @@ def run(job: Job, ctx: Context) -> Job:
     channels = 1 if job.probe and job.probe.audio.channels == 1 else 2
     rate = output_rate(job)
     bumpers = _prepare_bumpers(job, ctx, show, profile, rate, channels)
-    fade = ctx.settings.encode.crossfade_s
+    fade = _fade(ctx, bumpers)
     offset = max(bumpers["intro"].duration_s - fade, 0.0) if "intro" in bumpers else 0.0
     job = job.with_measurements(content_offset_s=round(offset, 3))
     out_dir = ws.job_dir(job.id)

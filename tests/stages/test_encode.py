@@ -183,3 +183,26 @@ def test_video_intro_plays_over_the_artwork(ctx: Context, make_media: MakeMedia,
     # artwork letterboxed into 640x360: black bars left and right, picture in the middle
     assert first.shape == (360, 640, 3)
     assert first[:, :100].mean() < 5 and first[:, 200:440].mean() > 20
+
+
+def test_video_bumper_clip_is_used_for_its_picture(ctx: Context, make_media: MakeMedia,
+                                                   tmp_path: Path) -> None:
+    """An outro given as a video plays its own picture (red here), with its sound matched."""
+    make_media(ctx.workspace.assets / "outro.mp4", "-f", "lavfi", "-i",
+               "color=red:s=320x180:r=25:d=1.5", "-f", "lavfi", "-i",
+               "sine=frequency=500:sample_rate=48000:duration=1.5", "-c:v", "libx264",
+               "-pix_fmt", "yuv420p", "-c:a", "aac")
+    ctx = with_settings(ctx, shows=[{**SHOW, "outro": "assets/outro.mp4"}])
+    src = _video(make_media, tmp_path / "v.mp4", "640x360", 25, 3.0)
+    job = encode.run(normalise.run(make_job(ctx, src), ctx), ctx)
+    assert job.measurements["content_offset_s"] == 0.0  # no intro
+    mp4 = ctx.workspace.abs(job.files["video"])
+    with av.open(str(mp4)) as c:
+        frames = list(c.decode(c.streams.video[0]))
+    last = frames[-1].to_ndarray(format="rgb24")
+    assert last.shape == (360, 640, 3)
+    r, g, b = (last[..., i].mean() for i in range(3))
+    assert r > 150 and g < 60 and b < 60
+    assert len(frames) / 25 == pytest.approx(3.0 + 1.5 - 0.5, abs=0.1)
+    whole = ebur128(ctx.ffmpeg, mp4)
+    assert abs(whole["i"] + 16) <= 1 and whole["tp"] <= -1
