@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 from pathlib import Path
 
@@ -118,40 +119,57 @@ def _flash_and_beep(make_media: MakeMedia, path: Path) -> Path:
         "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le")
 
 
-def _flash_time(path: Path) -> float:
-    """Presentation time of the first white frame, as a player would show it."""
+def _flash_times(path: Path) -> list[float]:
+    """Presentation times of the white frames (first of each run), as a player shows them."""
+    times: list[float] = []
+    last_white = False
     with av.open(str(path)) as c:
-        stream = c.streams.video[0]
-        for frame in c.decode(stream):
-            if frame.to_ndarray(format="gray").mean() > 128:
-                return float(frame.pts * frame.time_base)
-    raise AssertionError(f"no flash in {path}")
+        for frame in c.decode(c.streams.video[0]):
+            white = frame.to_ndarray(format="gray").mean() > 128
+            if white and not last_white:
+                times.append(float(frame.pts * frame.time_base))
+            last_white = white
+    assert times, f"no flash in {path}"
+    return times
 
 
-def _beep_time(ffmpeg: str, path: Path) -> float:
-    samples = pcm(ffmpeg, path, rate=RATE)
-    return float(np.flatnonzero(np.abs(samples) > 0.3 * np.abs(samples).max())[0] / RATE)
+def _beep_times(ffmpeg: str, path: Path) -> list[float]:
+    samples = np.abs(pcm(ffmpeg, path, rate=RATE))
+    loud = np.flatnonzero(samples > 0.3 * samples.max())
+    starts = [loud[0]] + [b for a, b in itertools.pairwise(loud) if b - a > RATE // 4]
+    return [float(i / RATE) for i in starts]
 
 
-@pytest.mark.parametrize(("snap", "expected_path"), [(1.0, "stream-copy"), (0.0, "re-encode")])
+def _assert_in_sync(flashes: list[float], beeps: list[float]) -> None:
+    assert len(flashes) == len(beeps) == 2, (flashes, beeps)
+    for flash, beep in zip(flashes, beeps, strict=True):
+        assert abs(flash - beep) <= 1 / FPS, (flashes, beeps)
+
+
+@pytest.mark.parametrize(("trim_cfg", "expected_path"), [
+    ({"keyframe_snap_s": 1.0}, "stream-copy"),
+    ({"keyframe_snap_s": 0.0}, "re-encode"),
+    ({"shorten_pauses": True, "max_pause_s": 1.0}, "re-encode"),
+], ids=["stream-copy", "re-encode", "pauses-shortened"])
 def test_av_cut_identically_and_in_sync(ctx: Context, make_media: MakeMedia, tmp_path: Path,
-                                        snap: float, expected_path: str) -> None:
+                                        trim_cfg: dict[str, object],
+                                        expected_path: str) -> None:
     src = _flash_and_beep(make_media, tmp_path / "sync.mkv")
-    ctx = with_settings(ctx, trim={"keyframe_snap_s": snap})
+    ctx = with_settings(ctx, trim=trim_cfg)
     job = trim.run(make_job(ctx, src), ctx)
     cut = job.measurements["trim"]
     assert cut["video_path"] == expected_path
     assert cut["start_s"] > 2.5  # the head was really cut
+    assert len(cut["removed_pauses"]) == (1 if "shorten_pauses" in trim_cfg else 0)
     video = ctx.workspace.abs(job.files["trimmed_video"])
     audio = ctx.workspace.abs(job.files["trimmed_audio"])
-    flash, beep = _flash_time(video), _beep_time(ctx.ffmpeg, audio)
-    assert flash == pytest.approx(4.0 - cut["start_s"], abs=1 / FPS)
-    assert abs(flash - beep) <= 1 / FPS, (flash, beep)
-    # and still in sync in the deliverable (video copied, AAC audio muxed in)
+    flashes = _flash_times(video)
+    assert flashes[0] == pytest.approx(4.0 - cut["start_s"], abs=1 / FPS)
+    _assert_in_sync(flashes, _beep_times(ctx.ffmpeg, audio))
+    # and still in sync in the deliverable (picture copied, AAC audio muxed in)
     job = encode.run(normalise.run(job, ctx), ctx)
     mp4 = ctx.workspace.abs(job.files["video"])
-    flash, beep = _flash_time(mp4), _beep_time(ctx.ffmpeg, mp4)
-    assert abs(flash - beep) <= 1 / FPS, (flash, beep)
+    _assert_in_sync(_flash_times(mp4), _beep_times(ctx.ffmpeg, mp4))
 
 
 # --- real speech ----------------------------------------------------------------------------
