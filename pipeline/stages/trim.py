@@ -22,6 +22,7 @@ threshold used and the video path taken are recorded in `measurements["trim"]`.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,18 +124,12 @@ def run(job: Job, ctx: Context) -> Job:
         "duration_before_s": round(plan.duration_s, 3),
         "duration_after_s": round(kept, 3),
     })
-    atomic_write_text(out_dir / "trim.json", _json(record))
+    atomic_write_text(out_dir / "trim.json", json.dumps(record, indent=2) + "\n")
     log.info("[trim] %s: kept %.2f-%.2f s of %.2f s (floor %.1f dBFS, threshold %.1f dBFS, "
              "%d pause(s) shortened)", job.id, plan.start, plan.end, plan.duration_s,
              activity.floor_db, activity.threshold_db, len(removed_pauses))
     return job.with_file("trimmed_audio", ws.rel(out_dir / "trimmed.flac")).with_measurements(
         trim=record)
-
-
-def _json(data: dict[str, object]) -> str:
-    import json
-
-    return json.dumps(data, indent=2) + "\n"
 
 
 def _cut_audio(ctx: Context, source: Path, plan: CutPlan, dest: Path) -> None:
