@@ -21,6 +21,7 @@ SUITES: dict[str, str] = {
     "feeds": "bench.feeds",
     "storage": "bench.storage",
     "review": "bench.review",
+    "finishing": "bench.finishing",
 }
 
 

@@ -155,6 +155,55 @@ class ShowSettings(Section):
         "auto = the [review] default for the episode's kind (audio or video).")
 
 
+class TrimSettings(Section):
+    """Removing leading/trailing silence and room noise (and, optionally, long pauses)."""
+
+    enabled: bool = Field(True, description="Trim silence/noise before the first and after "
+                          "the last sound.")
+    padding_s: float = Field(0.3, ge=0, le=5, description="Silence kept before the first and "
+                             "after the last sound (seconds), so no word is clipped.")
+    threshold_db: float = Field(12.0, ge=3, le=40, description="Sound = this many dB above "
+                                "the recording's measured noise floor (not a fixed dBFS).")
+    min_sound_s: float = Field(0.08, ge=0.01, le=2, description="Shorter bursts (clicks, "
+                               "pops) do not count as the first or last sound.")
+    shorten_pauses: bool = Field(False, description="Shorten internal pauses longer than "
+                                 "max_pause_s to max_pause_s.")
+    max_pause_s: float = Field(1.5, ge=0.2, le=30, description="Longest pause kept when "
+                               "shorten_pauses is on (seconds).")
+    keyframe_snap_s: float = Field(1.0, ge=0, le=10, description="Video: cut by stream copy "
+                                   "(no picture re-encode) when a keyframe lies at most this "
+                                   "far before the ideal start; 0 = always re-encode.")
+
+
+class LoudnessSettings(Section):
+    """Loudness normalisation (ITU-R BS.1770 / EBU R128), verified on the encoded files."""
+
+    profile: Literal["apple-podcast", "aes-speech", "ebu-r128"] = Field(
+        "apple-podcast", description="Target: apple-podcast -16 LUFS, aes-speech -18, "
+        "ebu-r128 -23; integrated ±1 LU (R128 ±0.5), true peak ≤ -1 dBTP.")
+    mono_variant: bool = Field(True, description="Mono deliverables use the profile's mono "
+                               "variant (apple -19, aes -21 LUFS).")
+    headroom_db: float = Field(1.0, ge=0, le=6, description="Extra true-peak margin in the "
+                               "lossless master, for the overshoot lossy encoding adds.")
+
+
+class EncodeSettings(Section):
+    """The deliverables: MP3 for the audio feed, MP4 (H.264/AAC) for video inputs."""
+
+    mp3_bitrate_kbps: int = Field(128, ge=32, le=320, description="MP3 CBR bitrate, stereo.")
+    mp3_mono_bitrate_kbps: int = Field(96, ge=32, le=320,
+                                       description="MP3 CBR bitrate, mono recordings.")
+    aac_bitrate_kbps: int = Field(160, ge=64, le=512, description="AAC bitrate in the MP4.")
+    video_max_height: int = Field(1080, ge=144, le=2160, description="Taller video is "
+                                  "downscaled to this height (aspect kept).")
+    video_crf: int = Field(20, ge=0, le=51, description="x264 quality when the picture is "
+                           "re-encoded (lower = better, bigger).")
+    video_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium",
+                          "slow"] = Field("veryfast", description="x264 speed/size trade-off.")
+    crossfade_s: float = Field(0.5, ge=0, le=5, description="Crossfade between bumpers and "
+                               "the episode (seconds).")
+
+
 class StorageSettings(Section):
     """Where published media, captions and feeds go."""
 
@@ -251,6 +300,9 @@ class Settings(Section):
     ffmpeg: FfmpegSettings = FfmpegSettings()
     storage: StorageSettings = StorageSettings()
     review: ReviewSettings = ReviewSettings()
+    trim: TrimSettings = TrimSettings()
+    loudness: LoudnessSettings = LoudnessSettings()
+    encode: EncodeSettings = EncodeSettings()
     default_show: str = Field("", description="Show for recordings whose sidecar names none; "
                               "empty = the first show.")
     shows: list[ShowSettings] = Field(default_factory=_default_shows, min_length=1)

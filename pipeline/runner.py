@@ -23,7 +23,7 @@ from pipeline import ingest
 from pipeline.errors import HoldForReview, PipelineError, RetryableError
 from pipeline.fsutil import atomic_write_text, remove_temp_files
 from pipeline.models import Job, Status
-from pipeline.stages import chapters, prepare, publish, review, upload
+from pipeline.stages import chapters, encode, normalise, prepare, publish, review, trim, upload
 from pipeline.state import StateDB
 from pipeline.workspace import Context
 
@@ -42,6 +42,9 @@ class Stage:
 #: upload, feeds) are added here as they are built.
 STAGES: tuple[Stage, ...] = (
     Stage("prepare", prepare.run),
+    Stage("trim", trim.run),
+    Stage("normalise", normalise.run),
+    Stage("encode", encode.run),
     Stage("chapters", chapters.run),
     Stage("review", review.run),
     Stage("upload", upload.run),

@@ -1,0 +1,148 @@
+"""Loudness measurement (ITU-R BS.1770 / EBU R128) and the named delivery profiles.
+
+Measurement runs ffmpeg's `ebur128` filter with true-peak enabled: one streaming pass that
+reports integrated loudness, loudness range and true peak (4x oversampled), without holding
+the decoded audio anywhere. Normalisation is planned here too, so the normalise stage and the
+bumper matching in encode apply exactly the same rules: a linear gain when the true peak
+allows it, otherwise the gain plus a true-peak limiter (run oversampled) — and the caller is
+told which, so it can record it. ffmpeg's `loudnorm` is deliberately not used to *apply* gain:
+it silently switches from linear to dynamic mode and resamples to 192 kHz.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A delivery target: integrated loudness ± tolerance, and a true-peak ceiling."""
+
+    name: str
+    integrated: float
+    true_peak: float
+    tolerance: float
+    mono: str | None = None  # the profile used instead for mono deliverables
+
+
+#: The named profiles (`[loudness] profile`). Mono variants sit 3 LU lower where the
+#: guideline says so (Apple: -16 stereo / -19 mono), because a mono file is played on both
+#: speakers and sounds about 3 LU louder than it measures.
+PROFILES: dict[str, Profile] = {
+    "apple-podcast": Profile("apple-podcast", -16.0, -1.0, 1.0, mono="apple-podcast-mono"),
+    "apple-podcast-mono": Profile("apple-podcast-mono", -19.0, -1.0, 1.0),
+    "aes-speech": Profile("aes-speech", -18.0, -1.0, 1.0, mono="aes-speech-mono"),
+    "aes-speech-mono": Profile("aes-speech-mono", -21.0, -1.0, 1.0),
+    "ebu-r128": Profile("ebu-r128", -23.0, -1.0, 0.5, mono="ebu-r128-mono"),
+    "ebu-r128-mono": Profile("ebu-r128-mono", -23.0, -1.0, 0.5),
+}
+
+
+def profile_for(name: str, *, mono: bool, mono_variant: bool = True) -> Profile:
+    """The profile to deliver to: the named one, or its mono variant for mono deliverables."""
+    try:
+        profile = PROFILES[name]
+    except KeyError:
+        raise PipelineError(f"unknown loudness profile {name!r}; choose one of "
+                            f"{', '.join(PROFILES)} in [loudness] profile") from None
+    if mono and mono_variant and profile.mono:
+        return PROFILES[profile.mono]
+    return profile
+
+
+@dataclass(frozen=True)
+class Loudness:
+    """BS.1770 figures of one file: integrated (LUFS), true peak (dBTP), range (LU)."""
+
+    integrated: float
+    true_peak: float
+    lra: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: round(v, 2) for k, v in asdict(self).items()}
+
+    def __str__(self) -> str:
+        return f"{self.integrated:.1f} LUFS, {self.true_peak:.1f} dBTP, LRA {self.lra:.1f} LU"
+
+
+#: Below this the gates of BS.1770 leave nothing to measure (ebur128 prints -70).
+SILENT_LUFS = -69.5
+
+_SUMMARY = re.compile(
+    r"Integrated loudness:\s*I:\s*(?P<i>[-\w.]+) LUFS.*?"
+    r"Loudness range:\s*LRA:\s*(?P<lra>[-\w.]+) LU.*?"
+    r"True peak:\s*Peak:\s*(?P<tp>[-\w.]+) dBFS",
+    re.S,
+)
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:  # "-inf" for digital silence
+        return float("-inf")
+
+
+def measure(ffmpeg: str, path: Path, *, stream: str = "a:0") -> Loudness:
+    """Measure `path` (audio stream `stream`) in one streaming pass of ffmpeg's ebur128."""
+    cmd = [ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-i", str(path),
+           "-map", f"0:{stream}", "-vn", "-sn", "-dn",
+           "-af", "ebur128=peak=true:framelog=quiet", "-f", "null", "-"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", check=False)
+    match = _SUMMARY.search(proc.stderr.split("Summary:")[-1]) if proc.returncode == 0 else None
+    if not match:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+        raise PipelineError(f"could not measure the loudness of {path.name} (ffmpeg exit "
+                            f"{proc.returncode}):\n{tail}\nCheck that the file plays; "
+                            "if it does, report this with the file attached")
+    return Loudness(integrated=_number(match["i"]), true_peak=_number(match["tp"]),
+                    lra=_number(match["lra"]))
+
+
+@dataclass(frozen=True)
+class GainPlan:
+    """How to bring a measured file to a profile: the filter, and what it will do."""
+
+    gain_db: float
+    limited: bool
+    ceiling_db: float
+    filter: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"gain_db": round(self.gain_db, 2), "limited": self.limited,
+                "ceiling_db": round(self.ceiling_db, 2)}
+
+
+def plan_gain(measured: Loudness, profile: Profile, *, rate: int, headroom_db: float,
+              extra_gain_db: float = 0.0) -> GainPlan:
+    """Linear gain to the target; add a true-peak limiter only when the peak would pass.
+
+    `headroom_db` keeps the master below the profile ceiling so lossy encoding (which adds
+    inter-sample overshoot) still lands under it. The limiter runs at 4x the output rate so it
+    catches inter-sample peaks, with `latency` compensation so audio does not shift in time
+    (which would break A/V sync), and its auto-level is off so it never changes loudness.
+    """
+    if measured.integrated <= SILENT_LUFS:
+        raise PipelineError(
+            f"the recording is silent or nearly so ({measured}); there is nothing to bring "
+            "to a listening level. Check the microphone/track selection and record again")
+    gain = profile.integrated - measured.integrated + extra_gain_db
+    ceiling = profile.true_peak - headroom_db
+    resample = f"aresample={rate}:resampler=soxr:precision=28"
+    if measured.true_peak + gain <= ceiling:
+        return GainPlan(gain, False, ceiling, f"volume={gain:.3f}dB:precision=double,{resample}")
+    limit = max(10 ** (ceiling / 20), 0.0625)
+    chain = (f"volume={gain:.3f}dB:precision=double,"
+             f"aresample={rate * 4}:resampler=soxr,"
+             f"alimiter=limit={limit:.6f}:attack=1:release=80:level=false:latency=true,"
+             f"{resample}")
+    return GainPlan(gain, True, ceiling, chain)

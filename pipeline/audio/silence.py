@@ -1,0 +1,113 @@
+"""Where the speech is: a noise-floor-relative activity detector that streams.
+
+ffmpeg decodes the file to mono 16-bit PCM on a pipe; Python reads it in one-second chunks and
+keeps only one RMS level per 10 ms window (an hour is 360,000 floats, ~3 MB), never the audio.
+
+The threshold is relative to the recording's own noise floor (the quiet end of the level
+distribution), not a fixed dBFS: a fixed -50 dBFS gate cuts word endings in a quiet recording
+and keeps all the hiss of a noisy one. Word onsets and tails (plosives, fricatives) sit only a
+few dB above the floor, so the cut keeps padding around the first and last sound.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+WINDOW_S = 0.010
+#: Digital silence has no floor to speak of; clamp so the threshold stays meaningful.
+MIN_LEVEL_DB = -100.0
+
+
+def window_levels(ffmpeg: str, path: Path, *, rate: int) -> np.ndarray:
+    """RMS level (dBFS) of each 10 ms window of `path`'s first audio stream, mono."""
+    win = max(round(rate * WINDOW_S), 1)
+    cmd = [ffmpeg, "-hide_banner", "-nostdin", "-v", "error", "-i", str(path),
+           "-map", "0:a:0", "-ac", "1", "-ar", str(rate), "-f", "s16le", "-"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    levels: list[np.ndarray] = []
+    carry = np.empty(0, dtype=np.float64)
+    chunk_bytes = win * 100 * 2  # one second
+    try:
+        while block := proc.stdout.read(chunk_bytes):
+            samples = np.frombuffer(block[: len(block) // 2 * 2], dtype="<i2") / 32768.0
+            data = np.concatenate([carry, samples])
+            whole = len(data) // win * win
+            if whole:
+                frames = data[:whole].reshape(-1, win)
+                levels.append(np.sqrt(np.mean(frames * frames, axis=1)))
+            carry = data[whole:]
+    finally:
+        proc.stdout.close()
+        err = proc.stderr.read().decode("utf-8", "replace")
+        proc.wait()
+    if proc.returncode != 0:
+        raise PipelineError(f"ffmpeg could not decode {path.name} for silence detection "
+                            f"(exit {proc.returncode}): {err.strip()[-400:]}. "
+                            "Check that the file plays and drop it into the inbox again")
+    if len(carry):
+        levels.append(np.array([np.sqrt(np.mean(carry * carry))]))
+    rms = np.concatenate(levels) if levels else np.zeros(0)
+    return np.maximum(20 * np.log10(np.maximum(rms, 1e-12)), MIN_LEVEL_DB)
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What the detector found, in seconds of the analysed file."""
+
+    duration_s: float
+    floor_db: float
+    speech_db: float
+    threshold_db: float
+    first_sound_s: float | None
+    last_sound_s: float | None
+    pauses: list[tuple[float, float]]  # silent stretches between sounds (start, end)
+
+
+def detect(levels: np.ndarray, *, margin_db: float, min_sound_s: float,
+           min_pause_s: float = 0.0) -> Activity:
+    """Find first/last sound and the pauses between, relative to the measured noise floor.
+
+    Floor = 10th percentile of window levels; speech level = 99.5th percentile (sparse
+    sound still registers). The threshold is
+    `floor + margin_db`, but never more than half-way up to the speech level, so a noisy
+    recording with little headroom above its hiss still has its quiet syllables kept.
+    A "sound" must last `min_sound_s` (clicks and single pops do not count).
+    """
+    duration = len(levels) * WINDOW_S
+    if len(levels) == 0:
+        return Activity(0.0, MIN_LEVEL_DB, MIN_LEVEL_DB, MIN_LEVEL_DB, None, None, [])
+    floor = float(np.percentile(levels, 10))
+    speech = float(np.percentile(levels, 99.5))
+    threshold = min(floor + margin_db, (floor + speech) / 2)
+    loud = levels > threshold
+    min_run = max(round(min_sound_s / WINDOW_S), 1)
+    runs = _runs(loud)
+    sounds = [(a, b) for a, b in runs if b - a >= min_run]
+    if not sounds or speech - floor < 6.0:
+        # No clear activity above the floor (a constant tone, continuous noise): cut nothing.
+        return Activity(duration, floor, speech, threshold, None, None, [])
+    pauses: list[tuple[float, float]] = []
+    for (_, end_a), (start_b, _) in itertools.pairwise(sounds):
+        gap = (start_b - end_a) * WINDOW_S
+        if min_pause_s and gap > min_pause_s:
+            pauses.append((end_a * WINDOW_S, start_b * WINDOW_S))
+    return Activity(duration, floor, speech, threshold, sounds[0][0] * WINDOW_S,
+                    sounds[-1][1] * WINDOW_S, pauses)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) index pairs of the True runs in `mask`."""
+    padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))

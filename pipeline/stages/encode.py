@@ -1,0 +1,299 @@
+"""The deliverables: an MP3 for the audio feed and, for video episodes, an MP4 — verified.
+
+Audio: the loudness-normalised master (plus the show's intro/outro, loudness-matched to the
+same profile and joined with a short crossfade) → MP3, 44.1 kHz, CBR, ID3v2.3 tags with cover
+art and chapters. Video: the trimmed picture + the same audio as AAC 48 kHz → MP4 with
+`+faststart` (playback starts before the download ends), at most `video_max_height`.
+
+Re-encode only what must change: the picture is stream-copied when it is already H.264 4:2:0
+within the size limit and no bumper is added; otherwise it is re-encoded once with x264.
+Bumpers are joined in ffmpeg's filter graph (`acrossfade`, `concat`) rather than in pydub or
+moviepy, because both load the whole episode into memory and this must work for hour-long
+recordings; the intro's picture is the bumper's own video if it has one, else the show artwork
+as a still.
+
+Every deliverable is re-measured after encoding; a file outside the profile's tolerance (or
+over its true-peak ceiling) fails the stage with the figures, so nothing off-level is published.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+
+from pipeline.audio.id3 import Tags, write_tags
+from pipeline.audio.loudness import Loudness, Profile, measure
+from pipeline.audio.timeline import to_deliverable
+from pipeline.config import ShowSettings
+from pipeline.errors import PipelineError
+from pipeline.fsutil import atomic_path
+from pipeline.media import probe, run_ffmpeg
+from pipeline.models import Job
+from pipeline.stages.normalise import (
+    AUDIO_RATE,
+    VIDEO_RATE,
+    episode_profile,
+    normalise_file,
+    output_rate,
+)
+from pipeline.workspace import Context
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Bumper:
+    audio: Path  # loudness-matched FLAC in the job folder
+    source: Path  # the file in assets/ (may carry a picture)
+    duration_s: float
+    has_video: bool
+
+
+def _master(job: Job) -> str:
+    for key in ("master_audio", "trimmed_audio", "source_audio"):
+        if key in job.files:
+            return job.files[key]
+    raise PipelineError(f"episode {job.id} has no audio to encode; run `learncast retry` so "
+                        "the earlier stages run first")
+
+
+def _duration(path: Path) -> float:
+    with av.open(str(path)) as c:
+        s = c.streams.audio[0] if c.streams.audio else c.streams.video[0]
+        if s.duration and s.time_base:
+            return float(s.duration * s.time_base)
+        return (c.duration or 0) / av.time_base
+
+
+def _prepare_bumpers(job: Job, ctx: Context, show: ShowSettings, profile: Profile,
+                     rate: int, channels: int) -> dict[str, Bumper]:
+    out: dict[str, Bumper] = {}
+    for name, value in (("intro", show.intro), ("outro", show.outro)):
+        if not value:
+            continue
+        src = ctx.workspace.abs(value)
+        if not src.is_file():
+            raise PipelineError(f"show {show.id!r}: {name} {value!r} does not exist; put the "
+                                f"file in assets/ or clear shows.{name} in the config")
+        info = probe(src)
+        dest = ctx.workspace.job_dir(job.id) / f"{name}-{rate}.flac"
+        normalise_file(ctx.ffmpeg, src, dest, profile, rate=rate,
+                       headroom_db=ctx.settings.loudness.headroom_db, channels=channels)
+        out[name] = Bumper(dest, src, _duration(dest), info.video is not None)
+    return out
+
+
+def _audio_graph(n_inputs_before: int, bumpers: dict[str, Bumper], fade: float,
+                 rate: int, channels: int) -> tuple[list[str], str]:
+    """Inputs and filter graph that join [intro] master [outro] into `[aout]`.
+
+    The master is input `n_inputs_before`; bumpers follow it.
+    """
+    inputs: list[str] = []
+    idx = n_inputs_before + 1
+    label = f"[{n_inputs_before}:a]"
+    parts: list[str] = []
+    tail = f"aresample={rate}:resampler=soxr,aformat=channel_layouts={_layout(channels)}"
+    if "intro" in bumpers:
+        inputs += ["-i", str(bumpers["intro"].audio)]
+        parts.append(f"[{idx}:a]{label}acrossfade=d={fade}:c1=tri:c2=tri[j0]")
+        label, idx = "[j0]", idx + 1
+    if "outro" in bumpers:
+        inputs += ["-i", str(bumpers["outro"].audio)]
+        parts.append(f"{label}[{idx}:a]acrossfade=d={fade}:c1=tri:c2=tri[j1]")
+        label = "[j1]"
+    parts.append(f"{label}{tail}[aout]")
+    return inputs, ";".join(parts)
+
+
+def _fade(ctx: Context, bumpers: dict[str, Bumper]) -> float:
+    """The crossfade, shortened for very short bumpers (acrossfade needs both sides longer)."""
+    shortest = min((b.duration_s for b in bumpers.values()), default=float("inf"))
+    return round(min(ctx.settings.encode.crossfade_s, shortest / 2), 3)
+
+
+def _layout(channels: int) -> str:
+    return "mono" if channels == 1 else "stereo"
+
+
+def _verify(ffmpeg: str, path: Path, profile: Profile, what: str) -> Loudness:
+    got = measure(ffmpeg, path)
+    off = got.integrated - profile.integrated
+    if abs(off) > profile.tolerance or got.true_peak > profile.true_peak:
+        raise PipelineError(
+            f"the encoded {what} misses the {profile.name} loudness target: measured {got} "
+            f"(target {profile.integrated:.1f} ±{profile.tolerance:.1f} LUFS, true peak ≤ "
+            f"{profile.true_peak:.1f} dBTP). Raise [loudness] headroom_db, or check the "
+            "recording for extreme peaks, then run `learncast retry`")
+    return got
+
+
+def _tags(job: Job, ctx: Context, show: ShowSettings, total_s: float) -> Tags:
+    meta = job.metadata
+    starts = [(to_deliverable(c.start, job.measurements), c.title) for c in meta.chapters]
+    chapters: list[tuple[float, float, str]] = []
+    for i, (start, title) in enumerate(starts):
+        end = starts[i + 1][0] if i + 1 < len(starts) else total_s
+        if start < total_s:
+            chapters.append((start, max(min(end, total_s), start), title))
+    cover = ctx.workspace.abs(show.artwork) if show.artwork else None
+    if cover is not None and not cover.is_file():
+        log.warning("[encode] show artwork %s not found; the MP3 has no cover art. Put a "
+                    "square JPEG/PNG there or fix shows.artwork", show.artwork)
+        cover = None
+    year = (meta.publish_date or job.created_at).year
+    return Tags(title=job.title, show=show.title, author=show.author,
+                description=meta.description or "", year=year, season=meta.season,
+                episode=meta.episode, cover=cover, chapters=chapters)
+
+
+def _encode_mp3(ctx: Context, job: Job, master: Path, bumpers: dict[str, Bumper],
+                channels: int, show: ShowSettings, profile: Profile, dest: Path) -> Loudness:
+    enc = ctx.settings.encode
+    bitrate = enc.mp3_mono_bitrate_kbps if channels == 1 else enc.mp3_bitrate_kbps
+    extra, graph = _audio_graph(0, bumpers, _fade(ctx, bumpers), AUDIO_RATE, channels)
+    with atomic_path(dest) as tmp:
+        run_ffmpeg(ctx.ffmpeg, ["-i", str(master), *extra, "-filter_complex", graph,
+                                "-map", "[aout]", "-c:a", "libmp3lame", "-b:a", f"{bitrate}k",
+                                "-ar", str(AUDIO_RATE), "-ac", str(channels),
+                                "-map_metadata", "-1", "-id3v2_version", "0",
+                                "-write_xing", "1", str(tmp)],
+                   what=f"encoding the MP3 of {job.source}")
+        write_tags(tmp, _tags(job, ctx, show, _duration(tmp)))
+        return _verify(ctx.ffmpeg, tmp, profile, "MP3")  # before it reaches its final name
+
+
+@dataclass(frozen=True)
+class Picture:
+    copyable: bool
+    width: int
+    height: int
+    fps: float
+    start_s: float  # first frame's display time (B-frame delay of a stream-copied cut)
+
+
+def _picture(path: Path, max_height: int) -> Picture:
+    """Can the picture be stream-copied? Also its size, frame rate and start offset."""
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        cc = v.codec_context
+        fmt = cc.format.name if cc.format else ""
+        rate = float(v.average_rate or v.guessed_rate or 25)
+        ok = (cc.name == "h264" and fmt in ("yuv420p", "yuvj420p") and v.height <= max_height
+              and v.width % 2 == 0 and v.height % 2 == 0)
+        start = float(v.start_time * v.time_base) if v.start_time and v.time_base else 0.0
+        return Picture(ok, int(v.width), int(v.height), rate, max(start, 0.0))
+
+
+def _out_size(width: int, height: int, max_height: int) -> tuple[int, int]:
+    h = min(height, max_height) // 2 * 2
+    w = round(width * h / height / 2) * 2
+    return w, h
+
+
+def _encode_mp4(ctx: Context, job: Job, picture: Path, master: Path,
+                bumpers: dict[str, Bumper], channels: int, show: ShowSettings,
+                profile: Profile, dest: Path) -> tuple[str, Loudness]:
+    enc = ctx.settings.encode
+    pic = _picture(picture, enc.video_max_height)
+    fps = pic.fps
+    w, h = _out_size(pic.width, pic.height, enc.video_max_height)
+    fade = _fade(ctx, bumpers)
+    # ffmpeg rebases every input to start at zero; keep the picture's own start offset so
+    # its first frame is shown when it was cut to be (in sync with the audio).
+    inputs = ["-itsoffset", f"{pic.start_s:.6f}", "-i", str(picture), "-i", str(master)]
+    a_inputs, a_graph = _audio_graph(1, bumpers, fade, VIDEO_RATE, channels)
+    inputs += a_inputs
+    n = 2 + len(a_inputs) // 2
+    x264 = ["-c:v", "libx264", "-preset", enc.video_preset, "-crf", str(enc.video_crf),
+            "-pix_fmt", "yuv420p"]
+    fit = (f"scale={w}:{h}:force_original_aspect_ratio=decrease:flags=lanczos,"
+           f"pad={w}:{h}:(ow-iw)/2:(oh-ih)/2,setsar=1,fps={fps:.6f},format=yuv420p")
+    if bumpers:
+        mode = "re-encode (bumpers)"
+        v_parts: list[str] = []
+        labels: list[str] = []
+        for name in ("intro", "main", "outro"):
+            if name == "main":
+                lead = (f",tpad=start_duration={pic.start_s:.6f}:start_mode=clone"
+                        if pic.start_s > 0 else "")
+                v_parts.append(f"[0:v]{fit},setpts=PTS-STARTPTS{lead}[vmain]")
+                labels.append("[vmain]")
+                continue
+            if name not in bumpers:
+                continue
+            b = bumpers[name]
+            shown = max(b.duration_s - fade, 0.04)
+            if b.has_video:
+                inputs += ["-i", str(b.source)]
+            else:
+                inputs += ["-loop", "1", "-framerate", f"{fps:.6f}", "-t", f"{shown:.6f}",
+                           "-i", str(_still(ctx, show))]
+            v_parts.append(f"[{n}:v]{fit},trim=duration={shown:.6f},setpts=PTS-STARTPTS"
+                           f"[v{name}]")
+            labels.append(f"[v{name}]")
+            n += 1
+        graph = (";".join(v_parts) + f";{''.join(labels)}concat=n={len(labels)}:v=1:a=0"
+                 f"[vout];{a_graph}")
+        video_args = ["-map", "[vout]", *x264]
+    elif pic.copyable:
+        mode = "stream-copy"
+        graph = a_graph
+        video_args = ["-map", "0:v:0", "-c:v", "copy"]
+    else:
+        mode = "re-encode"
+        graph = f"[0:v]{fit}[vout];{a_graph}"
+        video_args = ["-map", "[vout]", *x264]
+    meta = ["-map_metadata", "-1", "-metadata", f"title={job.title}",
+            "-metadata", f"album={show.title}", "-metadata", f"artist={show.author}"]
+    with atomic_path(dest) as tmp:
+        run_ffmpeg(ctx.ffmpeg, [*inputs, "-filter_complex", graph, *video_args,
+                                "-map", "[aout]", "-c:a", "aac",
+                                "-b:a", f"{enc.aac_bitrate_kbps}k", "-ar", str(VIDEO_RATE),
+                                "-ac", str(channels), *meta, "-movflags", "+faststart",
+                                str(tmp)],
+                   what=f"encoding the MP4 of {job.source}")
+        return mode, _verify(ctx.ffmpeg, tmp, profile, "MP4 audio")
+
+
+def _still(ctx: Context, show: ShowSettings) -> Path:
+    art = ctx.workspace.abs(show.artwork) if show.artwork else None
+    if art is None or not art.is_file():
+        raise PipelineError(f"show {show.id!r} has audio-only bumpers but its artwork "
+                            f"{show.artwork!r} is missing, so there is no picture to show "
+                            "during them; add the artwork or use video bumpers")
+    return art
+
+
+def run(job: Job, ctx: Context) -> Job:
+    ws = ctx.workspace
+    show = ctx.settings.show(job.show)
+    master = ws.abs(_master(job))
+    profile = episode_profile(job, ctx)
+    channels = 1 if job.probe and job.probe.audio.channels == 1 else 2
+    rate = output_rate(job)
+    bumpers = _prepare_bumpers(job, ctx, show, profile, rate, channels)
+    fade = _fade(ctx, bumpers)
+    offset = max(bumpers["intro"].duration_s - fade, 0.0) if "intro" in bumpers else 0.0
+    job = job.with_measurements(content_offset_s=round(offset, 3))
+    out_dir = ws.job_dir(job.id)
+    mp3 = out_dir / f"{job.slug}.mp3"
+    final = {"audio": _encode_mp3(ctx, job, master, bumpers, channels, show, profile,
+                                  mp3).to_dict()}
+    record: dict[str, object] = {"bumpers": sorted(bumpers), "channels": channels}
+    job = job.with_file("audio", ws.rel(mp3))
+    if job.kind == "video":
+        picture = ws.abs(job.files.get("trimmed_video", job.original))
+        mp4 = out_dir / f"{job.slug}.mp4"
+        mode, got = _encode_mp4(ctx, job, picture, master, bumpers, channels, show, profile,
+                                mp4)
+        record["video_path"] = mode
+        final["video"] = got.to_dict()
+        job = job.with_file("video", ws.rel(mp4))
+    loud = {**job.measurements.get("loudness", {}), "final": final}
+    log.info("[encode] %s: %s", job.id, ", ".join(
+        f"{k} {Loudness(**v)}" for k, v in final.items()))
+    return job.with_measurements(loudness=loud, encode=record)

@@ -1,0 +1,147 @@
+"""Loudness normalisation, re-measured independently (ffmpeg ebur128) on the encoded files."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import av
+import pytest
+from mutagen.mp3 import MP3, BitrateMode
+
+from pipeline.audio.loudness import PROFILES
+from pipeline.errors import PipelineError
+from pipeline.stages import encode, normalise
+from pipeline.workspace import Context
+from tests.conftest import MakeMedia
+from tests.stages.finishing import ebur128, make_job, speech_at, with_settings
+
+
+def _sample_rate(path: Path) -> int:
+    with av.open(str(path)) as c:
+        return int(c.streams.audio[0].sample_rate)
+
+
+def _check_within(ffmpeg: str, path: Path, target: float, *, stream: str = "a:0",
+                  tolerance: float = 1.0, ceiling: float = -1.0) -> dict[str, float]:
+    got = ebur128(ffmpeg, path, stream)
+    assert abs(got["i"] - target) <= tolerance, got
+    assert got["tp"] <= ceiling, got
+    return got
+
+
+# name, target LUFS of the input, rate, channels, extra gain clipped away, expected profile
+CASES = [
+    ("quiet", -35.0, 44100, 2, 0.0, "apple-podcast"),
+    ("loud-clipping", -6.0, 44100, 2, 0.0, "apple-podcast"),
+    ("mono", -24.0, 44100, 1, 0.0, "apple-podcast-mono"),
+    ("stereo-48k", -20.0, 48000, 2, 0.0, "apple-podcast"),
+]
+
+
+@pytest.mark.parametrize(("name", "lufs", "rate", "channels", "clip", "profile"), CASES,
+                         ids=[c[0] for c in CASES])
+def test_audio_reaches_profile_on_the_mp3(ctx: Context, shared_audio: Path, tmp_path: Path,
+                                          name: str, lufs: float, rate: int, channels: int,
+                                          clip: float, profile: str) -> None:
+    src = speech_at(ctx.ffmpeg, shared_audio / "jfk.flac", tmp_path / f"{name}.wav", lufs,
+                    rate=rate, channels=channels, clip_db=clip)
+    measured_in = ebur128(ctx.ffmpeg, src)
+    assert abs(measured_in["i"] - lufs) <= 1.5, measured_in  # the case is what it claims
+    if name == "loud-clipping":
+        assert measured_in["tp"] >= -0.1, measured_in  # peaks at 0 dBFS
+
+    job = normalise.run(make_job(ctx, src), ctx)
+    master = ctx.workspace.abs(job.files["master_audio"])
+    assert master.suffix == ".flac" and _sample_rate(master) == 44100
+    job = encode.run(job, ctx)
+
+    target = PROFILES[profile].integrated
+    mp3 = ctx.workspace.abs(job.files["audio"])
+    got = _check_within(ctx.ffmpeg, mp3, target)
+    info = MP3(mp3).info
+    assert info.sample_rate == 44100
+    assert info.channels == channels
+    assert info.bitrate_mode == BitrateMode.CBR  # LAME's Info header: constant bitrate
+    assert abs(info.bitrate - (96000 if channels == 1 else 128000)) < 500
+
+    loud = job.measurements["loudness"]
+    assert loud["profile"] == profile
+    assert abs(loud["before"]["integrated"] - measured_in["i"]) <= 0.3
+    assert abs(loud["final"]["audio"]["integrated"] - got["i"]) <= 0.3
+    assert set(loud["master"]) == {"integrated", "true_peak", "lra"}
+    if name == "loud-clipping":
+        assert loud["limited"] is False and loud["gain_db"] < -8
+
+
+def test_peaky_quiet_recording_is_limited_and_recorded(ctx: Context, shared_audio: Path,
+                                                       tmp_path: Path) -> None:
+    """Quiet speech with a loud knock: +19 dB of gain would put the knock far over the
+    ceiling, so a true-peak limiter is needed — and the episode says it was used."""
+    speech = speech_at(ctx.ffmpeg, shared_audio / "jfk.flac", tmp_path / "quiet.wav", -35.0)
+    knock = tmp_path / "knock.wav"
+    subprocess.run([ctx.ffmpeg, "-v", "error", "-y", "-i", str(speech), "-f", "lavfi", "-i",
+                    "sine=frequency=1000:sample_rate=44100:duration=0.01,volume=5.6,"
+                    "adelay=delays=5000:all=1", "-filter_complex",
+                    "[0:a][1:a]amix=inputs=2:duration=first:normalize=0", "-c:a", "pcm_s16le",
+                    str(knock)], check=True)
+    job = encode.run(normalise.run(make_job(ctx, knock), ctx), ctx)
+    loud = job.measurements["loudness"]
+    assert loud["limited"] is True and loud["gain_db"] > 15, loud
+    _check_within(ctx.ffmpeg, ctx.workspace.abs(job.files["audio"]), -16.0)
+
+
+def test_telephone_8k_is_upsampled_explicitly(ctx: Context, shared_audio: Path) -> None:
+    job = normalise.run(make_job(ctx, shared_audio / "OSR_us_000_0034_8k.wav"), ctx)
+    master = ctx.workspace.abs(job.files["master_audio"])
+    assert _sample_rate(master) == 44100  # never 192 kHz, never left at 8 kHz
+    job = encode.run(job, ctx)
+    _check_within(ctx.ffmpeg, ctx.workspace.abs(job.files["audio"]),
+                  PROFILES["apple-podcast-mono"].integrated)
+
+
+def test_video_48k_both_deliverables_verified(ctx: Context, make_media: MakeMedia,
+                                              tmp_path: Path) -> None:
+    clip = make_media(tmp_path / "talk.mp4", "-f", "lavfi", "-i",
+                      "testsrc2=size=320x240:rate=25:duration=6", "-f", "lavfi", "-i",
+                      "sine=frequency=300:sample_rate=48000:duration=6,"
+                      "volume='0.05+0.04*sin(2*PI*t)':eval=frame",
+                      "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-ac", "2")
+    job = normalise.run(make_job(ctx, clip), ctx)
+    assert _sample_rate(ctx.workspace.abs(job.files["master_audio"])) == 48000
+    job = encode.run(job, ctx)
+    mp4 = ctx.workspace.abs(job.files["video"])
+    _check_within(ctx.ffmpeg, mp4, -16.0)
+    assert _sample_rate(mp4) == 48000
+    _check_within(ctx.ffmpeg, ctx.workspace.abs(job.files["audio"]), -16.0)
+    assert set(job.measurements["loudness"]["final"]) == {"audio", "video"}
+
+
+@pytest.mark.parametrize(("profile", "target", "tolerance"),
+                         [("ebu-r128", -23.0, 0.5), ("aes-speech", -18.0, 1.0)])
+def test_other_profiles(ctx: Context, shared_audio: Path, tmp_path: Path, profile: str,
+                        target: float, tolerance: float) -> None:
+    ctx = with_settings(ctx, loudness={"profile": profile})
+    src = speech_at(ctx.ffmpeg, shared_audio / "jfk.flac", tmp_path / "in.wav", -14.0)
+    job = encode.run(normalise.run(make_job(ctx, src), ctx), ctx)
+    _check_within(ctx.ffmpeg, ctx.workspace.abs(job.files["audio"]), target,
+                  tolerance=tolerance)
+
+
+def test_encode_fails_with_figures_when_off_target(ctx: Context, shared_audio: Path,
+                                                   tmp_path: Path) -> None:
+    """A master that was never normalised must not become a deliverable."""
+    src = speech_at(ctx.ffmpeg, shared_audio / "jfk.flac", tmp_path / "in.wav", -30.0)
+    job = make_job(ctx, src)  # normalise skipped: encode falls back to the source audio
+    with pytest.raises(PipelineError, match=r"misses the apple-podcast loudness target: "
+                                            r"measured -3\d\.\d LUFS"):
+        encode.run(job, ctx)
+    assert not list(ctx.workspace.job_dir(job.id).glob("*.mp3"))
+
+
+def test_silence_is_refused_with_advice(ctx: Context, make_media: MakeMedia,
+                                        tmp_path: Path) -> None:
+    src = make_media(tmp_path / "silent.wav", "-f", "lavfi", "-i",
+                     "anullsrc=r=44100:cl=mono", "-t", "3")
+    with pytest.raises(PipelineError, match="silent or nearly so"):
+        normalise.run(make_job(ctx, src), ctx)
