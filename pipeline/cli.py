@@ -281,6 +281,7 @@ def cmd_unpublish(args: argparse.Namespace) -> int:
                   "list it")
         for key in deleted:
             out.print(f"  deleted {key}")
+    return EXIT_OK
 
 
 def cmd_review(args: argparse.Namespace) -> int:

@@ -15,11 +15,10 @@ from pipeline.state import StateDB
 from pipeline.workspace import Context, init_workspace, open_workspace
 
 #: The S3 test server (moto) and fault-injecting proxy fixtures, shared by storage and stages.
-pytest_plugins = ["tests.storage.s3fixtures"]
+#: Fixture plugins: the moto S3 server, and episodes stored through the storage backend.
+pytest_plugins = ["tests.storage.s3fixtures", "tests.feeds.plugin"]
 
 REPO = Path(__file__).resolve().parent.parent
-#: Fixture plugins of the feed tests (episodes stored through the storage backend).
-pytest_plugins = ["tests.feeds.plugin"]
 
 SHARED_AUDIO = Path(os.environ.get("LEARNCAST_SHARED_AUDIO", REPO.parent / "shared" / "audio"))
 

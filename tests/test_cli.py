@@ -40,7 +40,7 @@ def test_status_json_contract(workspace_dir: Path, tone) -> None:
         for path in ep["files"].values():
             assert (workspace_dir / path).exists()
     by_source = {ep["source"]: ep for ep in data}
-    assert by_source["ok.wav"]["status"] == "awaiting-review"
+    assert by_source["ok.wav"]["status"] == "published"
     assert by_source["ok.wav"]["measurements"]["source_duration_s"] > 1.9
     assert by_source["broken.mp3"]["status"] == "failed"
     assert by_source["broken.mp3"]["stage"] == "ingest"
@@ -91,7 +91,7 @@ def test_retry_of_a_rejected_file_puts_it_back_into_the_inbox(workspace_dir: Pat
     assert not (workspace_dir / "failed" / "ep.wav.error.txt").exists()
     assert learncast(workspace_dir, "run").returncode == 0
     [ep] = json.loads(learncast(workspace_dir, "status", "--json").stdout)
-    assert ep["status"] == "awaiting-review"
+    assert ep["status"] == "published"
 
 
 def test_retry_of_an_unknown_or_healthy_episode_is_refused(workspace_dir: Path, tone) -> None:

@@ -103,7 +103,7 @@ def test_failure_then_retry_resumes_at_the_failed_stage(
     runner.retry(ctx, db, job)
     assert runner.process_inbox(ctx, db).exit_code == 0
     assert ran == ["second"], "completed stages are not redone"
-    assert db.all()[0].status is Status.AWAITING_REVIEW
+    assert db.all()[0].status is Status.PUBLISHED  # audio: review "immediate" by default
     assert not (ctx.workspace.failed / "a.wav.error.txt").exists()
     assert not (ctx.workspace.failed / "a.wav").exists()
     assert ctx.workspace.abs(job.original).exists()
@@ -121,7 +121,7 @@ def test_unexpected_exception_fails_only_that_episode(
     tone(ctx.workspace.inbox / "good.wav", seconds=2, freq=500)
     report = runner.process_inbox(ctx, db)
     statuses = {o.source: o.status for o in report.processed}
-    assert statuses == {"bad.wav": Status.FAILED, "good.wav": Status.AWAITING_REVIEW}
+    assert statuses == {"bad.wav": Status.FAILED, "good.wav": Status.PUBLISHED}
     assert "internal error in stage 'buggy'" in (db.all()[0].error or db.all()[1].error or "")
 
 
@@ -144,7 +144,7 @@ def test_kill_9_mid_stage_resumes_without_duplicates(workspace_dir: Path, tone) 
     done = learncast(workspace_dir, "run")
     assert done.returncode == 0, done.stdout + done.stderr
     [ep] = status_json(workspace_dir)
-    assert ep["status"] == "awaiting-review" and ep["id"] == mid["id"]
+    assert ep["status"] == "published" and ep["id"] == mid["id"]
     assert hashlib.sha256((workspace_dir / ep["files"]["original"]).read_bytes()).hexdigest() \
         == digest
     assert (workspace_dir / ep["files"]["source_audio"]).stat().st_size > 0
@@ -167,7 +167,7 @@ def test_two_processes_on_one_inbox_take_each_file_once(workspace_dir: Path, ton
     assert [p.returncode for p in procs] == [0, 0], outputs
     episodes = status_json(workspace_dir)
     assert sorted(e["source"] for e in episodes) == names
-    assert all(e["status"] == "awaiting-review" for e in episodes)
+    assert all(e["status"] == "published" for e in episodes)
     with sqlite3.connect(workspace_dir / "state" / "learncast.db") as conn:
         attempts = [a for (a,) in conn.execute(
                 "SELECT attempts FROM stage_runs WHERE stage='prepare'")]
@@ -187,7 +187,7 @@ def test_watch_processes_new_files_and_stops_cleanly_on_sigterm(workspace_dir: P
         src = tone(tmp_path / "late.wav", seconds=2)
         os.replace(src, workspace_dir / "inbox" / "late.wav")
         wait_for(lambda: [e["status"] for e in status_json(workspace_dir)]
-                 == ["awaiting-review"], what="watch to process the dropped file")
+                 == ["published"], what="watch to process the dropped file")
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     finally:
@@ -213,13 +213,13 @@ def test_a_held_episode_waits_for_review_and_resumes_when_queued_again(
         after.append(job.id)
         return job
 
-    monkeypatch.setattr(runner, "STAGES", (*runner.STAGES, runner.Stage("review", gate),
-                                           runner.Stage("publish", later)))
+    monkeypatch.setattr(runner, "STAGES", (*runner.STAGES, runner.Stage("hold", gate),
+                                           runner.Stage("after", later)))
     tone(ctx.workspace.inbox / "a.wav", seconds=2)
     report = runner.process_inbox(ctx, db)
     assert report.exit_code == 0 and after == []
     [job] = db.all()
-    assert (job.status, job.stage) == (Status.AWAITING_REVIEW, "review")
+    assert (job.status, job.stage) == (Status.AWAITING_REVIEW, "hold")
     assert runner.process_inbox(ctx, db).processed == [], "held episodes are not picked up"
     approved["yes"] = True
     db.save(job.replace(status=Status.QUEUED))
