@@ -22,7 +22,7 @@ from pipeline import ingest
 from pipeline.errors import PipelineError, RetryableError
 from pipeline.fsutil import atomic_write_text, remove_temp_files
 from pipeline.models import Job, Status
-from pipeline.stages import prepare
+from pipeline.stages import caption, prepare, transcribe
 from pipeline.state import StateDB
 from pipeline.workspace import Context
 
@@ -41,6 +41,8 @@ class Stage:
 #: upload, feeds) are added here as they are built.
 STAGES: tuple[Stage, ...] = (
     Stage("prepare", prepare.run),
+    Stage("transcribe", transcribe.run),
+    Stage("caption", caption.run),
 )
 
 #: Test hook for crash-recovery tests: `LEARNCAST_PAUSE_IN_STAGE=<stage>` makes the runner
