@@ -14,6 +14,9 @@ from pipeline.media import find_ffmpeg
 from pipeline.state import StateDB
 from pipeline.workspace import Context, init_workspace, open_workspace
 
+#: ASR/caption fixtures (session-loaded whisper models, WebVTT validator, jobs on real speech).
+pytest_plugins = ["tests.asr.fixtures"]
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_AUDIO = Path(os.environ.get("LEARNCAST_SHARED_AUDIO", REPO.parent / "shared" / "audio"))
 

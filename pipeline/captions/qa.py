@@ -22,14 +22,23 @@ def cue_speed(cue: Cue) -> tuple[float, float]:
     return len(cue.text) / seconds, len(cue.words) / seconds * 60
 
 
+def speech_speed(cue: Cue, profile: Profile) -> tuple[float, float]:
+    """(cps, wpm) if the cue stayed up for its whole speech plus the allowed linger."""
+    if not cue.words:
+        return cue_speed(cue)
+    seconds = max(cue.words[-1].end - cue.words[0].start + profile.max_end_after_speech_s, 1e-3)
+    return len(cue.text) / seconds, len(cue.words) / seconds * 60
+
+
 def check_cues(cues: list[Cue], profile: Profile) -> list[dict[str, Any]]:
     issues: list[dict[str, Any]] = []
 
-    def add(k: int, rule: str, value: float, limit: float, severity: str) -> None:
+    def add(k: int, rule: str, value: float, limit: float, severity: str,
+            **extra: Any) -> None:
         cue = cues[k]
         issues.append({"cue": k + 1, "start": round(cue.start, 3), "rule": rule,
                        "value": round(value, 3), "limit": limit, "severity": severity,
-                       "text": cue.text})
+                       "text": cue.text, **extra})
 
     for k, cue in enumerate(cues):
         for line in cue.lines:
@@ -38,12 +47,16 @@ def check_cues(cues: list[Cue], profile: Profile) -> list[dict[str, Any]]:
         if len(cue.lines) > profile.max_lines:
             add(k, "lines", len(cue.lines), profile.max_lines, "error")
         cps, wpm = cue_speed(cue)
+        # How fast the words were spoken: above the limit, no timing can fix it (only editing).
+        spoken = speech_speed(cue, profile)
         if profile.max_cps and cps > profile.max_cps + EPS:
-            add(k, "cps", cps, profile.max_cps, "error")
+            add(k, "cps", cps, profile.max_cps, "error", speech_rate=round(spoken[0], 3),
+                avoidable=spoken[0] <= profile.max_cps)
         elif profile.warn_cps and cps > profile.warn_cps + EPS:
             add(k, "cps", cps, profile.warn_cps, "warning")
         if profile.max_wpm and wpm > profile.max_wpm + EPS:
-            add(k, "wpm", wpm, profile.max_wpm, "error")
+            add(k, "wpm", wpm, profile.max_wpm, "error", speech_rate=round(spoken[1], 3),
+                avoidable=spoken[1] <= profile.max_wpm)
         elif profile.warn_wpm and wpm > profile.warn_wpm + EPS:
             add(k, "wpm", wpm, profile.warn_wpm, "warning")
         if cue.duration < profile.min_duration_s - EPS:

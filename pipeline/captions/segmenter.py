@@ -29,6 +29,11 @@ WEAK_ENDINGS = frozenset(
      "its", "our", "their", "this", "that", "these", "those", "and", "or", "but", "nor"]
 )
 #: Words that open a clause: a good place to start a new line or cue.
+#: Prepositions: each opens a phrase, so a break just before one reads well.
+PREPOSITIONS = frozenset(
+    ["of", "to", "in", "on", "at", "for", "with", "from", "by", "about", "into", "onto", "over",
+     "under", "than", "via", "per", "behind", "against", "during", "without", "through"]
+)
 CLAUSE_STARTERS = frozenset(
     ["and", "but", "or", "so", "because", "which", "who", "whom", "whose", "that", "when",
      "where", "while", "if", "although", "though", "unless", "since", "until", "whereas",
@@ -59,19 +64,45 @@ def _bare(text: str) -> str:
     return re.sub(r"[^\w']", "", text.lower())
 
 
+def plausible_duration(word: Word) -> float:
+    """The longest a word of this length is usually spoken, in seconds.
+
+    Whisper's word alignment gives each word the silence before it, so a word lasting much
+    longer than this starts with a pause: a natural break, and a later true start.
+    """
+    return 0.3 + 0.1 * len(_bare(word.text))
+
+
+def _true_start(word: Word) -> float:
+    return max(word.start, word.end - plausible_duration(word))
+
+
+def pause_before(words: list[Word], k: int) -> float:
+    if k <= 0 or k >= len(words):
+        return 0.0
+    gap = words[k].start - words[k - 1].end
+    stretched = (words[k].end - words[k].start) - plausible_duration(words[k])
+    return max(gap, stretched, 0.0)
+
+
 def _break_cost(words: list[Word], k: int) -> float:
     """Cost of breaking after words[k] (a line or cue boundary)."""
     last = words[k].text
     if k + 1 >= len(words):
         return 0.0
+    nxt = _bare(words[k + 1].text)
     if last.endswith((".", "?", "!", "…")):
         cost = 0.0
     elif last.endswith((",", ";", ":", "—", "-")):
         cost = 1.0
-    elif _bare(words[k + 1].text) in CLAUSE_STARTERS:
+    elif nxt in CLAUSE_STARTERS:
         cost = 2.0
+    elif nxt in PREPOSITIONS:
+        cost = 3.0
     else:
         cost = 4.0
+    if pause_before(words, k + 1) >= 0.3:
+        cost = max(0.0, cost - 2.5)
     if _bare(last) in WEAK_ENDINGS and not last.endswith((".", "?", "!", ",", ";", ":")):
         cost += 8.0
     return cost
@@ -83,31 +114,38 @@ def layout(words: list[Word], max_chars: int, max_lines: int) -> tuple[str, ...]
     If nothing fits (one word longer than a line), the overflowing layout is returned as is;
     the QA report flags it instead of hiding it.
     """
+    return _layout(words, max_chars, max_lines)[1]
+
+
+def _layout(words: list[Word], max_chars: int, max_lines: int) -> tuple[float, tuple[str, ...]]:
+    """(cost, lines): cost rates the line break and any sentence ending mid-line."""
     texts = [w.text for w in words]
     whole = " ".join(texts)
+    sentence_ends = [k for k, t in enumerate(texts[:-1]) if t.endswith((".", "?", "!"))]
     if len(whole) <= max_chars or max_lines < 2 or len(words) < 2:
-        return (whole,)
+        return 2.0 * len(sentence_ends), (whole,)
     best: tuple[float, tuple[str, ...]] | None = None
     for k in range(len(words) - 1):
         first, second = " ".join(texts[:k + 1]), " ".join(texts[k + 1:])
         overflow = max(0, len(first) - max_chars) + max(0, len(second) - max_chars)
         balance = abs(len(first) - len(second)) / max_chars
         cost = overflow * 100 + _break_cost(words, k) + 3 * balance
+        cost += 2.0 * sum(1 for e in sentence_ends if e != k)
         if len(first) > len(second):  # prefer a bottom-heavy pyramid when it is a tie
             cost += 0.1
         if best is None or cost < best[0]:
             best = (cost, (first, second))
     assert best is not None
-    return best[1]
+    return best
 
 
 def _fits(text_len: int, profile: Profile) -> bool:
     return text_len <= profile.max_chars_per_line * profile.max_lines + profile.max_lines - 1
 
 
-def _speed_cost(words: list[Word], chars: int, profile: Profile) -> float:
+def _speed_cost(words: list[Word], chars: int, profile: Profile, linger: float) -> float:
     span = words[-1].end - words[0].start
-    shown = max(span + profile.max_end_after_speech_s, 0.01)
+    shown = max(span + linger, 0.01)
     cost = 0.0
     if profile.max_cps:
         cps = chars / shown
@@ -121,7 +159,7 @@ def _speed_cost(words: list[Word], chars: int, profile: Profile) -> float:
             cost += 0.5 * (wpm - profile.max_wpm)
         elif profile.warn_wpm and wpm > profile.warn_wpm:
             cost += 1.0
-    if span + profile.max_end_after_speech_s < profile.min_duration_s:
+    if span + linger < profile.min_duration_s:
         cost += 5.0
     return cost
 
@@ -151,9 +189,13 @@ def segment(words: list[Word], profile: Profile) -> list[Cue]:
                 if w.start - words[j - 2].end > LONG_PAUSE_S:
                     break
             group = words[i:j]
-            cost = 3.0 + _break_cost(words, j - 1) + _speed_cost(group, length, profile)
-            if j < n and words[j].start - w.end >= 0.3:
-                cost = max(0.0, cost - 2.0)  # a pause is a natural boundary
+            linger = profile.max_end_after_speech_s
+            if j < n:
+                linger = min(linger, max(0.0, _true_start(words[j]) - w.end - profile.min_gap_s))
+            cost = (2.0 + _break_cost(words, j - 1) + _speed_cost(group, length, profile, linger)
+                    + _layout(group, profile.max_chars_per_line, profile.max_lines)[0])
+            if length < 20 and j < n and not w.text.endswith((".", "?", "!")):
+                cost += 2.0  # a fragment flashing by is hard to read
             if best[i] + cost < best[j]:
                 best[j] = best[i] + cost
                 back[j] = i
@@ -170,7 +212,7 @@ def segment(words: list[Word], profile: Profile) -> list[Cue]:
 def _time(groups: list[list[Word]], profile: Profile) -> list[Cue]:
     """Timing in whole milliseconds: start at the first word, end near the last, keep gaps."""
     gap = round(profile.min_gap_s * 1000)
-    starts = [round(g[0].start * 1000) for g in groups]
+    starts = [round(_true_start(g[0]) * 1000) for g in groups]
     cues: list[Cue] = []
     for k, group in enumerate(groups):
         start = starts[k]
@@ -179,8 +221,9 @@ def _time(groups: list[list[Word]], profile: Profile) -> list[Cue]:
         last = round(group[-1].end * 1000)
         chars = len(" ".join(w.text for w in group))
         wanted = max(last, start + round(profile.min_duration_s * 1000))
-        if profile.max_cps:
-            wanted = max(wanted, start + round(chars / profile.max_cps * 1000))
+        comfortable = profile.warn_cps or profile.max_cps
+        if comfortable:
+            wanted = max(wanted, start + round(chars / comfortable * 1000))
         end = min(wanted, last + round(profile.max_end_after_speech_s * 1000))
         if k + 1 < len(groups):
             end = min(end, starts[k + 1] - gap)
