@@ -138,9 +138,8 @@ def apply_glossary(transcript: Transcript, terms: list[str],
                    threshold: float = 0.8) -> tuple[Transcript, GlossaryResult]:
     """Respell near misses of glossary terms (e.g. "Comfy UI" → "ComfyUI") and count hits.
 
-    A term may span several recognised words; a window of 1–3 words (one more than the term
-    has) is compared with its letters only, so spacing, case and hyphenation differences match.
-    Common words are left alone unless they are close to the term as a whole.
+    Words are compared by their letters only, so spacing, case and hyphenation differences
+    match; short words (under 4 letters) must match exactly.
     """
     result = GlossaryResult(terms=list(terms), hits={t: 0 for t in terms})
     if not terms:
@@ -180,13 +179,22 @@ def apply_glossary(transcript: Transcript, terms: list[str],
 
 def _best_match(words: list[Word], i: int, targets: list[tuple[str, str, int]],
                 threshold: float) -> tuple[str, int] | None:
+    """The glossary term starting at words[i] and how many words it covers, if any.
+
+    A window of the term's own word count may match approximately; a window one word longer
+    only when its letters equal the term exactly ("Work Day" → "Workday"), so neighbouring
+    words are never swallowed by a fuzzy match.
+    """
     best: tuple[float, str, int] | None = None
     for term, norm, n_words in targets:
-        for span in range(1, min(n_words + 1, 3) + 1):
+        for span in range(1, n_words + 2):
             if i + span > len(words):
                 break
             candidate = _norm("".join(_core(w.text)[1] for w in words[i:i + span]))
-            if not _similar(candidate, norm, threshold):
+            if span == n_words:
+                if not _similar(candidate, norm, threshold):
+                    continue
+            elif candidate != norm:
                 continue
             score = difflib.SequenceMatcher(None, candidate, norm).ratio()
             if best is None or score > best[0] or (score == best[0] and span > best[2]):
