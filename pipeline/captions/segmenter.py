@@ -40,6 +40,8 @@ CLAUSE_STARTERS = frozenset(
      "then"]
 )
 LONG_PAUSE_S = 1.5
+#: A sentence ending inside a line (not at a line or cue break) is hard to read.
+MID_LINE_SENTENCE_END = 5.0
 MAX_WORDS_PER_CUE = 40
 
 
@@ -123,14 +125,14 @@ def _layout(words: list[Word], max_chars: int, max_lines: int) -> tuple[float, t
     whole = " ".join(texts)
     sentence_ends = [k for k, t in enumerate(texts[:-1]) if t.endswith((".", "?", "!"))]
     if len(whole) <= max_chars or max_lines < 2 or len(words) < 2:
-        return 2.0 * len(sentence_ends), (whole,)
+        return MID_LINE_SENTENCE_END * len(sentence_ends), (whole,)
     best: tuple[float, tuple[str, ...]] | None = None
     for k in range(len(words) - 1):
         first, second = " ".join(texts[:k + 1]), " ".join(texts[k + 1:])
         overflow = max(0, len(first) - max_chars) + max(0, len(second) - max_chars)
         balance = abs(len(first) - len(second)) / max_chars
         cost = overflow * 100 + _break_cost(words, k) + 3 * balance
-        cost += 2.0 * sum(1 for e in sentence_ends if e != k)
+        cost += sum(MID_LINE_SENTENCE_END if e != k else 0.5 for e in sentence_ends)
         if len(first) > len(second):  # prefer a bottom-heavy pyramid when it is a tie
             cost += 0.1
         if best is None or cost < best[0]:
@@ -191,7 +193,8 @@ def segment(words: list[Word], profile: Profile) -> list[Cue]:
             group = words[i:j]
             linger = profile.max_end_after_speech_s
             if j < n:
-                linger = min(linger, max(0.0, _true_start(words[j]) - w.end - profile.min_gap_s))
+                # may be negative: the cue then ends before its last word to keep the gap
+                linger = min(linger, _true_start(words[j]) - w.end - profile.min_gap_s)
             cost = (2.0 + _break_cost(words, j - 1) + _speed_cost(group, length, profile, linger)
                     + _layout(group, profile.max_chars_per_line, profile.max_lines)[0])
             if length < 20 and j < n and not w.text.endswith((".", "?", "!")):

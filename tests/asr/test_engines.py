@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ def test_word_timestamps_increase_and_lie_inside_the_audio(
     words = transcript.words
     assert len(words) == 22
     duration = len(jfk) / SAMPLE_RATE
-    for prev, word in zip(words, words[1:], strict=False):
+    for prev, word in itertools.pairwise(words):
         assert prev.start <= word.start and prev.end <= word.end + 1e-6
         assert prev.end <= word.start + 1e-6
     for word in words:
