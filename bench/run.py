@@ -17,7 +17,9 @@ from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-SUITES: dict[str, str] = {}
+SUITES: dict[str, str] = {
+    "asr": "bench.asr",
+}
 
 
 def machine() -> dict[str, Any]:

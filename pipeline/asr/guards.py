@@ -18,19 +18,21 @@ from pipeline.asr.types import Segment, Transcript, Word
 
 log = logging.getLogger(__name__)
 
-#: Phrases whisper produces from its subtitle-heavy training data when nobody speaks.
+#: Phrases whisper produces from its subtitle-heavy training data when nobody speaks. Only a
+#: short segment consisting of such a phrase is dropped; "thanks for listening" is left alone,
+#: since podcast hosts really say it.
 BOILERPLATE = (
-    r"thank(s| you) (so much )?for watching",
-    r"thanks? for listening",
-    r"please (like and )?subscribe",
-    r"subtitles? (by|created by|provided by)",
+    r"thank(s| you)( so much| very much)? for watching",
+    r"(please )?(like and )?subscribe( to (my|our|the) channel)?",
+    r"subtitles? (by|created by|provided by|made by)",
     r"captions? by",
     r"transcri(bed|ption) by",
     r"amara\.org",
     r"www\.[a-z0-9-]+\.(com|org|net)",
-    r"see you (in the )?next (video|time)",
+    r"see you in the next video",
 )
-_BOILERPLATE_RE = re.compile(r"^\W*(" + "|".join(BOILERPLATE) + r")\b.*$", re.IGNORECASE)
+_BOILERPLATE_RE = re.compile(r"^\W*(" + "|".join(BOILERPLATE) + r")\b", re.IGNORECASE)
+BOILERPLATE_MAX_WORDS = 12
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ def drop_hallucinations(transcript: Transcript, settings: GuardSettings) -> tupl
             report.add(seg, f"no speech (no_speech_prob {seg.no_speech_prob:.2f})")
         elif seg.compression_ratio > settings.compression_ratio_threshold or _repetitive(seg):
             report.add(seg, f"repetitive text (compression ratio {seg.compression_ratio:.2f})")
-        elif _BOILERPLATE_RE.match(seg.text):
+        elif _BOILERPLATE_RE.match(seg.text) and len(seg.words) <= BOILERPLATE_MAX_WORDS:
             report.add(seg, "subtitle boilerplate")
         else:
             kept.append(seg)

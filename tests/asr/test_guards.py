@@ -76,3 +76,11 @@ def test_glossary_prompt_lists_terms_and_is_bounded() -> None:
     assert glossary_prompt(["ComfyUI", "Kubernetes"]) == "Glossary: ComfyUI, Kubernetes."
     long = glossary_prompt([f"Term{i:03d}" for i in range(200)])
     assert long is not None and len(long) <= 600 and long.endswith(".")
+
+
+def test_real_closing_words_are_not_boilerplate() -> None:
+    closing = _segment("Thanks for listening, and see you next week.", avg_logprob=-0.3)
+    long = _segment("Thank you for watching this demo: next we open the reporting dashboard "
+                    "and walk through every filter one by one.", avg_logprob=-0.3)
+    kept, report = drop_hallucinations(_transcript(closing, long), GuardSettings())
+    assert kept.segments == (closing, long) and report.dropped == []
