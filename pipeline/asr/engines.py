@@ -66,6 +66,9 @@ class OpenAIWhisperEngine:
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         if self.model.path is not None:
             self._model = load_whisper_checkpoint(self.model.path, self.device)
+            official = getattr(whisper, "_ALIGNMENT_HEADS", {}).get(model)
+            if self.model.source == "cache" and official:
+                self._model.set_alignment_heads(official)  # official checkpoints lack them
         else:
             try:
                 self._model = whisper.load_model(model, device=self.device)

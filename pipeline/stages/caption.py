@@ -26,6 +26,15 @@ from pipeline.workspace import Context
 log = logging.getLogger(__name__)
 
 
+def _language(job: Job, ctx: Context, recognised: str) -> str:
+    """The show's BCP 47 tag (en-GB) when it agrees with what was recognised, else that."""
+    try:
+        configured = ctx.settings.show(job.show).language
+    except KeyError:
+        return recognised
+    return configured if configured.split("-")[0] == recognised else recognised
+
+
 def run(job: Job, ctx: Context) -> Job:
     ws = ctx.workspace
     stored = job.files.get("transcript_words")
@@ -45,7 +54,8 @@ def run(job: Job, ctx: Context) -> Job:
     qa = report(cues, words, profile, low_confidence=ctx.settings.captions.low_confidence,
                 glossary=transcript.info.get("glossary"),
                 dropped=transcript.info.get("dropped_segments"))
-    doc = Document(title=job.title, language=transcript.language, cues=cues, words=words,
+    doc = Document(title=job.title, language=_language(job, ctx, transcript.language),
+                   cues=cues, words=words,
                    info={"engine": transcript.info.get("engine"),
                          "model": transcript.info.get("model"), "offset_s": offset})
     folder = ws.transcripts / job.show
