@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pipeline.asr.audio import SAMPLE_RATE, decode_16k_mono
-from pipeline.asr.engines import AsrOptions, load_engine
+from pipeline.asr.engines import AsrOptions, engine_key, get_engine, load_engine
 from pipeline.asr.models import resolve_faster
 from pipeline.errors import ConfigError
 from tests.asr.fixtures import normalise_text, references
@@ -81,3 +81,11 @@ def test_missing_model_path_is_a_config_error(tmp_path: Path) -> None:
 def test_unknown_engine_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="openai-whisper, faster-whisper"):
         load_engine("vosk", "tiny.en", tmp_path)
+
+
+def test_get_engine_loads_each_model_once_per_process(tmp_path: Path) -> None:
+    resources: dict[str, Any] = {}
+    first = get_engine(resources, "faster-whisper", "tiny.en", tmp_path)
+    again = get_engine(resources, "faster-whisper", "tiny.en", tmp_path)
+    assert first is again and list(resources) == [engine_key("faster-whisper", "tiny.en",
+                                                             "int8")]
