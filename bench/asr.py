@@ -15,6 +15,7 @@ Run: `python -m bench.run asr`.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -53,6 +54,14 @@ def _child(mode: str, media: Path, models: Path) -> None:
     transcript, _ = drop_hallucinations(engine.transcribe(audio, AsrOptions(beam_size=5)),
                                         GuardSettings())
     apply_glossary(transcript, [])
+
+
+def _explain_failure(tool: str, name: str, cmd: list[str], env: dict[str, str]) -> None:
+    """Run the failed command again with its output captured, and stop with its last words."""
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+    raise SystemExit(f"{tool} failed on {name}: {' '.join(cmd)}\n"
+                     f"(rerun: exit {proc.returncode})\n{tail}")
 
 
 def _ffmpeg_on_path(folder: Path) -> dict[str, str]:
@@ -99,8 +108,7 @@ def run(workdir: Path) -> list[dict[str, Any]]:
             for tool, cmd in commands.items():
                 measured = run_measured(cmd, cwd=REPO, env=env)
                 if measured.returncode != 0:
-                    raise SystemExit(f"{tool} failed on {name} (exit {measured.returncode}): "
-                                     f"{' '.join(cmd)}")
+                    _explain_failure(tool, name, cmd, env)
                 if tool not in best or measured.wall_s < best[tool].wall_s:
                     best[tool] = measured
         for tool, measured in best.items():
