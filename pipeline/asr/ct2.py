@@ -56,8 +56,8 @@ def _read_str(fh: BinaryIO) -> str:
 def read_model_bin(path: Path) -> tuple[str, dict[str, np.ndarray]]:
     """Return (spec name, {variable name: array}); aliases resolve to their target's array.
 
-    int8 weights are dequantised with their `<name>_scale` (one scale per output row), so
-    callers always receive float arrays for weights.
+    int8/int16 weights are dequantised with their `<name>_scale` (one scale per output
+    channel), so callers always receive float arrays for weights.
     """
     try:
         with open(path, "rb") as fh:
@@ -108,8 +108,10 @@ def _dequantise(variables: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if name.endswith("_scale"):
             continue
         scale = variables.get(f"{name}_scale")
-        if value.dtype == np.int8 and scale is not None:
-            value = value.astype(np.float32) / scale.astype(np.float32).reshape(-1, 1)
+        if value.dtype in (np.int8, np.int16) and scale is not None:
+            # one scale per output channel (first axis), or one for the whole tensor
+            shape = (-1,) + (1,) * (value.ndim - 1) if scale.size > 1 else ()
+            value = value.astype(np.float32) / scale.astype(np.float32).reshape(shape)
         out[name] = value
     return out
 

@@ -107,3 +107,83 @@ def test_loader_refuses_pickled_objects(tmp_path: Path) -> None:
     torch.save({"dims": object()}, evil)
     with pytest.raises(PipelineError, match="not a loadable whisper checkpoint"):
         load_whisper_checkpoint(evil)
+
+
+def _raw_variables(path: Path) -> dict[str, np.ndarray]:
+    """The model.bin variables as stored (no dequantisation), to rebuild a spec from."""
+    from pipeline.asr import ct2
+
+    out: dict[str, np.ndarray] = {}
+    with open(path, "rb") as fh:
+        ct2._read(fh, "<I")
+        ct2._read_str(fh)
+        ct2._read(fh, "<I")
+        (count,) = ct2._read(fh, "<I")
+        for _ in range(count):
+            name = ct2._read_str(fh)
+            (rank,) = ct2._read(fh, "<B")
+            dims = ct2._read(fh, f"<{rank}I") if rank else ()
+            (dtype_id,) = ct2._read(fh, "<B")
+            (nbytes,) = ct2._read(fh, "<I")
+            out[name] = ct2._to_array(fh.read(nbytes), dtype_id, dims, name)
+    return out
+
+
+@pytest.fixture(scope="module")
+def int8_model(bundled: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled model re-quantised to int8 by CTranslate2's own converter."""
+    import json
+    import re
+
+    from ctranslate2.converters.converter import Converter
+    from ctranslate2.specs import whisper_spec
+    from ctranslate2.specs.model_spec import OPTIONAL
+
+    raw = _raw_variables(bundled / "model.bin")
+
+    class FromBundled(Converter):  # type: ignore[misc]
+        def _load(self) -> whisper_spec.WhisperSpec:
+            spec = whisper_spec.WhisperSpec(4, 6, 4, 6)
+            for name, value in raw.items():
+                node: object = spec
+                *path, attr = name.split("/")
+                for part in path:
+                    m = re.match(r"(.+)_(\d+)$", part)
+                    if m and isinstance(getattr(node, m.group(1), None), list):
+                        node = getattr(node, m.group(1))[int(m.group(2))]
+                    else:
+                        node = getattr(node, part)
+                current = getattr(node, attr, None)
+                if current is None or isinstance(current, np.ndarray) or current == OPTIONAL:
+                    setattr(node, attr, np.array(value))
+            spec.decoder.projection.weight = spec.decoder.embeddings.weight
+            spec.register_vocabulary((bundled / "vocabulary.txt").read_text().splitlines())
+            for key, value in json.loads((bundled / "config.json").read_text()).items():
+                setattr(spec.config, key, value)
+            return spec
+
+    out = tmp_path_factory.mktemp("int8") / "tiny.en-int8"
+    FromBundled().convert(str(out), quantization="int8")
+    return out
+
+
+def test_int8_models_are_dequantised(int8_model: Path, bundled: Path, ffmpeg: str,
+                                     shared_audio: Path, tmp_path: Path) -> None:
+    stored = _raw_variables(int8_model / "model.bin")
+    name = "encoder/conv1/weight"  # a 3-D convolution weight, one scale per output channel
+    assert stored[name].dtype == np.int8 and f"{name}_scale" in stored
+    _, ours = read_model_bin(int8_model / "model.bin")
+    _, original = read_model_bin(bundled / "model.bin")
+    assert ours[name].dtype == np.float32 and f"{name}_scale" not in ours
+    peak = float(np.abs(original[name]).max())
+    assert float(np.abs(ours[name] - original[name].astype(np.float32)).max()) < peak / 100
+
+    model = load_whisper_checkpoint(converted_checkpoint(int8_model, tmp_path))
+    mel = _mel(ffmpeg, shared_audio / "jfk.flac")
+    with torch.no_grad():
+        encoded = model.embed_audio(mel).numpy()
+    reference = ctranslate2.models.Whisper(str(int8_model), device="cpu",
+                                           compute_type="float32")
+    theirs = np.array(reference.encode(ctranslate2.StorageView.from_array(mel.numpy()),
+                                       to_cpu=True))
+    assert float(np.abs(encoded - theirs).max()) < 1e-4
