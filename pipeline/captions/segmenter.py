@@ -111,7 +111,7 @@ def _break_cost(words: list[Word], k: int) -> float:
 
 
 def layout(words: list[Word], max_chars: int, max_lines: int) -> tuple[str, ...]:
-    """Split one cue's words into at most `max_lines` lines, breaking at the best place.
+    """Split one cue's words into one line or two (all profiles use two), at the best place.
 
     If nothing fits (one word longer than a line), the overflowing layout is returned as is;
     the QA report flags it instead of hiding it.
