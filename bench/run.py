@@ -22,6 +22,7 @@ SUITES: dict[str, str] = {
     "storage": "bench.storage",
     "review": "bench.review",
     "finishing": "bench.finishing",
+    "asr": "bench.asr",
 }
 
 

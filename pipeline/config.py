@@ -202,6 +202,58 @@ class EncodeSettings(Section):
                           "slow"] = Field("veryfast", description="x264 speed/size trade-off.")
     crossfade_s: float = Field(0.5, ge=0, le=5, description="Crossfade between bumpers and "
                                "the episode (seconds).")
+    glossary: list[str] = Field(
+        default_factory=list, max_length=500,
+        description="Names and terms of this show (products, people, acronyms): fed to the "
+        "speech recogniser and used to correct near-miss spellings; sidecars can add more.",
+    )
+
+
+class TranscribeSettings(Section):
+    """Speech recognition (whisper): engine, model and quality guards."""
+
+    engine: Literal["openai-whisper", "faster-whisper"] = Field(
+        "openai-whisper", description="ASR engine; faster-whisper is about 3x faster on CPU.")
+    model: str = Field(
+        "tiny.en", min_length=1,
+        description="Whisper model name (tiny.en, base.en, small, ...) or a path to a .pt "
+        "checkpoint / CTranslate2 model folder. tiny.en works offline (bundled).",
+    )
+    models_dir: str = Field(
+        "models", description="Converted and local models (workspace-relative).")
+    compute_type: str = Field(
+        "int8", description="faster-whisper weight type: int8, float32 or default.")
+    threads: int = Field(0, ge=0, le=256, description="CPU threads; 0 = all cores.")
+    language: str = Field(
+        "", description="Spoken language (ISO 639-1); empty = the show's language. "
+        "English-only models (*.en) always use en.",
+    )
+    beam_size: int = Field(5, ge=1, le=20, description="Beam search width; 1 = greedy (faster).")
+    no_speech_threshold: float = Field(
+        0.6, ge=0, le=1, description="Segments more likely silence than this (and with low "
+        "confidence) are dropped.")
+    logprob_threshold: float = Field(
+        -1.0, le=0, description="Average log-probability below which a segment counts as "
+        "low-confidence for the no-speech guard.")
+    compression_ratio_threshold: float = Field(
+        2.4, gt=1, description="Segments whose text compresses better than this (loops, "
+        "repeated phrases) are dropped.")
+    silence_dbfs: float = Field(
+        -60.0, le=0, description="Recordings quieter than this overall are treated as silent: "
+        "empty transcript plus a warning, no recognition run.")
+    glossary_similarity: float = Field(
+        0.8, gt=0, le=1, description="How close (0-1) a recognised word must be to a glossary "
+        "term to be respelled as that term.")
+
+
+class CaptionSettings(Section):
+    """Captions and transcripts: style profile and QA thresholds."""
+
+    profile: Literal["learncast", "netflix-en", "bbc", "dcmp-edu"] = Field(
+        "learncast", description="Caption style profile (line length, reading speed, timing).")
+    low_confidence: float = Field(
+        0.5, ge=0, le=1, description="Words recognised with a probability below this are "
+        "listed in the QA report for review.")
 
 
 class StorageSettings(Section):
@@ -303,6 +355,8 @@ class Settings(Section):
     trim: TrimSettings = TrimSettings()
     loudness: LoudnessSettings = LoudnessSettings()
     encode: EncodeSettings = EncodeSettings()
+    transcribe: TranscribeSettings = TranscribeSettings()
+    captions: CaptionSettings = CaptionSettings()
     default_show: str = Field("", description="Show for recordings whose sidecar names none; "
                               "empty = the first show.")
     shows: list[ShowSettings] = Field(default_factory=_default_shows, min_length=1)

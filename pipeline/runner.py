@@ -23,7 +23,18 @@ from pipeline import ingest
 from pipeline.errors import HoldForReview, PipelineError, RetryableError
 from pipeline.fsutil import atomic_write_text, remove_temp_files
 from pipeline.models import Job, Status
-from pipeline.stages import chapters, encode, normalise, prepare, publish, review, trim, upload
+from pipeline.stages import (
+    caption,
+    chapters,
+    encode,
+    normalise,
+    prepare,
+    publish,
+    review,
+    transcribe,
+    trim,
+    upload,
+)
 from pipeline.state import StateDB
 from pipeline.workspace import Context
 
@@ -38,13 +49,15 @@ class Stage:
     run: StageFn
 
 
-#: The whole pipeline, in order. Later stages (trim, normalise, transcribe, caption, encode,
-#: upload, feeds) are added here as they are built.
+#: The whole pipeline, in order. Captions come after encode so that cue times include the
+#: intro bumper's offset; the review gate sits before anything is uploaded.
 STAGES: tuple[Stage, ...] = (
     Stage("prepare", prepare.run),
     Stage("trim", trim.run),
     Stage("normalise", normalise.run),
+    Stage("transcribe", transcribe.run),
     Stage("encode", encode.run),
+    Stage("caption", caption.run),
     Stage("chapters", chapters.run),
     Stage("review", review.run),
     Stage("upload", upload.run),

@@ -14,9 +14,9 @@ from pipeline.media import find_ffmpeg
 from pipeline.state import StateDB
 from pipeline.workspace import Context, init_workspace, open_workspace
 
-#: The S3 test server (moto) and fault-injecting proxy fixtures, shared by storage and stages.
-#: Fixture plugins: the moto S3 server, and episodes stored through the storage backend.
-pytest_plugins = ["tests.storage.s3fixtures", "tests.feeds.plugin"]
+#: Fixture plugins: the moto S3 server and fault-injecting proxy, episodes stored through the
+#: storage backend, and ASR/caption fixtures (session-loaded whisper models, WebVTT validator).
+pytest_plugins = ["tests.storage.s3fixtures", "tests.feeds.plugin", "tests.asr.fixtures"]
 
 REPO = Path(__file__).resolve().parent.parent
 

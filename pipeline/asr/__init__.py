@@ -1,0 +1,1 @@
+"""Speech recognition: engines, model resolution (offline), audio decoding, quality guards."""

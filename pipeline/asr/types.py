@@ -1,0 +1,83 @@
+"""What every ASR engine returns: words with times and confidence, grouped in segments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Word:
+    """One recognised word. `text` keeps its attached punctuation, without leading spaces."""
+
+    text: str
+    start: float
+    end: float
+    probability: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"word": self.text, "start": round(self.start, 3), "end": round(self.end, 3),
+                "probability": round(self.probability, 4)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Word:
+        return cls(text=data["word"], start=float(data["start"]), end=float(data["end"]),
+                   probability=float(data["probability"]))
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A decoder window's output, with the figures the hallucination guards judge it by."""
+
+    start: float
+    end: float
+    text: str
+    words: tuple[Word, ...]
+    no_speech_prob: float = 0.0
+    avg_logprob: float = 0.0
+    compression_ratio: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": round(self.start, 3), "end": round(self.end, 3), "text": self.text,
+                "no_speech_prob": round(self.no_speech_prob, 4),
+                "avg_logprob": round(self.avg_logprob, 4),
+                "compression_ratio": round(self.compression_ratio, 4),
+                "words": [w.to_dict() for w in self.words]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Segment:
+        return cls(start=float(data["start"]), end=float(data["end"]), text=data["text"],
+                   words=tuple(Word.from_dict(w) for w in data.get("words", [])),
+                   no_speech_prob=float(data.get("no_speech_prob", 0.0)),
+                   avg_logprob=float(data.get("avg_logprob", 0.0)),
+                   compression_ratio=float(data.get("compression_ratio", 1.0)))
+
+
+@dataclass(frozen=True)
+class Transcript:
+    language: str
+    duration_s: float
+    segments: tuple[Segment, ...]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def words(self) -> list[Word]:
+        return [w for s in self.segments for w in s.words]
+
+    @property
+    def text(self) -> str:
+        return " ".join(w.text for w in self.words)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"language": self.language, "duration_s": round(self.duration_s, 3),
+                "text": self.text, "words": [w.to_dict() for w in self.words],
+                "segments": [s.to_dict() for s in self.segments], **self.info}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Transcript:
+        known = {"language", "duration_s", "text", "words", "segments"}
+        return cls(language=data["language"], duration_s=float(data["duration_s"]),
+                   segments=tuple(Segment.from_dict(s) for s in data["segments"]),
+                   info={k: v for k, v in data.items() if k not in known})
+
+

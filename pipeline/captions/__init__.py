@@ -1,0 +1,1 @@
+"""Captions from word timestamps: profiles, the segmenter, writers and the QA report."""

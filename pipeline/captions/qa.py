@@ -1,0 +1,114 @@
+"""Check cues against their profile and summarise what reviewers should look at.
+
+Nothing the segmenter could not avoid is emitted silently: every hard-limit breach is a
+violation with the cue number and the measured value, every soft limit a warning.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from pipeline.asr.types import Word
+from pipeline.captions.profiles import Profile
+from pipeline.captions.segmenter import Cue
+
+EPS = 1e-6
+
+
+def cue_speed(cue: Cue) -> tuple[float, float]:
+    """(characters per second, words per minute) as shown on screen."""
+    seconds = max(cue.duration, 1e-3)
+    return len(cue.text) / seconds, len(cue.words) / seconds * 60
+
+
+def speech_speed(cue: Cue, profile: Profile) -> tuple[float, float]:
+    """(cps, wpm) if the cue stayed up for its whole speech plus the allowed linger."""
+    if not cue.words:
+        return cue_speed(cue)
+    seconds = max(cue.words[-1].end - cue.words[0].start + profile.max_end_after_speech_s, 1e-3)
+    return len(cue.text) / seconds, len(cue.words) / seconds * 60
+
+
+def check_cues(cues: list[Cue], profile: Profile) -> list[dict[str, Any]]:
+    issues: list[dict[str, Any]] = []
+
+    def add(k: int, rule: str, value: float, limit: float, severity: str,
+            **extra: Any) -> None:
+        cue = cues[k]
+        issues.append({"cue": k + 1, "start": round(cue.start, 3), "rule": rule,
+                       "value": round(value, 3), "limit": limit, "severity": severity,
+                       "text": cue.text, **extra})
+
+    for k, cue in enumerate(cues):
+        for line in cue.lines:
+            if len(line) > profile.max_chars_per_line:
+                add(k, "chars_per_line", len(line), profile.max_chars_per_line, "error")
+        if len(cue.lines) > profile.max_lines:
+            add(k, "lines", len(cue.lines), profile.max_lines, "error")
+        cps, wpm = cue_speed(cue)
+        # How fast the words were spoken: above the limit, no timing can fix it (only editing).
+        spoken = speech_speed(cue, profile)
+        if profile.max_cps and cps > profile.max_cps + EPS:
+            add(k, "cps", cps, profile.max_cps, "error", speech_rate=round(spoken[0], 3),
+                avoidable=spoken[0] <= profile.max_cps)
+        elif profile.warn_cps and cps > profile.warn_cps + EPS:
+            add(k, "cps", cps, profile.warn_cps, "warning")
+        if profile.max_wpm and wpm > profile.max_wpm + EPS:
+            add(k, "wpm", wpm, profile.max_wpm, "error", speech_rate=round(spoken[1], 3),
+                avoidable=spoken[1] <= profile.max_wpm)
+        elif profile.warn_wpm and wpm > profile.warn_wpm + EPS:
+            add(k, "wpm", wpm, profile.warn_wpm, "warning")
+        if cue.duration < profile.min_duration_s - EPS:
+            add(k, "min_duration", cue.duration, profile.min_duration_s, "error")
+        if cue.duration > profile.max_duration_s + EPS:
+            add(k, "max_duration", cue.duration, profile.max_duration_s, "error")
+        if cue.words and cue.end > cue.words[-1].end + profile.max_end_after_speech_s + EPS:
+            add(k, "end_after_speech", cue.end - cue.words[-1].end,
+                profile.max_end_after_speech_s, "error")
+        if k + 1 < len(cues):
+            gap = cues[k + 1].start - cue.end
+            if gap < -EPS:
+                add(k, "overlap", -gap, 0.0, "error")
+            elif gap < profile.min_gap_s - EPS:
+                add(k, "min_gap", gap, profile.min_gap_s, "error")
+    return issues
+
+
+def _distribution(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    ordered = sorted(values)
+
+    def pct(p: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 2)
+
+    return {"min": round(ordered[0], 2), "median": round(statistics.median(ordered), 2),
+            "p90": pct(0.9), "max": round(ordered[-1], 2),
+            "mean": round(statistics.fmean(ordered), 2)}
+
+
+def report(cues: list[Cue], words: list[Word], profile: Profile, *,
+           low_confidence: float, glossary: dict[str, Any] | None = None,
+           dropped: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    issues = check_cues(cues, profile)
+    errors = [i for i in issues if i["severity"] == "error"]
+    speeds = [cue_speed(c) for c in cues]
+    low = [{"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3),
+            "probability": round(w.probability, 3)}
+           for w in words if w.probability < low_confidence]
+    return {
+        "profile": profile.name,
+        "limits": {k: v for k, v in vars(profile).items() if k != "name"},
+        "cues": len(cues),
+        "words": len(words),
+        "conformance": round(1 - len({i["cue"] for i in errors}) / len(cues), 4) if cues else 1.0,
+        "violations": errors,
+        "warnings": [i for i in issues if i["severity"] == "warning"],
+        "low_confidence_threshold": low_confidence,
+        "low_confidence_words": low,
+        "reading_speed": {"cps": _distribution([s[0] for s in speeds]),
+                          "wpm": _distribution([s[1] for s in speeds])},
+        "glossary": glossary or {},
+        "dropped_segments": dropped or [],
+    }

@@ -1,0 +1,177 @@
+"""Caption and transcript writers: WebVTT, SRT, plain text, accessible HTML, JSON.
+
+Like whisper's `utils.py`, the formats are small classes differing in a few attributes and a
+render method, listed in a plain registry. Each returns text; the caption stage writes it
+atomically.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pipeline.asr.types import Word
+from pipeline.captions.segmenter import Cue
+
+PARAGRAPH_PAUSE_S = 2.0
+PARAGRAPH_MAX_WORDS = 120
+
+
+@dataclass(frozen=True)
+class Document:
+    """Everything a writer may need; times already shifted to the deliverable's timeline."""
+
+    title: str
+    language: str
+    cues: list[Cue]
+    words: list[Word]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def timestamp(seconds: float, marker: str = ".", always_hours: bool = True) -> str:
+    ms = max(0, round(seconds * 1000))
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    secs, ms = divmod(ms, 1000)
+    head = f"{hours:02d}:" if always_hours or hours else ""
+    return f"{head}{minutes:02d}:{secs:02d}{marker}{ms:03d}"
+
+
+def paragraphs(words: list[Word]) -> list[list[Word]]:
+    """Group words into paragraphs at long pauses or sentence ends of long runs."""
+    out: list[list[Word]] = []
+    current: list[Word] = []
+    for w in words:
+        if current and (w.start - current[-1].end >= PARAGRAPH_PAUSE_S or (
+                len(current) >= PARAGRAPH_MAX_WORDS
+                and current[-1].text.endswith((".", "?", "!")))):
+            out.append(current)
+            current = []
+        current.append(w)
+    if current:
+        out.append(current)
+    return out
+
+
+class Writer:
+    suffix: ClassVar[str]
+    media_type: ClassVar[str]
+
+    def render(self, doc: Document) -> str:
+        raise NotImplementedError
+
+
+class WebVTT(Writer):
+    suffix = "vtt"
+    media_type = "text/vtt"
+
+    @staticmethod
+    def escape(text: str) -> str:
+        # '&', '<' and '>' must be escaped; escaping '>' also rules out a '-->' in cue text.
+        return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+    def render(self, doc: Document) -> str:
+        out = ["WEBVTT", ""]
+        for k, cue in enumerate(doc.cues, 1):
+            lines = [self.escape(line) for line in cue.lines]
+            if cue.speaker:
+                lines[0] = f"<v {self.escape(cue.speaker)}>{lines[0]}"
+            out += [str(k), f"{timestamp(cue.start)} --> {timestamp(cue.end)}", *lines, ""]
+        return "\n".join(out)
+
+
+class SubRip(Writer):
+    suffix = "srt"
+    media_type = "application/x-subrip"
+
+    def render(self, doc: Document) -> str:
+        out: list[str] = []
+        for k, cue in enumerate(doc.cues, 1):
+            lines = list(cue.lines)
+            if cue.speaker:
+                lines[0] = f"{cue.speaker}: {lines[0]}"
+            out += [str(k), f"{timestamp(cue.start, ',')} --> {timestamp(cue.end, ',')}",
+                    *lines, ""]
+        return "\n".join(out)
+
+
+class PlainText(Writer):
+    suffix = "txt"
+    media_type = "text/plain"
+
+    def render(self, doc: Document) -> str:
+        paras = [" ".join(w.text for w in p) for p in paragraphs(doc.words)]
+        head = [doc.title, ""] if doc.title else []
+        return "\n".join([*head, "\n\n".join(paras)]) + "\n"
+
+
+class HtmlTranscript(Writer):
+    """A standalone, accessible transcript: landmarks, a heading, timestamped paragraphs."""
+
+    suffix = "html"
+    media_type = "text/html"
+
+    def render(self, doc: Document) -> str:
+        esc = html.escape
+        title = doc.title or "Transcript"
+        body: list[str] = []
+        for para in paragraphs(doc.words):
+            start = para[0].start
+            text = esc(" ".join(w.text for w in para))
+            body.append(f'<p id="t{round(start * 1000)}"><time datetime="PT{start:.3f}S">'
+                        f"{esc(timestamp(start, '.', always_hours=False)[:-4])}</time> "
+                        f"{text}</p>")
+        if not body:
+            body.append("<p>No speech was recognised in this recording.</p>")
+        return "\n".join([
+            "<!DOCTYPE html>",
+            f'<html lang="{esc(doc.language or "en")}">',
+            "<head>",
+            '<meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>Transcript: {esc(title)}</title>",
+            "<style>body{font:1.1rem/1.6 system-ui,sans-serif;max-width:42rem;margin:2rem auto;"
+            "padding:0 1rem}time{color:#444;font-variant-numeric:tabular-nums;"
+            "margin-right:.5rem}</style>",
+            "</head>",
+            "<body>",
+            "<main>",
+            "<article>",
+            f"<h1>{esc(title)}</h1>",
+            '<section aria-label="Transcript">',
+            *body,
+            "</section>",
+            "</article>",
+            "</main>",
+            "</body>",
+            "</html>",
+            "",
+        ])
+
+
+class JsonTranscript(Writer):
+    suffix = "json"
+    media_type = "application/json"
+
+    def render(self, doc: Document) -> str:
+        data = {
+            "title": doc.title,
+            "language": doc.language,
+            **doc.info,
+            "words": [w.to_dict() for w in doc.words],
+            "cues": [{"start": c.start, "end": c.end, "text": c.text, "lines": list(c.lines),
+                      **({"speaker": c.speaker} if c.speaker else {})} for c in doc.cues],
+        }
+        return json.dumps(data, ensure_ascii=False, indent=1) + "\n"
+
+
+#: Writer registry: artifact name (= file suffix) → writer.
+WRITERS: dict[str, Writer] = {
+    "vtt": WebVTT(),
+    "srt": SubRip(),
+    "txt": PlainText(),
+    "html": HtmlTranscript(),
+    "json": JsonTranscript(),
+}

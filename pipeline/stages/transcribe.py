@@ -1,0 +1,124 @@
+"""Recognise the episode's speech into words with times and confidences.
+
+Reads the content-only master (`master_audio`, else `trimmed_audio`, else `source_audio`), so
+transcript times are relative to the content; the caption stage shifts them past any intro.
+Audio is decoded to 16 kHz mono by our own ffmpeg and handed to the configured engine as an
+array; the model is loaded once per process (`ctx.resources`). Guards then drop likely
+hallucinations, and glossary terms (show + sidecar) are used both as the decoder's prompt and
+to respell near misses. Silent or music-only input yields an empty transcript and a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from pipeline.asr.audio import SAMPLE_RATE, decode_16k_mono, rms_dbfs
+from pipeline.asr.engines import AsrOptions, get_engine
+from pipeline.asr.guards import GuardSettings, apply_glossary, drop_hallucinations, glossary_prompt
+from pipeline.asr.types import Transcript
+from pipeline.errors import PipelineError
+from pipeline.fsutil import atomic_write_text
+from pipeline.models import Job
+from pipeline.workspace import Context
+
+log = logging.getLogger(__name__)
+
+#: Inputs in order of preference: the most processed content-only audio first.
+INPUTS = ("master_audio", "trimmed_audio", "source_audio")
+
+
+def glossary_terms(job: Job, ctx: Context) -> list[str]:
+    """Show glossary plus the sidecar's, without case-insensitive duplicates."""
+    try:
+        show_terms = list(ctx.settings.show(job.show).glossary)
+    except KeyError:
+        show_terms = []
+    seen: set[str] = set()
+    terms = []
+    for term in [*show_terms, *job.metadata.glossary]:
+        if term.strip() and term.lower() not in seen:
+            seen.add(term.lower())
+            terms.append(term.strip())
+    return terms
+
+
+def _language(job: Job, ctx: Context) -> str:
+    configured = ctx.settings.transcribe.language
+    if configured:
+        return configured
+    try:
+        return ctx.settings.show(job.show).language.split("-")[0]
+    except KeyError:
+        return "en"
+
+
+def run(job: Job, ctx: Context) -> Job:
+    settings = ctx.settings.transcribe
+    ws = ctx.workspace
+    name = next((n for n in INPUTS if n in job.files), None)
+    if name is None:
+        raise PipelineError(f"episode {job.id} has no audio to transcribe (none of "
+                            f"{', '.join(INPUTS)}); run `learncast retry {job.id}` to redo "
+                            "the earlier stages")
+    source = ws.abs(job.files[name])
+    if not source.exists():
+        raise PipelineError(f"{job.files[name]} is missing; run `learncast retry {job.id}` "
+                            "so the earlier stages recreate it")
+    audio = decode_16k_mono(ctx.ffmpeg, source)
+    duration = len(audio) / SAMPLE_RATE
+    terms = glossary_terms(job, ctx)
+    level = rms_dbfs(audio)
+    started = time.monotonic()
+    engine_name, model_source = settings.engine, "not loaded"
+    dropped: list[dict[str, object]] = []
+    if level < settings.silence_dbfs:
+        log.warning("[transcribe] %s: the audio is silent (%.0f dBFS); the transcript is empty",
+                    job.id, level)
+        transcript = Transcript(language=_language(job, ctx), duration_s=duration, segments=())
+    else:
+        engine = get_engine(ctx.resources, settings.engine, settings.model,
+                            ws.abs(settings.models_dir), threads=settings.threads,
+                            compute_type=settings.compute_type)
+        model_source = engine.model.source
+        options = AsrOptions(
+            language=_language(job, ctx), initial_prompt=glossary_prompt(terms),
+            beam_size=settings.beam_size, no_speech_threshold=settings.no_speech_threshold,
+            compression_ratio_threshold=settings.compression_ratio_threshold,
+            logprob_threshold=settings.logprob_threshold)
+        try:
+            transcript = engine.transcribe(audio, options)
+        except (RuntimeError, ValueError) as exc:
+            raise PipelineError(f"{settings.engine} failed on {job.files[name]} ({exc}); try "
+                                "`learncast retry`, or switch transcribe.engine") from exc
+        guards = GuardSettings(no_speech_threshold=settings.no_speech_threshold,
+                               logprob_threshold=settings.logprob_threshold,
+                               compression_ratio_threshold=settings.compression_ratio_threshold)
+        transcript, report = drop_hallucinations(transcript, guards)
+        dropped = list(report.dropped)
+    seconds = time.monotonic() - started
+    transcript, glossary = apply_glossary(transcript, terms, settings.glossary_similarity)
+    words = transcript.words
+    if not words:
+        log.warning("[transcribe] %s: no speech recognised in %s (%.1f s); captions and "
+                    "transcript will be empty — check that the recording has speech",
+                    job.id, job.files[name], duration)
+    info = {"engine": engine_name, "model": settings.model, "model_source": model_source,
+            "input": name, "glossary": glossary.to_dict(), "dropped_segments": dropped}
+    data = {**transcript.to_dict(), **info}
+    dest = ws.job_dir(job.id) / "transcript.json"
+    atomic_write_text(dest, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
+    log.info("[transcribe] %s: %d words in %.1f s of audio (%s, RTF %.3f)", job.id,
+             len(words), duration, engine_name, seconds / duration if duration else 0.0)
+    return job.with_file("transcript_words", ws.rel(dest)).with_measurements(
+        transcript_words=len(words),
+        asr_engine=engine_name,
+        asr_seconds=round(seconds, 3),
+        asr_rtf=round(seconds / duration, 4) if duration else 0.0,
+        asr_dropped_segments=len(dropped),
+        glossary_terms=len(terms),
+        glossary_terms_found=glossary.found,
+        glossary_corrections=len(glossary.corrections),
+        speech_detected=bool(words),
+    )

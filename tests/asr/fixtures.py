@@ -1,0 +1,146 @@
+"""Fixtures for ASR and caption tests: models loaded once per session, jobs on real speech.
+
+Whisper on shared CPU cores is slow, so each engine is loaded once for the whole session and
+handed to every stage run through `Context.resources` (exactly how the runner shares it).
+The WebVTT validator is the npm package `webvtt-parser` (the W3C validator's parser),
+installed on first use into the git-ignored `tests/.node/`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.asr.engines import engine_key, load_engine
+from pipeline.fsutil import slugify
+from pipeline.media import probe
+from pipeline.models import Job
+from pipeline.sidecar import EpisodeMetadata
+from pipeline.workspace import Context, open_workspace
+
+REPO = Path(__file__).resolve().parent.parent.parent
+NODE_DIR = REPO / "tests" / ".node"
+WEBVTT_PARSER = "webvtt-parser@2.2.0"
+VALIDATOR_JS = Path(__file__).resolve().parent.parent / "captions" / "validate_vtt.js"
+
+
+@pytest.fixture(scope="session")
+def asr_resources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One engine per (engine, model) for the session, loaded on first request."""
+    return {}
+
+
+@pytest.fixture(scope="session")
+def load_asr(asr_resources: dict[str, Any],
+             tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Any]:
+    models = tmp_path_factory.mktemp("models")
+
+    def load(engine: str, model: str = "tiny.en", compute_type: str = "int8") -> Any:
+        key = engine_key(engine, model, compute_type)
+        if key not in asr_resources:
+            asr_resources[key] = load_engine(engine, model, models, compute_type=compute_type)
+        return asr_resources[key]
+
+    return load
+
+
+MakeCtx = Callable[..., Context]
+
+
+@pytest.fixture
+def asr_ctx(ctx: Context, asr_resources: dict[str, Any], load_asr: Callable[[str], Any]
+            ) -> MakeCtx:
+    """asr_ctx(engine, **section_overrides) → a Context sharing the session's loaded models."""
+
+    def make(engine: str = "openai-whisper", **overrides: dict[str, Any]) -> Context:
+        settings = {"transcribe": {"engine": engine, **overrides.pop("transcribe", {})},
+                    **overrides}
+        ws = open_workspace(ctx.workspace.root, overrides=settings)
+        load_asr(engine, ws.settings.transcribe.model, ws.settings.transcribe.compute_type)
+        return Context(workspace=ws, ffmpeg=ctx.ffmpeg, resources=asr_resources)
+
+    return make
+
+
+MakeJob = Callable[..., Job]
+
+
+@pytest.fixture
+def make_job(ffmpeg: str) -> MakeJob:
+    """make_job(ctx, media, key="source_audio", glossary=[...]) → a Job with that artifact.
+
+    The media is stored as FLAC in the job folder, as the earlier stages would leave it.
+    """
+    counter = iter(range(1, 1000))
+
+    def make(ctx: Context, media: Path, key: str = "source_audio", *,
+             glossary: list[str] | None = None, title: str = "Test episode",
+             show: str = "learning-weekly", measurements: dict[str, Any] | None = None) -> Job:
+        job_id = f"job{next(counter):03d}"
+        folder = ctx.workspace.job_dir(job_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        flac = folder / f"{key}.flac"
+        subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-v", "error", "-y", "-i",
+                        str(media), "-map", "0:a:0", "-c:a", "flac", str(flac)], check=True)
+        rel = ctx.workspace.rel(flac)
+        return Job(id=job_id, sha256="0" * 64, show=show, title=title,
+                   slug=f"{slugify(title)}-{job_id}", source=media.name, original=rel,
+                   probe=probe(flac), metadata=EpisodeMetadata(glossary=glossary or []),
+                   files={key: rel}, measurements=dict(measurements or {}))
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def webvtt_validate() -> Callable[[Path], dict[str, Any]]:
+    """Validate a .vtt file with npm `webvtt-parser`; returns {"errors": [...], "cues": [...]}.
+
+    Installs the parser into tests/.node/ on first use (a missing node/npm is a failure).
+    """
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        pytest.fail("Node.js and npm are needed for the WebVTT validator; install Node.js 18+")
+    if not (NODE_DIR / "node_modules" / "webvtt-parser" / "parser.js").is_file():
+        proc = subprocess.run([npm, "install", "--prefix", str(NODE_DIR), "--no-audit",
+                               "--no-fund", "--no-save", WEBVTT_PARSER],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            pytest.fail(f"npm install {WEBVTT_PARSER} failed:\n{proc.stderr[-2000:]}")
+
+    def validate(path: Path) -> dict[str, Any]:
+        proc = subprocess.run([node, str(VALIDATOR_JS), str(path)], capture_output=True,
+                              text=True, check=False,
+                              env={"NODE_PATH": str(NODE_DIR / "node_modules")})
+        assert proc.returncode == 0, proc.stderr
+        result: dict[str, Any] = json.loads(proc.stdout)
+        return result
+
+    return validate
+
+
+def normalise_text(text: str) -> list[str]:
+    """Lowercase words without punctuation, for comparing transcripts with references."""
+    return re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " ")).split()
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    """Word error rate: word-level Levenshtein distance / reference length."""
+    ref, hyp = normalise_text(reference), normalise_text(hypothesis)
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[-1] / max(len(ref), 1)
+
+
+def references(shared_audio: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((shared_audio / "references.json").read_text())
+    return data

@@ -1,0 +1,116 @@
+"""The segmenter on constructed word timings: line/cue breaks, timing rules, reported misses."""
+
+from __future__ import annotations
+
+import itertools
+
+from pipeline.asr.types import Word
+from pipeline.captions.profiles import PROFILES, Profile
+from pipeline.captions.qa import check_cues, report
+from pipeline.captions.segmenter import WEAK_ENDINGS, layout, segment
+
+LEARNCAST = PROFILES["learncast"]
+
+
+def speak(text: str, start: float = 0.0, wps: float = 2.5, pause_after: float = 0.0,
+          prob: float = 0.95) -> list[Word]:
+    """Words spoken evenly at `wps` words per second, sentences separated by a pause."""
+    out: list[Word] = []
+    t = start
+    for token in text.split():
+        out.append(Word(token, round(t, 3), round(t + 0.8 / wps, 3), prob))
+        t += 1 / wps
+        if token.endswith((".", "?", "!")):
+            t += pause_after
+    return out
+
+
+def test_cues_respect_lines_length_duration_gap_and_sync() -> None:
+    words = speak("Welcome to this week's briefing on data protection. Today we look at how "
+                  "customer records are classified, who may read them, and what happens when "
+                  "someone asks us to delete their data. We finish with three short scenarios "
+                  "from the service desk, and a quiz you can take afterwards.", pause_after=0.6)
+    cues = segment(words, LEARNCAST)
+    assert [w for c in cues for w in c.words] == words  # every word exactly once, in order
+    assert [i for i in check_cues(cues, LEARNCAST) if i["severity"] == "error"] == []
+    for cue in cues:
+        assert len(cue.lines) <= 2 and all(len(line) <= 42 for line in cue.lines)
+        assert cue.start >= cue.words[0].start - 1e-9
+        assert cue.end <= cue.words[-1].end + 0.5 + 1e-9
+        assert 0.83 <= cue.duration <= 7.0
+    for a, b in itertools.pairwise(cues):
+        assert b.start - a.end >= 0.083 - 1e-9
+
+
+def test_breaks_at_sentence_ends_and_avoids_weak_line_endings() -> None:
+    words = speak("Please read the policy before the end of the month. It explains the rules "
+                  "for travel in the new financial year and the approval process.", wps=2.5,
+                  pause_after=0.4)
+    cues = segment(words, LEARNCAST)
+    assert cues[0].text.endswith("month.")
+    for cue in cues:
+        for line in cue.lines:
+            assert line.split()[-1].lower().strip(".,") not in WEAK_ENDINGS, cue.lines
+
+
+def test_layout_prefers_punctuation_and_never_ends_on_a_preposition() -> None:
+    words = speak("After the meeting, the team reviewed the results of the survey carefully")
+    assert layout(words, 42, 2) == ("After the meeting, the team reviewed",
+                                    "the results of the survey carefully")
+    assert layout(speak("After the meeting, the team reviewed the results"), 42, 2) == (
+        "After the meeting,", "the team reviewed the results")
+    assert layout(speak("We met at the office in the morning"), 20, 2) == (
+        "We met at the office", "in the morning")
+
+
+def test_single_overlong_word_is_emitted_and_reported() -> None:
+    words = speak("The command is pneumonoultramicroscopicsilicovolcanoconiosis-cleanup now.")
+    cues = segment(words, LEARNCAST)
+    issues = check_cues(cues, LEARNCAST)
+    long_lines = [i for i in issues if i["rule"] == "chars_per_line"]
+    assert len(long_lines) == 1 and long_lines[0]["value"] > 42
+    assert long_lines[0]["severity"] == "error"
+    assert "pneumono" in " ".join(c.text for c in cues)
+
+
+def test_fast_speech_is_reported_as_an_unavoidable_reading_speed_violation() -> None:
+    words = speak("Quarterly forecasting spreadsheets consolidate departmental expenditure "
+                  "projections automatically.", wps=6.0)
+    cues = segment(words, LEARNCAST)
+    qa = report(cues, words, LEARNCAST, low_confidence=0.5)
+    cps = [v for v in qa["violations"] if v["rule"] == "cps"]
+    assert cps and all(v["avoidable"] is False for v in cps)
+    assert qa["conformance"] < 1.0
+    assert qa["reading_speed"]["cps"]["max"] > 17
+
+
+def test_reading_speed_warnings_and_wpm_profiles() -> None:
+    words = speak("We will now go through the four steps of the new onboarding checklist "
+                  "together.", wps=3.3)
+    bbc = PROFILES["bbc"]
+    qa = report(segment(words, bbc), words, bbc, low_confidence=0.5)
+    rules = {i["rule"] for i in qa["violations"] + qa["warnings"]}
+    assert rules <= {"wpm"}
+    assert qa["reading_speed"]["wpm"]["max"] > 0
+
+
+def test_low_confidence_words_are_listed_with_times() -> None:
+    words = speak("The new system is called Zorblax.")
+    words[-1] = Word("Zorblax.", words[-1].start, words[-1].end, 0.21)
+    qa = report(segment(words, LEARNCAST), words, LEARNCAST, low_confidence=0.5)
+    assert qa["low_confidence_words"] == [{"word": "Zorblax.", "start": words[-1].start,
+                                           "end": words[-1].end, "probability": 0.21}]
+
+
+def test_long_pauses_split_cues_and_short_words_get_minimum_duration() -> None:
+    words = speak("Yes.", start=1.0) + speak("Then we continue.", start=6.0)
+    cues = segment(words, LEARNCAST)
+    assert [c.text for c in cues] == ["Yes.", "Then we continue."]
+    assert cues[0].duration >= 0.83 - 1e-9 or cues[0].end == cues[0].words[-1].end + 0.5
+
+
+def test_every_profile_is_consistent() -> None:
+    for name, profile in PROFILES.items():
+        assert isinstance(profile, Profile) and profile.name == name
+        assert profile.max_cps or profile.max_wpm
+        assert profile.min_duration_s < profile.max_duration_s

@@ -1,0 +1,141 @@
+"""The caption stage: files, offsets, validation by real parsers, QA and conformance."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lxml import html as lxml_html
+
+from pipeline.captions.profiles import PROFILES
+from pipeline.errors import PipelineError
+from pipeline.stages import caption, transcribe
+from tests.asr.fixtures import MakeCtx, MakeJob, references, wer
+from tests.captions.srt import parse_srt
+
+FORMATS = ("vtt", "srt", "txt", "html", "json", "qa")
+
+
+def _read(ctx: Any, job: Any, name: str) -> str:
+    text: str = ctx.workspace.abs(job.files[name]).read_text(encoding="utf-8")
+    return text
+
+
+def test_writes_every_format_shifted_by_the_content_offset(
+        asr_ctx: MakeCtx, make_job: MakeJob, shared_audio: Path,
+        webvtt_validate: Any) -> None:
+    ctx = asr_ctx()
+    job = transcribe.run(make_job(ctx, shared_audio / "jfk.flac", title="Ask not"), ctx)
+    base = parse_srt(_read(ctx, caption.run(job, ctx), "srt"))
+    shifted = caption.run(job.with_measurements(content_offset_s=4.25), ctx)
+    folder = ctx.workspace.transcripts / "learning-weekly"
+    for name in FORMATS:
+        suffix = "qa.json" if name == "qa" else name
+        assert shifted.files[name] == ctx.workspace.rel(folder / f"{job.slug}.{suffix}")
+        assert (folder / f"{job.slug}.{suffix}").is_file()
+    assert not list(folder.glob("*learncast-tmp*"))
+
+    checked = webvtt_validate(ctx.workspace.abs(shifted.files["vtt"]))
+    assert checked["errors"] == []
+    srt = parse_srt(_read(ctx, shifted, "srt"))
+    assert [c["start"] for c in checked["cues"]] == pytest.approx([c.start for c in srt])
+    for a, b in zip(base, srt, strict=True):
+        assert b.start == pytest.approx(a.start + 4.25, abs=0.0015)
+        assert b.end == pytest.approx(a.end + 4.25, abs=0.0015)
+        assert a.lines == b.lines
+    words = json.loads(_read(ctx, shifted, "json"))["words"]
+    assert words[0]["start"] >= 4.25 and words[-1]["end"] <= 4.25 + 11.0
+    assert "ask not what your country can do for you" in _read(ctx, shifted, "txt").lower()
+
+    page = lxml_html.fromstring(_read(ctx, shifted, "html").encode())
+    assert page.get("lang") == "en"
+    assert page.xpath("//main//h1/text()") == ["Ask not"]
+    stamps = page.xpath("//section[@aria-label='Transcript']/p/time/@datetime")
+    assert stamps and stamps[0].startswith("PT4.")
+
+    qa = json.loads(_read(ctx, shifted, "qa"))
+    assert qa["profile"] == "learncast" and qa["violations"] == [] and qa["conformance"] == 1.0
+    assert shifted.measurements["caption_cues"] == qa["cues"] == len(srt)
+    assert shifted.measurements["caption_violations"] == 0
+
+
+@pytest.mark.parametrize("engine", ["openai-whisper", "faster-whisper"])
+def test_harvard_8k_clip_conforms_and_validates(engine: str, asr_ctx: MakeCtx,
+                                                make_job: MakeJob, shared_audio: Path,
+                                                webvtt_validate: Any) -> None:
+    name = "OSR_us_000_0034_8k.wav"
+    ctx = asr_ctx(engine)
+    job = caption.run(transcribe.run(make_job(ctx, shared_audio / name), ctx), ctx)
+    transcript = json.loads(_read(ctx, job, "json"))
+    text = " ".join(w["word"] for w in transcript["words"])
+    assert wer(references(shared_audio)[name]["reference"], text) <= 0.10
+    assert webvtt_validate(ctx.workspace.abs(job.files["vtt"]))["errors"] == []
+    qa = json.loads(_read(ctx, job, "qa"))
+    assert qa["violations"] == [] and qa["conformance"] == 1.0
+    cues = parse_srt(_read(ctx, job, "srt"))
+    assert all(len(line) <= 42 for c in cues for line in c.lines)
+    assert all(len(c.lines) <= 2 for c in cues)
+
+
+def test_other_profiles_apply_their_line_length(asr_ctx: MakeCtx, make_job: MakeJob,
+                                                shared_audio: Path,
+                                                webvtt_validate: Any) -> None:
+    ctx = asr_ctx("faster-whisper")
+    job = transcribe.run(make_job(ctx, shared_audio / "OSR_us_000_0034_8k.wav"), ctx)
+    for profile in ("bbc", "dcmp-edu", "netflix-en"):
+        ctx_p = asr_ctx("faster-whisper", captions={"profile": profile})
+        done = caption.run(job, ctx_p)
+        limit = PROFILES[profile].max_chars_per_line
+        cues = parse_srt(_read(ctx_p, done, "srt"))
+        assert all(len(line) <= limit for c in cues for line in c.lines), profile
+        qa = json.loads(_read(ctx_p, done, "qa"))
+        assert qa["profile"] == profile
+        assert not [v for v in qa["violations"] if v["rule"] == "chars_per_line"]
+        assert webvtt_validate(ctx_p.workspace.abs(done.files["vtt"]))["errors"] == []
+
+
+def test_empty_transcript_gives_valid_empty_captions(
+        asr_ctx: MakeCtx, make_job: MakeJob, make_media: Any, tmp_path: Path,
+        webvtt_validate: Any, caplog: pytest.LogCaptureFixture) -> None:
+    ctx = asr_ctx()
+    silence = make_media(tmp_path / "s.wav", "-f", "lavfi", "-i", "anullsrc=cl=mono", "-t", "3")
+    job = transcribe.run(make_job(ctx, silence), ctx)
+    with caplog.at_level(logging.WARNING):
+        job = caption.run(job, ctx)
+    assert _read(ctx, job, "vtt") == "WEBVTT\n"
+    assert webvtt_validate(ctx.workspace.abs(job.files["vtt"])) == {"errors": [], "cues": []}
+    assert _read(ctx, job, "srt") == ""
+    assert "No speech was recognised" in _read(ctx, job, "html")
+    assert job.measurements["caption_cues"] == 0
+    assert "captions are empty" in caplog.text
+
+
+def test_missing_transcript_is_a_clear_error(asr_ctx: MakeCtx, make_job: MakeJob,
+                                             shared_audio: Path) -> None:
+    ctx = asr_ctx()
+    with pytest.raises(PipelineError, match="no transcript to caption"):
+        caption.run(make_job(ctx, shared_audio / "jfk.flac"), ctx)
+
+
+@pytest.mark.slow
+def test_learncast_run_produces_captions_end_to_end(workspace_dir: Path, shared_audio: Path,
+                                                    webvtt_validate: Any) -> None:
+    """A producer drops a recording and a sidecar; `learncast run` leaves captions for it."""
+    import shutil
+
+    from tests.conftest import learncast
+
+    shutil.copy(shared_audio / "jfk.flac", workspace_dir / "inbox" / "ask-not.flac")
+    (workspace_dir / "inbox" / "ask-not.yaml").write_text(
+        "title: Ask not\nglossary: [Americans]\n", encoding="utf-8")
+    proc = learncast(workspace_dir, "run", env={"LEARNCAST_TRANSCRIBE__ENGINE": "faster-whisper"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    vtts = list((workspace_dir / "transcripts" / "learning-weekly").glob("ask-not-*.vtt"))
+    assert len(vtts) == 1
+    assert webvtt_validate(vtts[0])["errors"] == []
+    qa = json.loads(vtts[0].with_suffix(".qa.json").read_text())
+    assert qa["glossary"]["hits"] == {"Americans": 1} and qa["violations"] == []
+    assert (workspace_dir / "models").exists() is False  # faster-whisper needs no conversion
