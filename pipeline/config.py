@@ -142,6 +142,15 @@ class ShowSettings(Section):
     persons: list[PersonSettings] = Field(
         default_factory=list, description="People credited on the show (podcast:person), as "
         "[[shows.persons]] tables with name, role, group, href, img.")
+    review: Literal["auto", "after-approval", "immediate"] = Field(
+        "auto", description="Caption review gate: after-approval = nothing is published until a "
+        "reviewer approves the captions; immediate = publish at once, later edits republish; "
+        "auto = the [review] default for the episode's kind (audio or video).")
+    glossary: list[str] = Field(
+        default_factory=list, max_length=500,
+        description="Names and terms of this show (products, people, acronyms): fed to the "
+        "speech recogniser and used to correct near-miss spellings; sidecars can add more.",
+    )
 
     @model_validator(mode="after")
     def _check_category(self) -> ShowSettings:
@@ -149,10 +158,6 @@ class ShowSettings(Section):
         if problem:
             raise ValueError(problem)
         return self
-    review: Literal["auto", "after-approval", "immediate"] = Field(
-        "auto", description="Caption review gate: after-approval = nothing is published until a "
-        "reviewer approves the captions; immediate = publish at once, later edits republish; "
-        "auto = the [review] default for the episode's kind (audio or video).")
 
 
 class TrimSettings(Section):
@@ -202,11 +207,6 @@ class EncodeSettings(Section):
                           "slow"] = Field("veryfast", description="x264 speed/size trade-off.")
     crossfade_s: float = Field(0.5, ge=0, le=5, description="Crossfade between bumpers and "
                                "the episode (seconds).")
-    glossary: list[str] = Field(
-        default_factory=list, max_length=500,
-        description="Names and terms of this show (products, people, acronyms): fed to the "
-        "speech recogniser and used to correct near-miss spellings; sidecars can add more.",
-    )
 
 
 class TranscribeSettings(Section):
