@@ -19,7 +19,7 @@ EPS = 1e-6
 def cue_speed(cue: Cue) -> tuple[float, float]:
     """(characters per second, words per minute) as shown on screen."""
     seconds = max(cue.duration, 1e-3)
-    return len(cue.text) / seconds, len(cue.words) / seconds * 60
+    return len(cue.text) / seconds, len(cue.text.split()) / seconds * 60
 
 
 def speech_speed(cue: Cue, profile: Profile) -> tuple[float, float]:
@@ -75,7 +75,7 @@ def check_cues(cues: list[Cue], profile: Profile) -> list[dict[str, Any]]:
     return issues
 
 
-def _distribution(values: list[float]) -> dict[str, float]:
+def distribution(values: list[float]) -> dict[str, float]:
     if not values:
         return {}
     ordered = sorted(values)
@@ -107,8 +107,8 @@ def report(cues: list[Cue], words: list[Word], profile: Profile, *,
         "warnings": [i for i in issues if i["severity"] == "warning"],
         "low_confidence_threshold": low_confidence,
         "low_confidence_words": low,
-        "reading_speed": {"cps": _distribution([s[0] for s in speeds]),
-                          "wpm": _distribution([s[1] for s in speeds])},
+        "reading_speed": {"cps": distribution([s[0] for s in speeds]),
+                          "wpm": distribution([s[1] for s in speeds])},
         "glossary": glossary or {},
         "dropped_segments": dropped or [],
     }

@@ -47,11 +47,14 @@ MAX_WORDS_PER_CUE = 40
 
 @dataclass(frozen=True)
 class Cue:
+    """One caption on screen. `words` are the recognised words behind it, with their timings;
+    a cue a reviewer edited has none (its text no longer matches what was recognised)."""
+
     start: float
     end: float
     lines: tuple[str, ...]
-    words: tuple[Word, ...]
     speaker: str | None = None
+    words: tuple[Word, ...] = ()
 
     @property
     def text(self) -> str:

@@ -1,24 +1,28 @@
-"""Edited captions: parse our WebVTT into cues, check them, and render every caption format.
+"""Edited captions: parse our WebVTT into cues, edit them, and render every caption format.
 
-This is the one seam between the review page and the caption writers. The caption stage
-(issue 4, `pipeline/captions/`) produces the first version from word timestamps; once a
-reviewer edits, the words no longer match the text, so every format is re-rendered from the
-edited cues here. The profile limits use the same attribute names as
-`pipeline.captions.profiles.Profile`, so either object can be passed to `check_cues`.
+The caption stage (`pipeline/captions/`) produces the first version from word timestamps;
+once a reviewer edits, the words no longer match the text, so the cues themselves become the
+source: they are parsed back from the VTT, edited here, checked with the same profile rules
+(`pipeline.captions.qa`) and written with the same VTT/SRT writers. Only the TXT and HTML
+transcripts are rendered from cues here, since the caption stage builds those from words.
 """
 
 from __future__ import annotations
 
 import html
-import importlib
 import re
-import statistics
-from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
+from pipeline.captions.profiles import Profile, get_profile
+from pipeline.captions.qa import check_cues, distribution
+from pipeline.captions.segmenter import Cue
+from pipeline.captions.writers import Document, SubRip, WebVTT, timestamp
 from pipeline.errors import InputError
+
+__all__ = ["Cue", "check_cues", "distribution"]
 
 TIMESTAMP = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{3})$")
 TIMING_LINE = re.compile(r"^(\S+)\s+-->\s+(\S+)(?:\s+.*)?$")
@@ -26,64 +30,11 @@ VOICE = re.compile(r"^<v(?:\.[^\s>]*)?\s+([^>]*)>")
 TAG = re.compile(r"</?[a-zA-Z][^>]*>|<\d[^>]*>")
 #: A pause this long between cues starts a new paragraph in the TXT/HTML transcript.
 PARAGRAPH_PAUSE_S = 2.0
-EPS = 1e-6
 
 
-@dataclass(frozen=True)
-class Cue:
-    """One caption on screen. `lines` as displayed; times in seconds on the media timeline."""
-
-    start: float
-    end: float
-    lines: tuple[str, ...]
-    speaker: str | None = None
-
-    @property
-    def text(self) -> str:
-        return " ".join(self.lines)
-
-    @property
-    def duration(self) -> float:
-        return self.end - self.start
-
-    @property
-    def words(self) -> list[str]:
-        return self.text.split()
-
-
-class Limits(Protocol):
-    name: str
-    max_chars_per_line: int
-    max_lines: int
-    max_cps: float | None
-    warn_cps: float | None
-    min_duration_s: float
-    max_duration_s: float
-    min_gap_s: float
-
-
-@dataclass(frozen=True)
-class DefaultProfile:
-    """The `learncast` profile's limits, used until `pipeline.captions.profiles` is present."""
-
-    name: str = "learncast"
-    max_chars_per_line: int = 42
-    max_lines: int = 2
-    max_cps: float | None = 17.0
-    warn_cps: float | None = 15.0
-    min_duration_s: float = 0.83
-    max_duration_s: float = 7.0
-    min_gap_s: float = 0.083
-
-
-def profile_for(settings: Any) -> Limits:
-    """The configured caption profile (`captions.profile`), or the built-in default."""
-    name = getattr(getattr(settings, "captions", None), "profile", "learncast")
-    try:
-        profiles = importlib.import_module("pipeline.captions.profiles")
-    except ImportError:
-        return DefaultProfile()
-    return profiles.get_profile(name)  # type: ignore[no-any-return]
+def profile_for(settings: Any) -> Profile:
+    """The configured caption profile (`captions.profile`)."""
+    return get_profile(settings.captions.profile)
 
 
 def low_confidence_threshold(settings: Any) -> float:
@@ -108,14 +59,6 @@ def parse_time(text: str) -> float:
     if value < 0 or value != value:
         raise InputError(f"time {text!r} must be zero or more seconds")
     return value
-
-
-def timestamp(seconds: float, marker: str = ".") -> str:
-    ms = max(0, round(seconds * 1000))
-    hours, ms = divmod(ms, 3_600_000)
-    minutes, ms = divmod(ms, 60_000)
-    secs, ms = divmod(ms, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}{marker}{ms:03d}"
 
 
 # --- WebVTT in and out ------------------------------------------------------------------
@@ -153,30 +96,12 @@ def parse_vtt(text: str) -> list[Cue]:
     return cues
 
 
-def _esc_vtt(text: str) -> str:
-    # '&', '<' and '>' must be escaped; escaping '>' also rules out '-->' inside cue text.
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def render_vtt(cues: list[Cue]) -> str:
-    out = ["WEBVTT", ""]
-    for k, cue in enumerate(cues, 1):
-        lines = [_esc_vtt(line) for line in cue.lines]
-        if cue.speaker and lines:
-            lines[0] = f"<v {_esc_vtt(cue.speaker)}>{lines[0]}"
-        out += [str(k), f"{timestamp(cue.start)} --> {timestamp(cue.end)}", *lines, ""]
-    return "\n".join(out)
+    return WebVTT().render(Document(title="", language="", cues=cues, words=[]))
 
 
 def render_srt(cues: list[Cue]) -> str:
-    out: list[str] = []
-    for k, cue in enumerate(cues, 1):
-        lines = list(cue.lines)
-        if cue.speaker and lines:
-            lines[0] = f"{cue.speaker}: {lines[0]}"
-        out += [str(k), f"{timestamp(cue.start, ',')} --> {timestamp(cue.end, ',')}", *lines,
-                ""]
-    return "\n".join(out)
+    return SubRip().render(Document(title="", language="", cues=cues, words=[]))
 
 
 def paragraphs(cues: list[Cue]) -> list[list[Cue]]:
@@ -227,55 +152,6 @@ def cues_json(cues: list[Cue]) -> list[dict[str, Any]]:
             for c in cues]
 
 
-# --- checks -----------------------------------------------------------------------------
-
-
-def cue_cps(cue: Cue) -> float:
-    return len(cue.text) / max(cue.duration, 1e-3)
-
-
-def check_cues(cues: list[Cue], profile: Limits) -> list[dict[str, Any]]:
-    """Every profile breach: `error` for hard limits, `warning` for advisory ones."""
-    issues: list[dict[str, Any]] = []
-
-    def add(k: int, rule: str, value: float, limit: float, severity: str) -> None:
-        issues.append({"cue": k + 1, "start": round(cues[k].start, 3), "rule": rule,
-                       "value": round(value, 3), "limit": limit, "severity": severity,
-                       "text": cues[k].text})
-
-    for k, cue in enumerate(cues):
-        for line in cue.lines:
-            if len(line) > profile.max_chars_per_line:
-                add(k, "chars_per_line", len(line), profile.max_chars_per_line, "error")
-        if len(cue.lines) > profile.max_lines:
-            add(k, "lines", len(cue.lines), profile.max_lines, "error")
-        cps = cue_cps(cue)
-        if profile.max_cps and cps > profile.max_cps + EPS:
-            add(k, "cps", cps, profile.max_cps, "error")
-        elif profile.warn_cps and cps > profile.warn_cps + EPS:
-            add(k, "cps", cps, profile.warn_cps, "warning")
-        if cue.duration < profile.min_duration_s - EPS:
-            add(k, "min_duration", cue.duration, profile.min_duration_s, "error")
-        if cue.duration > profile.max_duration_s + EPS:
-            add(k, "max_duration", cue.duration, profile.max_duration_s, "error")
-        if k + 1 < len(cues):
-            gap = cues[k + 1].start - cue.end
-            if gap < -EPS:
-                add(k, "overlap", -gap, 0.0, "error")
-            elif gap < profile.min_gap_s - EPS:
-                add(k, "min_gap", gap, profile.min_gap_s, "error")
-    return issues
-
-
-def distribution(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {}
-    ordered = sorted(values)
-    return {"min": round(ordered[0], 2), "median": round(statistics.median(ordered), 2),
-            "p90": round(ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], 2),
-            "max": round(ordered[-1], 2), "mean": round(statistics.fmean(ordered), 2)}
-
-
 # --- edits ------------------------------------------------------------------------------
 
 
@@ -314,7 +190,7 @@ def split(cues: list[Cue], index: int, after_word: int, max_chars: int) -> list[
     """Split cue `index` after its `after_word`-th word; time is shared by character count."""
     _check_index(cues, index)
     cue = cues[index]
-    words = cue.words
+    words = cue.text.split()
     if not 1 <= after_word < len(words):
         raise InputError(f"cue {index + 1} has {len(words)} word(s); split after a word "
                          f"between 1 and {len(words) - 1}")

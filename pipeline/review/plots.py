@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from pipeline.captions.qa import cue_speed
 from pipeline.errors import InputError
 from pipeline.models import Job
 from pipeline.review import cues as cuelib
@@ -42,7 +43,7 @@ def reading_speed(ctx: Context, job: Job) -> str:
     profile = cuelib.profile_for(ctx.settings)
     fig, ax = _figure()
     mids = [(c.start + c.end) / 2 for c in cues]
-    speeds = [cuelib.cue_cps(c) for c in cues]
+    speeds = [cue_speed(c)[0] for c in cues]
     ax.hlines(speeds, [c.start for c in cues], [c.end for c in cues],
               colors="#0b4fa8", linewidth=3)
     ax.plot(mids, speeds, "o", color="#0b4fa8", markersize=3)

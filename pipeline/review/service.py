@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.captions.qa import cue_speed
 from pipeline.errors import InputError
 from pipeline.fsutil import atomic_write_text, sha256_file
 from pipeline.models import Job, Status
@@ -165,14 +166,14 @@ def cue_rows(cues: list[Cue], issues: list[dict[str, Any]],
         flags += [{"rule": "low_confidence", "severity": "warning", "value": w, "limit": ""}
                   for line in lines for w, low in line if low]
         rows.append(CueRow(k, cue.start, cue.end, cue.speaker, lines, "\n".join(cue.lines),
-                           [len(line) for line in cue.lines], round(cuelib.cue_cps(cue), 1),
+                           [len(line) for line in cue.lines], round(cue_speed(cue)[0], 1),
                            flags))
     return rows
 
 
 def qa_figures(cues: list[Cue], issues: list[dict[str, Any]]) -> dict[str, Any]:
     errors = [i for i in issues if i["severity"] == "error"]
-    cps = cuelib.distribution([cuelib.cue_cps(c) for c in cues])
+    cps = cuelib.distribution([cue_speed(c)[0] for c in cues])
     return {
         "caption_cues": len(cues),
         "caption_violations": len(errors),
@@ -268,13 +269,13 @@ def save_cues(ctx: Context, db: StateDB, job: Job, cues: list[Cue], *, reviewer:
               warnings=[i for i in issues if i["severity"] == "warning"],
               caption_revision=new_revision)
     qa.setdefault("reading_speed", {})["cps"] = cuelib.distribution(
-        [cuelib.cue_cps(c) for c in cues])
+        [cue_speed(c)[0] for c in cues])
     qa_path = _target(ctx, job, "qa", "qa.json")
     atomic_write_text(qa_path, json.dumps(qa, ensure_ascii=False, indent=1) + "\n")
     job = job.with_file("qa", ws.rel(qa_path))
     asr_words = [w for c in cuelib.parse_vtt(ws.abs(job.files["asr_vtt"]).read_text(
-        encoding="utf-8")) for w in c.words] if "asr_vtt" in job.files else []
-    now_words = [w for c in cues for w in c.words]
+        encoding="utf-8")) for w in c.text.split()] if "asr_vtt" in job.files else []
+    now_words = [w for c in cues for w in c.text.split()]
     distance = cuelib.word_edit_distance(asr_words, now_words)
     job = job.with_measurements(
         caption_revision=new_revision, review_edit_distance_words=distance,

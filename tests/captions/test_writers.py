@@ -21,7 +21,7 @@ def _doc(text: str = "Use <b> & --> arrows & \"quotes\" in R&D.", speaker: str |
              for i, t in enumerate(text.split())]
     cues = segment(words, PROFILES["learncast"])
     if speaker:
-        cues = [Cue(c.start, c.end, c.lines, c.words, speaker) for c in cues]
+        cues = [Cue(c.start, c.end, c.lines, speaker, c.words) for c in cues]
     return Document(title="R&D <Update>", language="en-GB", cues=cues, words=words,
                     info={"engine": "openai-whisper"})
 

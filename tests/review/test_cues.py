@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline.captions.profiles import get_profile
 from pipeline.errors import InputError
 from pipeline.review import cues as cuelib
 from pipeline.review.cues import Cue
@@ -81,7 +82,7 @@ def test_word_edit_distance() -> None:
 
 
 def test_checks_flag_each_profile_limit() -> None:
-    profile = cuelib.DefaultProfile()
+    profile = get_profile("learncast")
     cues = [Cue(0.0, 0.5, ("x" * 50,)),                     # long line, short, fast
             Cue(0.45, 9.0, ("a", "b", "c")),                 # overlap before, 3 lines, long
             Cue(9.05, 11.0, ("fine",))]                      # gap too small before it
