@@ -196,13 +196,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _one_episode(db: StateDB, prefix: str) -> Job:
+    matches = db.find(prefix)
+    if len(matches) != 1:
+        what = "no episode" if not matches else f"{len(matches)} episodes"
+        raise ConfigError(f"{what} with id starting '{prefix}'; see `learncast status`")
+    return matches[0]
+
+
 def cmd_retry(args: argparse.Namespace) -> int:
     with _session(args) as (ctx, db):
-        matches = db.find(args.id)
-        if len(matches) != 1:
-            what = "no episode" if not matches else f"{len(matches)} episodes"
-            raise ConfigError(f"{what} with id starting '{args.id}'; see `learncast status`")
-        out.print(runner.retry(ctx, db, matches[0]))
+        out.print(runner.retry(ctx, db, _one_episode(db, args.id)))
     return EXIT_OK
 
 
@@ -266,11 +270,7 @@ def cmd_unpublish(args: argparse.Namespace) -> int:
     from pipeline.storage.publish import unpublish
 
     with _session(args) as (ctx, db):
-        matches = db.find(args.id)
-        if len(matches) != 1:
-            what = "no episode" if not matches else f"{len(matches)} episodes"
-            raise ConfigError(f"{what} with id starting '{args.id}'; see `learncast status`")
-        job = matches[0]
+        job = _one_episode(db, args.id)
 
         def rebuild(show: str) -> None:  # before any object the episode used is deleted
             publish_show(ctx, db, show)

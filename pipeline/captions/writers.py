@@ -97,58 +97,67 @@ class SubRip(Writer):
         return "\n".join(out)
 
 
+def transcript_text(title: str, paras: list[str]) -> str:
+    head = [title, ""] if title else []
+    return "\n".join([*head, "\n\n".join(paras)]) + "\n"
+
+
+def transcript_html(title: str, language: str, paras: list[tuple[float, str]]) -> str:
+    """A standalone, accessible transcript page: landmarks, a heading, timestamped paragraphs.
+
+    Shared by the caption stage (paragraphs from recognised words) and the review page
+    (paragraphs from edited cues).
+    """
+    esc = html.escape
+    title = title or "Transcript"
+    body = [f'<p id="t{round(start * 1000)}"><time datetime="PT{start:.3f}S">'
+            f"{esc(timestamp(start, '.', always_hours=False)[:-4])}</time> {esc(text)}</p>"
+            for start, text in paras]
+    if not body:
+        body.append("<p>No speech was recognised in this recording.</p>")
+    return "\n".join([
+        "<!DOCTYPE html>",
+        f'<html lang="{esc(language or "en")}">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>Transcript: {esc(title)}</title>",
+        "<style>body{font:1.1rem/1.6 system-ui,sans-serif;max-width:42rem;margin:2rem auto;"
+        "padding:0 1rem}time{color:#444;font-variant-numeric:tabular-nums;"
+        "margin-right:.5rem}</style>",
+        "</head>",
+        "<body>",
+        "<main>",
+        "<article>",
+        f"<h1>{esc(title)}</h1>",
+        '<section aria-label="Transcript">',
+        *body,
+        "</section>",
+        "</article>",
+        "</main>",
+        "</body>",
+        "</html>",
+        "",
+    ])
+
+
 class PlainText(Writer):
     suffix = "txt"
     media_type = "text/plain"
 
     def render(self, doc: Document) -> str:
-        paras = [" ".join(w.text for w in p) for p in paragraphs(doc.words)]
-        head = [doc.title, ""] if doc.title else []
-        return "\n".join([*head, "\n\n".join(paras)]) + "\n"
+        return transcript_text(doc.title,
+                               [" ".join(w.text for w in p) for p in paragraphs(doc.words)])
 
 
 class HtmlTranscript(Writer):
-    """A standalone, accessible transcript: landmarks, a heading, timestamped paragraphs."""
-
     suffix = "html"
     media_type = "text/html"
 
     def render(self, doc: Document) -> str:
-        esc = html.escape
-        title = doc.title or "Transcript"
-        body: list[str] = []
-        for para in paragraphs(doc.words):
-            start = para[0].start
-            text = esc(" ".join(w.text for w in para))
-            body.append(f'<p id="t{round(start * 1000)}"><time datetime="PT{start:.3f}S">'
-                        f"{esc(timestamp(start, '.', always_hours=False)[:-4])}</time> "
-                        f"{text}</p>")
-        if not body:
-            body.append("<p>No speech was recognised in this recording.</p>")
-        return "\n".join([
-            "<!DOCTYPE html>",
-            f'<html lang="{esc(doc.language or "en")}">',
-            "<head>",
-            '<meta charset="utf-8">',
-            '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            f"<title>Transcript: {esc(title)}</title>",
-            "<style>body{font:1.1rem/1.6 system-ui,sans-serif;max-width:42rem;margin:2rem auto;"
-            "padding:0 1rem}time{color:#444;font-variant-numeric:tabular-nums;"
-            "margin-right:.5rem}</style>",
-            "</head>",
-            "<body>",
-            "<main>",
-            "<article>",
-            f"<h1>{esc(title)}</h1>",
-            '<section aria-label="Transcript">',
-            *body,
-            "</section>",
-            "</article>",
-            "</main>",
-            "</body>",
-            "</html>",
-            "",
-        ])
+        return transcript_html(doc.title, doc.language,
+                               [(p[0].start, " ".join(w.text for w in p))
+                                for p in paragraphs(doc.words)])
 
 
 class JsonTranscript(Writer):

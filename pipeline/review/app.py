@@ -30,6 +30,7 @@ from flask import (
 )
 from werkzeug.exceptions import HTTPException
 
+from pipeline.captions.writers import timestamp as caption_timestamp
 from pipeline.errors import ConfigError, InputError
 from pipeline.models import Job, Status
 from pipeline.review import cues as cuelib
@@ -84,7 +85,7 @@ def create_app(ctx: Context, db: StateDB, *, host: str = "127.0.0.1",
             session["csrf"] = secrets.token_urlsafe(32)
         return str(session["csrf"])
 
-    app.jinja_env.globals.update(csrf_token=csrf_token, timestamp=cuelib.timestamp,
+    app.jinja_env.globals.update(csrf_token=csrf_token, timestamp=caption_timestamp,
                                  FILTERS=FILTERS)
 
     @app.before_request

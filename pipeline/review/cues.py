@@ -19,7 +19,13 @@ import numpy as np
 from pipeline.captions.profiles import Profile, get_profile
 from pipeline.captions.qa import check_cues, distribution
 from pipeline.captions.segmenter import Cue
-from pipeline.captions.writers import Document, SubRip, WebVTT, timestamp
+from pipeline.captions.writers import (
+    Document,
+    SubRip,
+    WebVTT,
+    transcript_html,
+    transcript_text,
+)
 from pipeline.errors import InputError
 
 __all__ = ["Cue", "check_cues", "distribution"]
@@ -115,35 +121,12 @@ def paragraphs(cues: list[Cue]) -> list[list[Cue]]:
 
 
 def render_txt(cues: list[Cue], title: str) -> str:
-    paras = [" ".join(c.text for c in p) for p in paragraphs(cues)]
-    head = [title, ""] if title else []
-    return "\n".join([*head, "\n\n".join(paras)]) + "\n"
+    return transcript_text(title, [" ".join(c.text for c in p) for p in paragraphs(cues)])
 
 
 def render_html(cues: list[Cue], title: str, language: str) -> str:
-    """A standalone, accessible transcript page (landmarks, heading, timestamped paragraphs)."""
-    esc = html.escape
-    title = title or "Transcript"
-    body = []
-    for para in paragraphs(cues):
-        start = para[0].start
-        body.append(f'<p id="t{round(start * 1000)}"><time datetime="PT{start:.3f}S">'
-                    f"{esc(timestamp(start)[:-4])}</time> "
-                    f"{esc(' '.join(c.text for c in para))}</p>")
-    if not body:
-        body.append("<p>No speech was recognised in this recording.</p>")
-    return "\n".join([
-        "<!DOCTYPE html>", f'<html lang="{esc(language or "en")}">', "<head>",
-        '<meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>Transcript: {esc(title)}</title>",
-        "<style>body{font:1.1rem/1.6 system-ui,sans-serif;max-width:42rem;margin:2rem auto;"
-        "padding:0 1rem}time{color:#444;font-variant-numeric:tabular-nums;"
-        "margin-right:.5rem}</style>",
-        "</head>", "<body>", "<main>", "<article>", f"<h1>{esc(title)}</h1>",
-        '<section aria-label="Transcript">', *body, "</section>", "</article>", "</main>",
-        "</body>", "</html>", "",
-    ])
+    return transcript_html(title, language, [(p[0].start, " ".join(c.text for c in p))
+                                             for p in paragraphs(cues)])
 
 
 def cues_json(cues: list[Cue]) -> list[dict[str, Any]]:
