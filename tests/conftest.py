@@ -28,6 +28,8 @@ TEST_ENV = {
     "LEARNCAST_INGEST__WAIT_SECONDS": "10",
     "LEARNCAST_RUNNER__RETRY_BACKOFF_S": "0.01",
     "LEARNCAST_RUNNER__POLL_SECONDS": "0.2",
+    # Whole-pipeline tests use the fast engine; tests/asr and the caption tests exercise both.
+    "LEARNCAST_TRANSCRIBE__ENGINE": "faster-whisper",
 }
 
 
@@ -101,7 +103,7 @@ def tone(make_media: MakeMedia) -> Callable[..., Path]:
 
 
 def learncast(workspace: Path, *args: str, env: dict[str, str] | None = None,
-              timeout: float = 300) -> subprocess.CompletedProcess[str]:
+              timeout: float = 900) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in a child process, as a producer would."""
     full_env = {**os.environ, **TEST_ENV, **(env or {})}
     return subprocess.run([sys.executable, "-m", "pipeline", "--workspace", str(workspace),

@@ -24,10 +24,9 @@ from pipeline.media import probe
 from pipeline.models import Job
 from pipeline.sidecar import EpisodeMetadata
 from pipeline.workspace import Context, open_workspace
+from tests.node import node_modules
 
 REPO = Path(__file__).resolve().parent.parent.parent
-NODE_DIR = REPO / "tests" / ".node"
-WEBVTT_PARSER = "webvtt-parser@2.2.0"
 VALIDATOR_JS = Path(__file__).resolve().parent.parent / "captions" / "validate_vtt.js"
 
 
@@ -104,20 +103,15 @@ def webvtt_validate() -> Callable[[Path], dict[str, Any]]:
 
     Installs the parser into tests/.node/ on first use (a missing node/npm is a failure).
     """
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if not node or not npm:
-        pytest.fail("Node.js and npm are needed for the WebVTT validator; install Node.js 18+")
-    if not (NODE_DIR / "node_modules" / "webvtt-parser" / "parser.js").is_file():
-        proc = subprocess.run([npm, "install", "--prefix", str(NODE_DIR), "--no-audit",
-                               "--no-fund", "--no-save", WEBVTT_PARSER],
-                              capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            pytest.fail(f"npm install {WEBVTT_PARSER} failed:\n{proc.stderr[-2000:]}")
+    node = shutil.which("node")
+    if not node:
+        pytest.fail("Node.js is needed for the WebVTT validator; install Node.js 18+")
+    modules = node_modules()
 
     def validate(path: Path) -> dict[str, Any]:
         proc = subprocess.run([node, str(VALIDATOR_JS), str(path)], capture_output=True,
                               text=True, check=False,
-                              env={"NODE_PATH": str(NODE_DIR / "node_modules")})
+                              env={"NODE_PATH": str(modules)})
         assert proc.returncode == 0, proc.stderr
         result: dict[str, Any] = json.loads(proc.stdout)
         return result

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import select
-import shutil
 import subprocess
 import sys
 import time
@@ -20,28 +19,19 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, TEST_ENV
+from tests.node import NODE_DIR, node_modules
 
 CHROMIUM = Path(os.environ.get("LEARNCAST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-NODE_DIR = REPO / "tests" / ".node"
 AXE = NODE_DIR / "node_modules" / "axe-core" / "axe.min.js"
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 
 
 @pytest.fixture(scope="session")
 def axe_source() -> str:
-    if not AXE.is_file():
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.fail("npm is needed to fetch axe-core for the accessibility tests; run "
-                        "scripts/ensure-chromium.sh (as root) or `apt-get install npm`")
-        proc = subprocess.run([npm, "install", "--prefix", str(NODE_DIR), "--no-audit",
-                               "--no-fund", "--silent", "axe-core@4"], capture_output=True,
-                              text=True, timeout=300)
-        if proc.returncode != 0 or not AXE.is_file():
-            pytest.fail(f"`npm install --prefix tests/.node axe-core@4` failed:\n{proc.stderr}")
+    node_modules()
     return AXE.read_text(encoding="utf-8")
 
 
