@@ -163,7 +163,7 @@ def test_two_processes_on_one_inbox_take_each_file_once(workspace_dir: Path, ton
                                str(workspace_dir), "run"], cwd=REPO, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
-    outputs = [p.communicate(timeout=300) for p in procs]
+    outputs = [p.communicate(timeout=900) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     episodes = status_json(workspace_dir)
     assert sorted(e["source"] for e in episodes) == names

@@ -41,12 +41,12 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
                                  "-p", str(port)], env=env, stdout=fh, stderr=subprocess.STDOUT)
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while True:
             try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=10).close()
                 break
-            except (urllib.error.URLError, ConnectionError):
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
                 if time.monotonic() > deadline or proc.poll() is not None:
                     pytest.fail(f"moto server did not start: {log.read_text()[-2000:]}")
                 time.sleep(0.2)
