@@ -52,4 +52,4 @@ clean:
 	rm -rf work/.claims .pytest_cache
 
 bench: $(PY)
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(SUITES)
