@@ -68,6 +68,7 @@ STAGES: tuple[Stage, ...] = (
 #: stop inside that stage (after it is recorded as running) until the process is killed.
 PAUSE_ENV = "LEARNCAST_PAUSE_IN_STAGE"
 
+#: on_progress(job, stage, event), event one of: started, done, held, failed, completed.
 ProgressFn = Callable[[Job, str, str], None]
 
 
@@ -116,6 +117,8 @@ def process_job(ctx: Context, db: StateDB, job: Job, *, stop: threading.Event | 
             db.release(job.id)
             return job
         job = _run_stage(ctx, db, job, stage, on_progress)
+        if job.status == Status.FAILED and on_progress:
+            on_progress(job, stage.name, "failed")
         if job.status in (Status.FAILED, Status.AWAITING_REVIEW):
             return job
     job = job.replace(status=_final_status([s.name for s in STAGES]), stage=None, error=None)
