@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -236,9 +237,9 @@ def _moto() -> tuple[Any, str, dict[str, str]]:
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from tests.storage.s3fixtures import free_port
-
-    port = free_port()
+    with socket.socket() as s:  # a free port
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
