@@ -33,15 +33,16 @@ lint: $(PY)
 	$(PY) -m ruff format --check pipeline tests
 
 # The first run in a fresh clone (no state yet) processes the sample briefing from assets/samples.
-run: $(PY)
+run:
+	@[ -x $(PY) ] || { echo "No virtual environment at $(VENV): run \`make setup\` first (or make run VENV=/path/to/a/venv with Learncast's dependencies)"; exit 1; }
 	@[ -e state/learncast.db ] || { echo "First run: copying the sample briefing from assets/samples into inbox/"; cp -n assets/samples/* inbox/; }
-	$(VENV)/bin/learncast run
+	$(PY) -m pipeline run
 
-watch: $(PY)
-	$(VENV)/bin/learncast watch
+watch:
+	$(PY) -m pipeline watch
 
-status: $(PY)
-	$(VENV)/bin/learncast status
+status:
+	$(PY) -m pipeline status
 
 # Regenerate the configuration reference in README.md from the schema.
 docs: $(PY)
@@ -51,4 +52,4 @@ clean:
 	rm -rf work/.claims .pytest_cache
 
 bench: $(PY)
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(SUITES)

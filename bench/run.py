@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import platform
 import tempfile
 import time
@@ -23,12 +24,15 @@ SUITES: dict[str, str] = {
     "review": "bench.review",
     "finishing": "bench.finishing",
     "asr": "bench.asr",
+    "e2e": "bench.e2e",
 }
 
 
 def machine() -> dict[str, Any]:
     return {"python": platform.python_version(), "platform": platform.platform(),
-            "cpus": __import__("os").cpu_count(), "when": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "cpus": os.cpu_count(), "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
+            "note": os.environ.get("LEARNCAST_BENCH_MACHINE", ""),
+            "when": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
 def to_markdown(rows: list[dict[str, Any]]) -> str:
@@ -49,16 +53,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     chosen = args.suites or list(SUITES)
     rows: list[dict[str, Any]] = []
+    info = machine()
     with tempfile.TemporaryDirectory(prefix="learncast-bench-") as tmp:
         for name in chosen:
             module = importlib.import_module(SUITES[name])
             rows += module.run(Path(tmp) / name)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    info = machine()
-    (RESULTS / "latest.json").write_text(json.dumps({"machine": info, "results": rows},
-                                                    indent=2) + "\n")
+    for row in rows:
+        row.setdefault("run_at", info["when"])
+    # Rows of suites not run this time are kept, so `make bench SUITES=...` refreshes one part.
+    latest = RESULTS / "latest.json"
+    kept = [r for r in json.loads(latest.read_text()).get("results", [])
+            if r.get("suite") not in chosen] if latest.exists() else []
+    rows = kept + rows
+    latest.write_text(json.dumps({"machine": info, "results": rows}, indent=2) + "\n")
+    note = os.environ.get("LEARNCAST_BENCH_MACHINE", "")
     (RESULTS / "latest.md").write_text(
-        f"# Benchmark results\n\nMachine: {info}\n\n" + to_markdown(rows))
+        f"# Benchmark results\n\nMachine: {info}\n\n{note + chr(10) * 2 if note else ''}"
+        + "".join(f"## {suite}\n\n" + to_markdown([r for r in rows if r["suite"] == suite])
+                  + "\n" for suite in dict.fromkeys(r["suite"] for r in rows)))
     print(to_markdown(rows))
     return 0
 

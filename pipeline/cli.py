@@ -108,6 +108,9 @@ def _progress() -> Iterator[runner.ProgressFn | None]:
                 progress.advance(task)
             elif event == "completed":
                 progress.update(task, completed=total, stage=str(job.status))
+            elif event in ("held", "failed"):  # the line stops here (and its clock with it)
+                progress.update(task, stage=f"{job.status} at {stage}")
+                progress.stop_task(task)
 
         yield update
 

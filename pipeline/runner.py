@@ -68,6 +68,7 @@ STAGES: tuple[Stage, ...] = (
 #: stop inside that stage (after it is recorded as running) until the process is killed.
 PAUSE_ENV = "LEARNCAST_PAUSE_IN_STAGE"
 
+#: on_progress(job, stage, event), event one of: started, done, held, failed, completed.
 ProgressFn = Callable[[Job, str, str], None]
 
 
@@ -116,6 +117,8 @@ def process_job(ctx: Context, db: StateDB, job: Job, *, stop: threading.Event | 
             db.release(job.id)
             return job
         job = _run_stage(ctx, db, job, stage, on_progress)
+        if job.status == Status.FAILED and on_progress:
+            on_progress(job, stage.name, "failed")
         if job.status in (Status.FAILED, Status.AWAITING_REVIEW):
             return job
     job = job.replace(status=_final_status([s.name for s in STAGES]), stage=None, error=None)
@@ -141,6 +144,7 @@ def _run_stage(ctx: Context, db: StateDB, job: Job, stage: Stage,
         if os.environ.get(PAUSE_ENV) == stage.name:
             _pause_for_tests(ctx, job, stage.name)
         started = time.monotonic()
+        cpu_started = _cpu_seconds()
         try:
             job = stage.run(job, ctx)
         except HoldForReview as hold:
@@ -174,11 +178,23 @@ def _run_stage(ctx: Context, db: StateDB, job: Job, stage: Stage,
                          f"`learncast retry {job.id}`")
         seconds = time.monotonic() - started
         timings = {**job.measurements.get("stage_seconds", {}), stage.name: round(seconds, 3)}
-        job = job.with_measurements(stage_seconds=timings)
+        cpu = {**job.measurements.get("stage_cpu_seconds", {}),
+               stage.name: round(_cpu_seconds() - cpu_started, 3)}
+        job = job.with_measurements(stage_seconds=timings, stage_cpu_seconds=cpu)
         db.stage_finished(job, stage.name, seconds)
         if on_progress:
             on_progress(job, stage.name, "done")
         return job
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (ffmpeg runs as a child).
+
+    Process-wide, so a stage's figure is exact only when one episode is processed at a time
+    (one worker, as in the benchmark); with several workers it includes their work too.
+    """
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def _pause_for_tests(ctx: Context, job: Job, stage: str) -> None:

@@ -259,3 +259,19 @@ def test_workers_process_episodes_concurrently_each_exactly_once(
     assert peak[0] > 1, "episodes overlapped"
     models = {j.measurements["model"] for j in db.all()}
     assert 1 < len(models) <= 3, "one model instance per worker, not per episode"
+
+
+def test_progress_reports_where_an_episode_stopped(ctx: Context, db: StateDB, tone,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # The live display on a terminal stops a failed episode's line on this event; without it
+    # the line kept showing the stage as running, its clock ticking.
+    def broken(job: Job, _ctx: Context) -> Job:
+        raise PipelineError("broken on purpose")
+
+    monkeypatch.setattr(runner, "STAGES", (runner.STAGES[0], runner.Stage("broken", broken)))
+    tone(ctx.workspace.inbox / "a.wav", seconds=2, freq=300)
+    events: list[tuple[str, str]] = []
+    runner.process_inbox(ctx, db, on_progress=lambda _job, stage, event: events.append(
+        (stage, event)))
+    assert events == [("prepare", "started"), ("prepare", "done"), ("broken", "started"),
+                      ("broken", "failed")]

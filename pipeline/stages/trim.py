@@ -132,17 +132,24 @@ def run(job: Job, ctx: Context) -> Job:
         trim=record)
 
 
+#: Re-chunk the cut into whole blocks: a cut just before a decoded frame's end leaves a first
+#: frame of a few samples, and ffmpeg's FLAC encoder takes its block size from the first frame
+#: (fewer than 16 samples: "invalid block size", nothing written).
+_REBLOCK = "asetnsamples=n=4096:p=0"
+
+
 def _cut_audio(ctx: Context, source: Path, plan: CutPlan, dest: Path) -> None:
     """Sample-accurate cut of the lossless source into FLAC; streaming, any length."""
     if len(plan.segments) == 1:
         a, b = plan.segments[0]
         args = ["-i", str(source), "-map", "0:a:0",
-                "-af", f"atrim=start={a:.6f}:end={b:.6f},asetpts=PTS-STARTPTS"]
+                "-af", f"atrim=start={a:.6f}:end={b:.6f},asetpts=PTS-STARTPTS,{_REBLOCK}"]
     else:
         parts = [f"[0:a]atrim=start={a:.6f}:end={b:.6f},asetpts=PTS-STARTPTS[s{i}]"
                  for i, (a, b) in enumerate(plan.segments)]
         joined = "".join(f"[s{i}]" for i in range(len(plan.segments)))
-        graph = ";".join(parts) + f";{joined}concat=n={len(plan.segments)}:v=0:a=1[out]"
+        graph = (";".join(parts)
+                 + f";{joined}concat=n={len(plan.segments)}:v=0:a=1,{_REBLOCK}[out]")
         script = dest.with_suffix(".filter.txt")
         atomic_write_text(script, graph)
         args = ["-i", str(source), "-/filter_complex", str(script), "-map", "[out]"]

@@ -209,3 +209,20 @@ def test_trimmed_speech_transcript_unchanged(ctx: Context, shared_audio: Path, t
     trimmed = ctx.workspace.abs(job.files["trimmed_audio"])
     before, after = _transcript(whisper_model, padded), _transcript(whisper_model, trimmed)
     assert after == before
+
+
+@pytest.mark.parametrize("pauses", [False, True], ids=["one-segment", "pause-shortened"])
+def test_a_cut_a_few_samples_before_a_block_end_is_encoded(ctx: Context, make_media: MakeMedia,
+                                                           tmp_path: Path, pauses: bool) -> None:
+    # Found on real speech: the source decodes in 4096-sample frames, the cut left a first
+    # frame of 7 samples, and the FLAC encoder refused it ("invalid block size: 7").
+    rate, block = 44100, 4096
+    src = make_media(tmp_path / "src.flac", "-f", "lavfi", "-i",
+                     f"sine=f=330:r={rate}:d=8", "-c:a", "flac", "-frame_size", str(block))
+    start = (7 * block - 7) / rate
+    segments = [(start, 3.0), (5.0, 8.0)] if pauses else [(start, 8.0)]
+    dest = tmp_path / "trimmed.flac"
+    trim._cut_audio(ctx, src, trim.CutPlan(segments, 8.0), dest)
+    with av.open(str(dest)) as container:
+        samples = sum(frame.samples for frame in container.decode(audio=0))
+    assert samples == round(sum(b - a for a, b in segments) * rate)
