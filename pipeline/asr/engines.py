@@ -85,6 +85,9 @@ class OpenAIWhisperEngine:
     def transcribe(self, audio: np.ndarray, options: AsrOptions) -> Transcript:
         import whisper
 
+        from pipeline.asr.mel import install
+
+        install()  # blockwise spectrogram: an hour needs ~1 GB less at its peak
         kwargs: dict[str, Any] = {
             "language": _language(self.model.name, options.language),
             "initial_prompt": options.initial_prompt,
