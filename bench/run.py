@@ -23,6 +23,7 @@ SUITES: dict[str, str] = {
     "review": "bench.review",
     "finishing": "bench.finishing",
     "asr": "bench.asr",
+    "memory": "bench.memory",
 }
 
 
