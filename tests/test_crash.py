@@ -132,3 +132,23 @@ def test_kill_9_at_every_stage_then_rerun(point: str, stage: str, workspace_dir:
     [enclosure] = entry.enclosures
     assert urlparse(enclosure["href"]).path.endswith("/" + ep["objects"]["audio"]["key"])
     assert (ws / "public" / ep["objects"]["audio"]["key"]).is_file()
+
+
+def test_sweep_removes_dead_writers_temp_files_and_keeps_live_ones(tmp_path: Path) -> None:
+    """Fast check of the mechanism the crash cases rely on (no pipeline run)."""
+    from pipeline.fsutil import atomic_path, remove_stale_temp_files
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead_pid = int(gone.stdout)  # that process has exited and been reaped
+    (tmp_path / "feeds").mkdir()
+    dead = tmp_path / "feeds" / f"podcast{TEMP_MARKER}{dead_pid}-abc.xml"
+    legacy = tmp_path / f"old{TEMP_MARKER}xyz.mp3"  # written before pids were in the name
+    dead.write_text("half")
+    legacy.write_text("half")
+    with atomic_path(tmp_path / "live.txt") as live:  # ours: a writer still running
+        live.write_text("in progress")
+        assert remove_stale_temp_files([tmp_path]) == 2
+        assert live.exists() and not dead.exists() and not legacy.exists()
+        assert f"{TEMP_MARKER}{os.getpid()}-" in live.name
+    assert (tmp_path / "live.txt").read_text() == "in progress"
