@@ -66,3 +66,49 @@ def install() -> None:
     import whisper.transcribe as wt
 
     wt.log_mel_spectrogram = log_mel_spectrogram
+
+
+class BlockwiseFeatures:
+    """faster-whisper's feature extractor, run on blocks of the recording.
+
+    Its numpy STFT frames the whole waveform at once (for an hour: a 576 MB frame matrix, a
+    complex spectrogram and its power copy — about 3.4 GB at the peak). Each block here is
+    computed by the original extractor with two hops of real audio on each side (so no frame
+    sees the block's edge), and its frames are copied into the result. The per-block log
+    floor (block max - 8) is then raised to the global one, which gives exactly the
+    whole-recording result: max(max(L, b - 8), g - 8) = max(L, g - 8) for b <= g.
+    """
+
+    def __init__(self, original: Any, block_frames: int = BLOCK_FRAMES) -> None:
+        self._original = original
+        self._block = block_frames
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._original, name)
+
+    def __call__(self, waveform: np.ndarray, padding: int = 160,
+                 chunk_length: int | None = None) -> np.ndarray:
+        hop = int(self._original.hop_length)
+        total = waveform.shape[-1] + padding
+        frames = total // hop
+        if frames <= 2 * self._block:
+            return self._original(waveform, padding=padding, chunk_length=chunk_length)
+        if padding:
+            waveform = np.pad(waveform, (0, padding))
+        context = 2 * hop  # > n_fft / 2 and a whole number of hops
+        out: np.ndarray | None = None
+        for f0 in range(0, frames, self._block):
+            f1 = min(f0 + self._block, frames)
+            lead = context if f0 else 0
+            start = f0 * hop - lead
+            stop = total if f1 == frames else f1 * hop + context
+            part = self._original(waveform[start:stop], padding=0, chunk_length=chunk_length)
+            skip = lead // hop
+            piece = part[..., skip:skip + (f1 - f0)]
+            if out is None:
+                out = np.empty((piece.shape[0], frames), dtype=piece.dtype)
+            out[:, f0:f1] = piece
+        assert out is not None
+        floor = out.max() - 2.0  # the global floor g - 8, in output units (x + 4) / 4
+        np.maximum(out, floor, out=out)
+        return out
