@@ -219,6 +219,7 @@ def test_titles_never_become_paths(corpus_run) -> None:
 SILENCE_RSS_LIMIT_MB = 500
 
 
+@pytest.mark.timeout(1800)
 def test_three_hours_of_silence_fails_clearly_in_bounded_memory(workspace_dir: Path,
                                                                 make_media) -> None:
     """Three hours of digital silence: streamed through ingest, prepare and trim, refused by

@@ -30,6 +30,7 @@ def _published(ws: Path) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_two_watchers_take_each_of_20_drops_exactly_once(workspace_dir: Path, tone,
                                                          tmp_path: Path) -> None:
     ws = workspace_dir

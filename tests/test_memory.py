@@ -18,6 +18,7 @@ from tests.conftest import TEST_ENV, learncast
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3000)  # an hour of audio through every stage on two shared cores
 def test_an_hour_of_speech_stays_within_1_5_gb(workspace_dir: Path, shared_audio: Path,
                                                ffmpeg: str) -> None:
     src = make_recording(workspace_dir.parent / "hour.flac", 60, ffmpeg)
