@@ -25,6 +25,7 @@ SUITES: dict[str, str] = {
     "finishing": "bench.finishing",
     "asr": "bench.asr",
     "e2e": "bench.e2e",
+    "memory": "bench.memory",
 }
 
 

@@ -8,15 +8,25 @@ MP3, caption file or feed where a player or uploader could pick it up.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import hashlib
 import os
 import re
 import tempfile
+import time
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
 TEMP_MARKER = ".learncast-tmp-"
+
+#: Test hook for crash tests: `LEARNCAST_PAUSE_BEFORE_REPLACE=<glob>` makes `atomic_path` stop
+#: after the temporary file for a final name matching the glob is complete, before it replaces
+#: the final path, until the process is killed; it first writes the temporary path to the file
+#: named by `LEARNCAST_PAUSE_MARKER`. This is the worst moment for a crash: a whole temp file
+#: beside a final path that does not exist yet (or holds the previous version).
+PAUSE_WRITE_ENV = "LEARNCAST_PAUSE_BEFORE_REPLACE"
+PAUSE_MARKER_ENV = "LEARNCAST_PAUSE_MARKER"
 
 
 @contextlib.contextmanager
@@ -27,8 +37,10 @@ def atomic_path(final: Path) -> Iterator[Path]:
     behave the same as on the final name.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
+    # The writer's pid in the name lets a later process tell a crashed write's debris from
+    # a write still in progress in another live process (see remove_stale_temp_files).
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f"{final.stem}{TEMP_MARKER}", suffix=final.suffix, dir=final.parent
+        prefix=f"{final.stem}{TEMP_MARKER}{os.getpid()}-", suffix=final.suffix, dir=final.parent
     )
     os.close(fd)
     tmp = Path(tmp_name)
@@ -36,9 +48,21 @@ def atomic_path(final: Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        _pause_for_tests(final, tmp)
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _pause_for_tests(final: Path, tmp: Path) -> None:
+    pattern = os.environ.get(PAUSE_WRITE_ENV)
+    if not pattern or not fnmatch.fnmatch(final.name, pattern):
+        return
+    marker = os.environ.get(PAUSE_MARKER_ENV)
+    if marker:
+        Path(marker).write_text(str(tmp))
+    while True:
+        time.sleep(0.5)
 
 
 def atomic_write_bytes(final: Path, data: bytes) -> None:
@@ -59,6 +83,39 @@ def remove_temp_files(folder: Path) -> int:
         if path.is_file():
             path.unlink(missing_ok=True)
             removed += 1
+    return removed
+
+
+_TEMP_PID = re.compile(re.escape(TEMP_MARKER) + r"(\d+)-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temp_files(folders: list[Path]) -> int:
+    """Delete temp files left by writers that no longer run (a `kill -9`, a power cut).
+
+    Temp files of a live process (another `learncast watch`, a worker thread of this one) are
+    kept: removing one would break that writer's rename. Returns how many were removed.
+    """
+    removed = 0
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for path in folder.rglob(f"*{TEMP_MARKER}*"):
+            match = _TEMP_PID.search(path.name)
+            if match and _alive(int(match.group(1))):
+                continue
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed += 1
     return removed
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pipeline import ingest
 from pipeline.errors import HoldForReview, PipelineError, RetryableError
-from pipeline.fsutil import atomic_write_text, remove_temp_files
+from pipeline.fsutil import atomic_write_text, remove_stale_temp_files, remove_temp_files
 from pipeline.models import Job, Status
 from pipeline.stages import (
     caption,
@@ -277,10 +277,21 @@ def process_inbox(ctx: Context, db: StateDB, *, wait: bool = True,
                   on_progress: ProgressFn | None = None) -> RunReport:
     """`learncast run`: take every finished file in the inbox, then work the queue dry."""
     report = RunReport()
+    sweep_crash_debris(ctx)
     report.ingested += ingest_ready(ctx, db, wait=wait, stop=stop, report=report)
     report.processed += work_queue(ctx, db, stop=stop, on_progress=on_progress)
     _publish_scheduled(ctx, db)
     return report
+
+
+def sweep_crash_debris(ctx: Context) -> None:
+    """Remove temp files a killed process left beside final paths (captions, published
+    objects, feeds), which the per-stage cleanup of the episode's work folder does not reach."""
+    ws = ctx.workspace
+    removed = remove_stale_temp_files([ws.work, ws.transcripts, ws.feeds, ws.public, ws.archive,
+                                       ws.failed])
+    if removed:
+        log.info("[runner] removed %d temporary file(s) left by an interrupted run", removed)
 
 
 def ingest_ready(ctx: Context, db: StateDB, *, wait: bool, stop: threading.Event | None = None,
@@ -349,6 +360,7 @@ def watch(ctx: Context, db: StateDB, stop: threading.Event,
           on_progress: ProgressFn | None = None,
           on_report: Callable[[RunReport], None] | None = None) -> None:
     """`learncast watch`: ingest and process until `stop` is set (SIGINT/SIGTERM)."""
+    sweep_crash_debris(ctx)
     scanner = ingest.InboxScanner(ctx.workspace.inbox, ctx.settings.ingest.settle_seconds)
     poll = min(ctx.settings.runner.poll_seconds, max(ctx.settings.ingest.settle_seconds, 0.1))
     while not stop.is_set():

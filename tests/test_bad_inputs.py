@@ -2,6 +2,8 @@
 
 Each case ends either processed (when legitimately processable) or in `failed/` with a clear
 note — with its original preserved byte for byte — and one bad file never stops the batch.
+The whole pipeline runs on every processable case (minutes), so this is in the slow suite;
+ASR is the fast engine, since speech recognition is not what is tested here.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import learncast
+from tests.conftest import REPO, TEST_ENV, learncast
+
+pytestmark = pytest.mark.slow
+FAST_ASR = {"LEARNCAST_TRANSCRIBE__ENGINE": "faster-whisper"}
 
 LAVFI_AV = ["-f", "lavfi", "-i", "testsrc=duration=2:size=320x240:rate=25", "-f", "lavfi",
             "-i", "sine=frequency=500:duration=2", "-shortest", "-pix_fmt", "yuv420p"]
@@ -93,6 +99,8 @@ CASES = [
     Case("voice.m4a", sine(extra=("-c:a", "aac")), "ok"),
     Case("voice.ogg", sine(rate=48000, extra=("-c:a", "libopus")), "ok"),
     Case("voice.flac", sine(), "ok"),
+    Case("wav-named.mp3", sine(freq=590, extra=("-f", "wav")), "ok"),  # wrong extension
+    Case("audio-only.mp4", sine(freq=600, extra=("-c:a", "aac")), "ok"),
     Case("name with spaces.wav", sine(freq=610), "ok"),
     Case("Überblick – Führung 日本.wav", sine(freq=620), "ok"),
     Case("new\nline.wav", sine(freq=630), "ok"),
@@ -155,7 +163,7 @@ def corpus_run(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str):
     t = threading.Thread(target=writer, daemon=True)
     t.start()
     try:
-        proc = learncast(root, "run", env={"LEARNCAST_INGEST__WAIT_SECONDS": "3"},
+        proc = learncast(root, "run", env={"LEARNCAST_INGEST__WAIT_SECONDS": "3", **FAST_ASR},
                          timeout=1800)
     finally:
         stop.set()
@@ -204,3 +212,38 @@ def test_titles_never_become_paths(corpus_run) -> None:
     [episode] = [e for e in status if e["source"] == "traversal.wav"]
     assert episode["title"] == "../../../etc/passwd"  # kept as the producer wrote it
     assert episode["slug"].startswith("etc-passwd-") and "/" not in episode["slug"]
+
+
+#: A peak-RSS ceiling for a file that must be refused, not processed: the ASR model is never
+#: loaded, so anything near the 1.5 GB budget of a real hour would mean audio held whole.
+SILENCE_RSS_LIMIT_MB = 500
+
+
+@pytest.mark.timeout(1800)
+def test_three_hours_of_silence_fails_clearly_in_bounded_memory(workspace_dir: Path,
+                                                                make_media) -> None:
+    """Three hours of digital silence: streamed through ingest, prepare and trim, refused by
+    normalise with advice; peak RSS of the whole `learncast run` measured by the kernel."""
+    src = make_media(workspace_dir.parent / "silence.flac", "-f", "lavfi", "-i",
+                     "anullsrc=r=8000:cl=mono", "-t", "10800", "-c:a", "flac")
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    os.replace(src, workspace_dir / "inbox" / "all-hands-muted.flac")
+    env = {**os.environ, **TEST_ENV, **FAST_ASR}
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "--workspace",
+                             str(workspace_dir), "run"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # bounded time: a hang guard only (timings belong in bench/, not in assertions)
+    timer = threading.Timer(1500, proc.kill)
+    timer.start()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        timer.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 1, "a silent recording is reported as a failure"
+    peak_mb = usage.ru_maxrss / 1024
+    assert peak_mb <= SILENCE_RSS_LIMIT_MB, f"peak RSS {peak_mb:.0f} MB"
+    note = (workspace_dir / "failed" / "all-hands-muted.flac.error.txt").read_text()
+    assert "silent" in note and "What was wrong" in note, note
+    kept = workspace_dir / "failed" / "all-hands-muted.flac"
+    assert hashlib.sha256(kept.read_bytes()).hexdigest() == digest

@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import socket
 import threading
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -107,12 +108,18 @@ def s3_workspace_env(moto_server: str, s3_bucket: str, monkeypatch: pytest.Monke
 
 # --- fault injection -----------------------------------------------------------------------
 
-#: rule(method, path, n) → None to forward, or "drop" / "503" / "403" to fail request n (1-based)
+#: rule(method, path, n) → None to forward, or "drop" / "500" / "503" / "403" to fail request n
+#: (1-based), or "slow" to answer it only after SLOW_S seconds (past a client's read timeout)
 FaultRule = Callable[[str, str, int], str | None]
+
+SLOW_S = 4.0
 
 ERROR_BODIES = {
     "503": (503, b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>ServiceUnavailable"
                  b"</Code><Message>Please reduce your request rate.</Message></Error>"),
+    "500": (500, b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>InternalError</Code>"
+                 b"<Message>We encountered an internal error. Please try again.</Message>"
+                 b"</Error>"),
     "403": (403, b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code>"
                  b"<Message>Access Denied</Message></Error>"),
 }
@@ -161,6 +168,9 @@ class FaultProxy:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
+                if fault == "slow":
+                    time.sleep(SLOW_S)
+                    fault = None
                 if fault:
                     status, payload = ERROR_BODIES[fault]
                     self.send_response(status)
