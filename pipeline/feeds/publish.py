@@ -26,7 +26,8 @@ from pipeline.feeds.validate import FeedValidationError, check_artwork, validate
 from pipeline.fsutil import atomic_write_bytes, sha256_file
 from pipeline.models import Job, Status
 from pipeline.state import StateDB
-from pipeline.storage import StorageBackend, open_storage
+from pipeline.storage import StorageBackend
+from pipeline.storage.publish import storage_for
 from pipeline.workspace import Context
 
 log = logging.getLogger(__name__)
@@ -46,14 +47,6 @@ class FeedResult:
     path: Path
     items: int
     uploaded: bool
-
-
-def storage_for(ctx: Context) -> StorageBackend:
-    """The process's storage backend, opened once and kept in `ctx.resources`."""
-    backend = ctx.resources.get("storage")
-    if backend is None:
-        backend = ctx.resources["storage"] = open_storage(ctx.workspace)
-    return backend  # type: ignore[no-any-return]
 
 
 def feed_key(show: ShowSettings, kind: FeedKind, token: str) -> str:

@@ -18,10 +18,11 @@ from pipeline import media
 from pipeline.errors import InputError, PipelineError
 from pipeline.feeds.build import episode_date
 from pipeline.feeds.chapters import CHAPTERS_CONTENT_TYPE
-from pipeline.feeds.publish import publish_show, storage_for
+from pipeline.feeds.publish import publish_show
 from pipeline.fsutil import sha256_file
 from pipeline.models import Job
 from pipeline.state import StateDB
+from pipeline.storage.publish import storage_for
 from pipeline.workspace import Context
 
 log = logging.getLogger(__name__)
