@@ -34,7 +34,6 @@ test-soak: $(PY)
 
 lint: $(PY)
 	$(PY) -m ruff check pipeline tests bench scripts
-	$(PY) -m ruff format --check pipeline tests
 
 # The first run in a fresh clone (no state yet) processes the sample briefing from assets/samples.
 run:
