@@ -239,8 +239,13 @@ class TranscribeSettings(Section):
         2.4, gt=1, description="Segments whose text compresses better than this (loops, "
         "repeated phrases) are dropped.")
     silence_dbfs: float = Field(
-        -60.0, le=0, description="Recordings quieter than this overall are treated as silent: "
-        "empty transcript plus a warning, no recognition run.")
+        -60.0, le=0, description="Audio quieter than this (per window, see window_minutes) is "
+        "treated as silent: no recognition run on it; a recording silent throughout gets an "
+        "empty transcript plus a warning.")
+    window_minutes: float = Field(
+        10.0, ge=0.5, le=180, description="Longer recordings are transcribed in windows of "
+        "about this length, each cut at the quietest moment near its end, so memory stays "
+        "flat however long the episode is.")
     glossary_similarity: float = Field(
         0.8, gt=0, le=1, description="How close (0-1) a recognised word must be to a glossary "
         "term to be respelled as that term.")

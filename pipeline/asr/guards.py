@@ -40,7 +40,6 @@ class GuardSettings:
     no_speech_threshold: float = 0.6
     logprob_threshold: float = -1.0
     compression_ratio_threshold: float = 2.4
-    silence_dbfs: float = -60.0
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -36,6 +36,12 @@ class Segment:
     no_speech_prob: float = 0.0
     avg_logprob: float = 0.0
     compression_ratio: float = 1.0
+
+    def shifted(self, seconds: float) -> Segment:
+        """This segment `seconds` later (a window's times made the recording's)."""
+        return replace(self, start=self.start + seconds, end=self.end + seconds,
+                       words=tuple(replace(w, start=w.start + seconds, end=w.end + seconds)
+                                   for w in self.words))
 
     def to_dict(self) -> dict[str, Any]:
         return {"start": round(self.start, 3), "end": round(self.end, 3), "text": self.text,

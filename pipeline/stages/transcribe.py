@@ -2,8 +2,9 @@
 
 Reads the content-only master (`master_audio`, else `trimmed_audio`, else `source_audio`), so
 transcript times are relative to the content; the caption stage shifts them past any intro.
-Audio is decoded to 16 kHz mono by our own ffmpeg and handed to the configured engine as an
-array; the model is loaded once per process (`ctx.resources`). Guards then drop likely
+Audio is decoded to 16 kHz mono by our own ffmpeg and streamed to the configured engine in
+windows of `window_minutes`, cut at quiet moments, so an hour or three need no more memory than
+ten minutes; the model is loaded once per process (`ctx.resources`). Guards then drop likely
 hallucinations, and glossary terms (show + sidecar) are used both as the decoder's prompt and
 to respell near misses. Silent or music-only input yields an empty transcript and a warning.
 """
@@ -13,11 +14,12 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import replace
 
-from pipeline.asr.audio import SAMPLE_RATE, decode_16k_mono, rms_dbfs
-from pipeline.asr.engines import AsrOptions, get_engine
+from pipeline.asr.audio import SAMPLE_RATE, dbfs, energy, stream_16k_mono, windows
+from pipeline.asr.engines import AsrOptions, Engine, get_engine
 from pipeline.asr.guards import GuardSettings, apply_glossary, drop_hallucinations, glossary_prompt
-from pipeline.asr.types import Transcript
+from pipeline.asr.types import Segment, Transcript
 from pipeline.errors import PipelineError
 from pipeline.fsutil import atomic_write_text
 from pipeline.models import Job
@@ -27,6 +29,21 @@ log = logging.getLogger(__name__)
 
 #: Inputs in order of preference: the most processed content-only audio first.
 INPUTS = ("master_audio", "trimmed_audio", "source_audio")
+#: How far either side of a window's nominal end the cut may move to find a quiet moment.
+SEARCH_S = 30
+#: Words of the previous window's text carried into the next window's prompt.
+CARRIED_WORDS = 40
+
+
+def _prompt(glossary: str | None, before: list[Segment]) -> str | None:
+    """The glossary prompt plus the end of what was said before this window.
+
+    Within a window whisper conditions each 30 s on the text before it; carrying the last words
+    across a window boundary keeps that continuity (style, names, punctuation), and they come
+    last because whisper reads the prompt as the speech just before.
+    """
+    carried = [w.text for s in before[-8:] for w in s.words][-CARRIED_WORDS:]
+    return " ".join(filter(None, [glossary, " ".join(carried)])) or None
 
 
 def glossary_terms(job: Job, ctx: Context) -> list[str]:
@@ -66,54 +83,69 @@ def run(job: Job, ctx: Context) -> Job:
     if not source.exists():
         raise PipelineError(f"{job.files[name]} is missing; run `learncast retry {job.id}` "
                             "so the earlier stages recreate it")
-    audio = decode_16k_mono(ctx.ffmpeg, source)
-    duration = len(audio) / SAMPLE_RATE
     terms = glossary_terms(job, ctx)
-    level = rms_dbfs(audio)
-    started = time.monotonic()
-    engine_name, model_source = settings.engine, "not loaded"
-    dropped: list[dict[str, object]] = []
-    if level < settings.silence_dbfs:
-        log.warning("[transcribe] %s: the audio is silent (%.0f dBFS); the transcript is empty",
-                    job.id, level)
-        transcript = Transcript(language=_language(job, ctx), duration_s=duration, segments=())
-    else:
-        engine = get_engine(ctx.resources, settings.engine, settings.model,
-                            ws.abs(settings.models_dir), threads=settings.threads,
-                            compute_type=settings.compute_type)
-        model_source = engine.model.source
-        options = AsrOptions(
-            language=_language(job, ctx), initial_prompt=glossary_prompt(terms),
-            beam_size=settings.beam_size, no_speech_threshold=settings.no_speech_threshold,
-            compression_ratio_threshold=settings.compression_ratio_threshold,
-            logprob_threshold=settings.logprob_threshold)
+    engine: Engine | None = None
+    base = AsrOptions(
+        language=_language(job, ctx), initial_prompt=glossary_prompt(terms),
+        beam_size=settings.beam_size, no_speech_threshold=settings.no_speech_threshold,
+        compression_ratio_threshold=settings.compression_ratio_threshold,
+        logprob_threshold=settings.logprob_threshold)
+    length = round(settings.window_minutes * 60 * SAMPLE_RATE)
+    segments: list[Segment] = []
+    samples, total_energy, heard, seconds, count = 0, 0.0, 0, 0.0, 0
+    language = base.language or "en"
+    for offset, piece in windows(stream_16k_mono(ctx.ffmpeg, source), length,
+                                 min(length // 4, SEARCH_S * SAMPLE_RATE)):
+        count += 1
+        samples = offset + len(piece)
+        piece_energy = energy(piece)
+        total_energy += piece_energy
+        if dbfs(piece_energy, len(piece)) < settings.silence_dbfs:
+            continue  # nothing to recognise: no model load, no hallucinated words
+        heard += 1
+        engine = engine or get_engine(ctx.resources, settings.engine, settings.model,
+                                      ws.abs(settings.models_dir), threads=settings.threads,
+                                      compute_type=settings.compute_type)
+        options = replace(base, initial_prompt=_prompt(base.initial_prompt, segments))
+        started = time.monotonic()
         try:
-            transcript = engine.transcribe(audio, options)
+            part = engine.transcribe(piece, options)
         except (RuntimeError, ValueError) as exc:
             raise PipelineError(f"{settings.engine} failed on {job.files[name]} ({exc}); try "
                                 "`learncast retry`, or switch transcribe.engine") from exc
+        seconds += time.monotonic() - started
+        language = part.language
+        segments += [s.shifted(offset / SAMPLE_RATE) for s in part.segments]
+    duration = samples / SAMPLE_RATE
+    transcript = Transcript(language=language, duration_s=duration, segments=tuple(segments))
+    dropped: list[dict[str, object]] = []
+    if not heard:
+        log.warning("[transcribe] %s: the audio is silent (%.0f dBFS); the transcript is empty",
+                    job.id, dbfs(total_energy, samples))
+    else:
         guards = GuardSettings(no_speech_threshold=settings.no_speech_threshold,
                                logprob_threshold=settings.logprob_threshold,
                                compression_ratio_threshold=settings.compression_ratio_threshold)
         transcript, report = drop_hallucinations(transcript, guards)
         dropped = list(report.dropped)
-    seconds = time.monotonic() - started
     transcript, glossary = apply_glossary(transcript, terms, settings.glossary_similarity)
     words = transcript.words
     if not words:
         log.warning("[transcribe] %s: no speech recognised in %s (%.1f s); captions and "
                     "transcript will be empty — check that the recording has speech",
                     job.id, job.files[name], duration)
-    info = {"engine": engine_name, "model": settings.model, "model_source": model_source,
-            "input": name, "glossary": glossary.to_dict(), "dropped_segments": dropped}
+    info = {"engine": settings.engine, "model": settings.model,
+            "model_source": engine.model.source if engine else "not loaded", "input": name,
+            "windows": count, "glossary": glossary.to_dict(), "dropped_segments": dropped}
     data = {**transcript.to_dict(), **info}
     dest = ws.job_dir(job.id) / "transcript.json"
     atomic_write_text(dest, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
     log.info("[transcribe] %s: %d words in %.1f s of audio (%s, RTF %.3f)", job.id,
-             len(words), duration, engine_name, seconds / duration if duration else 0.0)
+             len(words), duration, settings.engine, seconds / duration if duration else 0.0)
     return job.with_file("transcript_words", ws.rel(dest)).with_measurements(
         transcript_words=len(words),
-        asr_engine=engine_name,
+        asr_engine=settings.engine,
+        asr_windows=count,
         asr_seconds=round(seconds, 3),
         asr_rtf=round(seconds / duration, 4) if duration else 0.0,
         asr_dropped_segments=len(dropped),
