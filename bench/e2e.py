@@ -38,7 +38,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.measure import Measured, run_measured_lean
+from bench.measure import Measured, run_measured
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_AUDIO = Path(os.environ.get("LEARNCAST_SHARED_AUDIO", REPO.parent / "shared" / "audio"))
@@ -224,7 +224,7 @@ def _run_pipeline(root: Path, case: str, media: Path, env: dict[str, str]
                   ) -> tuple[Measured, dict[str, Any], Path]:
     ws = _workspace(root, media, case)
     cmd = [sys.executable, "-m", "pipeline", "--workspace", str(ws), "run"]
-    m = run_measured_lean(cmd, env=env)
+    m = run_measured(cmd, env=env)
     ep = _episode(ws, env)
     if m.returncode != 0 or ep["status"] != "published":
         raise SystemExit(f"learncast run failed on {case} ({ep['status']}: {ep['error']}):\n"
@@ -273,7 +273,7 @@ def _whisper_cli(out_dir: Path, media: Path, checkpoint: Path, duration: float,
     whisper = Path(sys.executable).with_name("whisper")
     cmd = ([str(whisper)] if whisper.exists() else [sys.executable, "-m", "whisper"])
     vtt_dir = out_dir / "whisper-cli"
-    m = run_measured_lean([*cmd, str(media), "--model", str(checkpoint), "--language", "en",
+    m = run_measured([*cmd, str(media), "--model", str(checkpoint), "--language", "en",
                       "--fp16", "False", "--output_format", "vtt", "--output_dir",
                       str(vtt_dir), "--verbose", "False"], env=env)
     vtt = vtt_dir / f"{media.stem}.vtt"
@@ -305,7 +305,7 @@ def run(workdir: Path) -> list[dict[str, Any]]:
         for case, media in inputs.items():
             out = workdir / case
             out.mkdir(parents=True, exist_ok=True)
-            floor = run_measured_lean([ff, "-hide_banner", "-nostdin", "-v", "error", "-i",
+            floor = run_measured([ff, "-hide_banner", "-nostdin", "-v", "error", "-i",
                                   str(media), "-f", "null", "-"])
             m, ep, ws = _run_pipeline(out / "local", case, media, _env({}))
             row = _pipeline_row(case, "local", media, m, ep, floor)
@@ -322,7 +322,7 @@ def run(workdir: Path) -> list[dict[str, Any]]:
             fn_out = out / ("ffmpeg-normalize.mp4" if is_video else "ffmpeg-normalize.mp3")
             codec = (["-c:a", "aac", "-b:a", "160k", "-ar", "48000", "-c:v", "copy"] if is_video
                      else ["-c:a", "libmp3lame", "-b:a", "128k", "-ar", "44100"])
-            fn = run_measured_lean([str(Path(sys.executable).with_name("ffmpeg-normalize")),
+            fn = run_measured([str(Path(sys.executable).with_name("ffmpeg-normalize")),
                                str(media), "-t", str(target), "-tp", "-1", *codec, "-f", "-q",
                                "-o", str(fn_out)], env={**os.environ, "FFMPEG_PATH": ff})
             fn_row: dict[str, Any] = {"suite": "e2e", "case": case, "tool": "ffmpeg-normalize",

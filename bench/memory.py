@@ -1,10 +1,13 @@
 """Peak memory of `learncast run` on a one-hour recording (the 1.5 GB promise, tiny.en).
 
-The hour is real speech made cheaply: the shared 11 s JFK clip looped with ffmpeg
-`-stream_loop` into one FLAC. The whole CLI runs as a child process; the kernel's `wait4`
-reports its peak RSS (the largest process: Python with the ASR model; ffmpeg children are far
-smaller). `LEARNCAST_BENCH_MEMORY_MINUTES` shortens the recording for a quick look, and
-`LEARNCAST_BENCH_MEMORY_ENGINES` picks engines (comma-separated).
+The hour is real speech made from the shared clips: every English clip with a reference
+transcript, resampled to 44.1 kHz stereo and joined with short pauses, in a new shuffled order
+each round until the hour is full. A single short clip looped would put the same sentence
+several times into each of whisper's 30 s windows, which whisper rightly reads as a loop and
+re-decodes at higher temperatures: that measures the fallback, not an hour of talk. The whole
+CLI runs as a child process, started through the lean launcher (bench.measure), and the
+kernel's `wait4` reports its peak RSS. `LEARNCAST_BENCH_MEMORY_MINUTES` shortens the recording
+for a quick look, and `LEARNCAST_BENCH_MEMORY_ENGINES` picks engines (comma-separated).
 """
 
 from __future__ import annotations
@@ -24,23 +27,47 @@ LIMIT_MB = 1536.0
 
 
 def make_recording(dest: Path, minutes: float, ffmpeg: str | None = None) -> Path:
-    """`minutes` of speech: jfk.flac looped, as one FLAC."""
+    """`minutes` of varied real speech as one 44.1 kHz stereo FLAC (see the module docstring)."""
+    import json
+    import random
+    import tempfile
+
     from pipeline.media import find_ffmpeg
 
+    ff = ffmpeg or find_ffmpeg()
+    refs = json.loads((SHARED_AUDIO / "references.json").read_text())
+    names = sorted(n for n, r in refs.items()
+                   if r.get("reference") not in (None, "None") and "multilingual" not in n)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([ffmpeg or find_ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-y",
-                    "-stream_loop", "-1", "-i", str(SHARED_AUDIO / "jfk.flac"),
-                    "-t", f"{minutes * 60:.0f}", "-c:a", "flac", str(dest)], check=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        clips = []
+        for i, name in enumerate(names):
+            clip = Path(tmp) / f"{i:02d}.wav"
+            subprocess.run([ff, "-hide_banner", "-nostdin", "-v", "error", "-i",
+                            str(SHARED_AUDIO / name), "-af", "apad=pad_dur=0.7", "-ar", "44100",
+                            "-ac", "2", "-c:a", "pcm_s16le", str(clip)], check=True)
+            clips.append((clip, (clip.stat().st_size - 44) / (44100 * 4)))
+        rng, total, order = random.Random(8), 0.0, []
+        while total < minutes * 60:
+            round_ = clips[:]
+            rng.shuffle(round_)
+            order += round_
+            total += sum(seconds for _, seconds in round_)
+        playlist = Path(tmp) / "playlist.txt"
+        playlist.write_text("".join(f"file '{clip}'\n" for clip, _ in order))
+        subprocess.run([ff, "-hide_banner", "-nostdin", "-v", "error", "-y", "-f", "concat",
+                        "-safe", "0", "-i", str(playlist), "-t", f"{minutes * 60:.0f}",
+                        "-c:a", "flac", str(dest)], check=True)
     return dest
 
 
-def measure_run(workspace: Path, engine: str, env: dict[str, str] | None = None
-                ) -> dict[str, Any]:
+def measure_run(workspace: Path, engine: str, env: dict[str, str] | None = None,
+                timeout_s: float | None = None) -> dict[str, Any]:
     """Run `learncast run` on `workspace` in a child; wall/CPU/peak RSS from wait4."""
-    full_env = {**os.environ, "LEARNCAST_TRANSCRIBE__ENGINE": engine,
-                "LEARNCAST_INGEST__SETTLE_SECONDS": "0.2", **(env or {})}
+    full_env = {**os.environ, **(env or {}), "LEARNCAST_TRANSCRIBE__ENGINE": engine,
+                "LEARNCAST_INGEST__SETTLE_SECONDS": "0.2"}
     m = run_measured([sys.executable, "-m", "pipeline", "--workspace", str(workspace), "run"],
-                     cwd=REPO, env=full_env)
+                     cwd=REPO, env=full_env, timeout_s=timeout_s)
     return m.to_dict()
 
 

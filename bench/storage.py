@@ -7,8 +7,6 @@ the figures are the client's side. Compare ratios within one run:
 - republishing unchanged (sha256 + HEAD, no bytes sent) vs uploading,
 - serving the whole file vs a 1 MiB range (what a seeking podcast app asks for).
 The `startup` case (interpreter and imports only) is the fixed cost inside every other case.
-Peak RSS of a child forked from this process can include this process's size at fork time
-(moto keeps the uploaded objects in memory here).
 """
 
 from __future__ import annotations
