@@ -8,18 +8,14 @@ transcription needs does not grow with the length of the episode.
 
 from __future__ import annotations
 
-import subprocess
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import PipelineError
+from pipeline.audio.pcm import stream_mono
 
 SAMPLE_RATE = 16_000
-
-
 #: Samples per block read from ffmpeg: 30 s, whisper's own window.
 BLOCK_SAMPLES = 30 * SAMPLE_RATE
 #: The unit in which `windows` looks for the quietest place to cut.
@@ -27,31 +23,9 @@ _CUT_FRAME = SAMPLE_RATE // 10
 
 
 def stream_16k_mono(ffmpeg: str, path: Path) -> Iterator[np.ndarray]:
-    """The first audio stream of `path` as float32 in [-1, 1] at 16 kHz mono, in blocks.
-
-    Blocks arrive as ffmpeg decodes them, so nothing here holds the whole recording (an hour
-    would be 230 MB; three hours 690 MB). ffmpeg's failure is raised after the last block.
-    """
-    cmd = [ffmpeg, "-hide_banner", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0",
-           "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "-acodec", "pcm_f32le", "-"]
-    with tempfile.TemporaryFile() as errors:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors)
-        assert proc.stdout is not None
-        try:
-            while data := proc.stdout.read(BLOCK_SAMPLES * 4):
-                yield np.frombuffer(data, dtype=np.float32, count=len(data) // 4)
-        finally:  # also when the consumer stops early
-            proc.stdout.close()
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-        errors.seek(0)
-        stderr = errors.read()
-    if proc.returncode != 0:
-        tail = "\n".join(stderr.decode("utf-8", "replace").strip().splitlines()[-5:])
-        raise PipelineError(f"ffmpeg could not decode {path.name} for transcription "
-                            f"(exit {proc.returncode}):\n{tail}\nCheck that the file is intact, "
-                            "then run `learncast retry`")
+    """What whisper consumes, 30 s at a time (see `pipeline.audio.pcm`)."""
+    return stream_mono(ffmpeg, path, SAMPLE_RATE, block_samples=BLOCK_SAMPLES,
+                       purpose="transcription")
 
 
 def decode_16k_mono(ffmpeg: str, path: Path) -> np.ndarray:

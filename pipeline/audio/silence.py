@@ -1,7 +1,8 @@
 """Where the speech is: a noise-floor-relative activity detector that streams.
 
-ffmpeg decodes the file to mono 16-bit PCM on a pipe; Python reads it in one-second chunks and
-keeps only one RMS level per 10 ms window (an hour is 360,000 floats, ~3 MB), never the audio.
+ffmpeg decodes the file to mono samples on a pipe (`pcm.stream_mono`); Python reads them in
+one-second blocks and keeps only one RMS level per 10 ms window (an hour is 360,000 floats,
+~3 MB), never the audio.
 
 The threshold is relative to the recording's own noise floor (the quiet end of the level
 distribution), not a fixed dBFS: a fixed -50 dBFS gate cuts word endings in a quiet recording
@@ -13,13 +14,12 @@ from __future__ import annotations
 
 import itertools
 import logging
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import PipelineError
+from pipeline.audio.pcm import stream_mono
 
 log = logging.getLogger(__name__)
 
@@ -31,30 +31,16 @@ MIN_LEVEL_DB = -100.0
 def window_levels(ffmpeg: str, path: Path, *, rate: int) -> np.ndarray:
     """RMS level (dBFS) of each 10 ms window of `path`'s first audio stream, mono."""
     win = max(round(rate * WINDOW_S), 1)
-    cmd = [ffmpeg, "-hide_banner", "-nostdin", "-v", "error", "-i", str(path),
-           "-map", "0:a:0", "-ac", "1", "-ar", str(rate), "-f", "s16le", "-"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stderr is not None
     levels: list[np.ndarray] = []
     carry = np.empty(0, dtype=np.float64)
-    chunk_bytes = win * 100 * 2  # one second
-    try:
-        while block := proc.stdout.read(chunk_bytes):
-            samples = np.frombuffer(block[: len(block) // 2 * 2], dtype="<i2") / 32768.0
-            data = np.concatenate([carry, samples])
-            whole = len(data) // win * win
-            if whole:
-                frames = data[:whole].reshape(-1, win)
-                levels.append(np.sqrt(np.mean(frames * frames, axis=1)))
-            carry = data[whole:]
-    finally:
-        proc.stdout.close()
-        err = proc.stderr.read().decode("utf-8", "replace")
-        proc.wait()
-    if proc.returncode != 0:
-        raise PipelineError(f"ffmpeg could not decode {path.name} for silence detection "
-                            f"(exit {proc.returncode}): {err.strip()[-400:]}. "
-                            "Check that the file plays and drop it into the inbox again")
+    for block in stream_mono(ffmpeg, path, rate, block_samples=win * 100,  # one second
+                             purpose="silence detection"):
+        data = np.concatenate([carry, block])
+        whole = len(data) // win * win
+        if whole:
+            frames = data[:whole].reshape(-1, win)
+            levels.append(np.sqrt(np.mean(frames * frames, axis=1)))
+        carry = data[whole:]
     if len(carry):
         levels.append(np.array([np.sqrt(np.mean(carry * carry))]))
     rms = np.concatenate(levels) if levels else np.zeros(0)

@@ -16,8 +16,9 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from pipeline.audio.pcm import stream_mono
 from pipeline.captions.qa import cue_speed
-from pipeline.errors import InputError
+from pipeline.errors import InputError, PipelineError
 from pipeline.models import Job
 from pipeline.review import cues as cuelib
 from pipeline.review import service
@@ -57,30 +58,36 @@ def reading_speed(ctx: Context, job: Job) -> str:
     return _svg(fig)
 
 
-def _pcm(ctx: Context, path: str, rate: int) -> np.ndarray:
-    proc = subprocess.run([ctx.ffmpeg, "-nostdin", "-v", "error", "-i",
-                           str(ctx.workspace.abs(path)), "-ac", "1", "-ar", str(rate),
-                           "-f", "f32le", "-"], capture_output=True, check=False)
-    if proc.returncode != 0:
-        raise InputError(f"could not decode {path} for the waveform: "
-                         f"{proc.stderr.decode(errors='replace')[-300:]}")
-    return np.frombuffer(proc.stdout, dtype="<f4")
+def _envelope(ctx: Context, path: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """Min and max of each 10 ms of `path` (read as a stream), and its duration in seconds."""
+    step = WAVE_RATE // 100
+    lows, highs, count = [], [], 0
+    try:
+        for block in stream_mono(ctx.ffmpeg, ctx.workspace.abs(path), WAVE_RATE,
+                                 block_samples=step * 6000, purpose="the waveform"):
+            count += len(block)
+            padded = np.pad(block, (0, -len(block) % step), mode="edge").reshape(-1, step)
+            lows.append(padded.min(axis=1))
+            highs.append(padded.max(axis=1))
+    except PipelineError as exc:
+        raise InputError(str(exc)) from exc
+    if not count:
+        return np.zeros(1, "<f4"), np.zeros(1, "<f4"), 0.0
+    return np.concatenate(lows), np.concatenate(highs), count / WAVE_RATE
 
 
 def waveform(ctx: Context, job: Job) -> str:
     """The recording before trimming, with what the trim stage cut away shaded."""
     if "source_audio" not in job.files:
         raise InputError(f"episode {job.id} has no source audio yet")
-    samples = _pcm(ctx, job.files["source_audio"], WAVE_RATE)
+    lows, highs, total = _envelope(ctx, job.files["source_audio"])
     fig, ax = _figure()
-    bins = max(1, len(samples) // 2000)
-    usable = samples[: len(samples) // bins * bins].reshape(-1, bins) if len(samples) else \
-        np.zeros((1, 1), dtype="<f4")
-    times = np.arange(usable.shape[0]) * bins / WAVE_RATE
-    ax.fill_between(times, usable.min(axis=1), usable.max(axis=1),
-                    color="#1b1b1b", linewidth=0)
+    bins = max(1, len(lows) // 2000)
+    usable = len(lows) // bins * bins
+    lows, highs = lows[:usable].reshape(-1, bins), highs[:usable].reshape(-1, bins)
+    times = np.arange(lows.shape[0]) * bins / 100
+    ax.fill_between(times, lows.min(axis=1), highs.max(axis=1), color="#1b1b1b", linewidth=0)
     trim = job.measurements.get("trim") or {}
-    total = len(samples) / WAVE_RATE
     regions = []
     if isinstance(trim, dict) and "start_s" in trim:
         regions.append((0.0, float(trim["start_s"])))

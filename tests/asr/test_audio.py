@@ -1,24 +1,13 @@
-"""Streaming decode and windowing: what keeps transcription memory flat for long episodes."""
+"""Windowing and levels: what keeps transcription memory flat for long episodes."""
 
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
-from pipeline.asr.audio import (
-    BLOCK_SAMPLES,
-    SAMPLE_RATE,
-    dbfs,
-    energy,
-    rms_dbfs,
-    stream_16k_mono,
-    windows,
-)
-from pipeline.errors import PipelineError
+from pipeline.asr.audio import SAMPLE_RATE, dbfs, energy, rms_dbfs, windows
 
 
 def _blocks(samples: np.ndarray, size: int) -> list[np.ndarray]:
@@ -70,38 +59,3 @@ def test_levels_in_dbfs() -> None:
     assert rms_dbfs(np.zeros(10, np.float32)) == float("-inf")
     halves = np.split(full_scale * 0.1, 2)
     assert dbfs(sum(energy(h) for h in halves), SAMPLE_RATE) == pytest.approx(-20.0)
-
-
-def test_stream_gives_the_whole_recording_in_blocks(make_media: Any, tmp_path: Path,
-                                                    ffmpeg: str) -> None:
-    src = make_media(tmp_path / "tone.flac", "-f", "lavfi", "-i", "sine=f=440:d=70:r=44100",
-                     "-ac", "2")
-    blocks = list(stream_16k_mono(ffmpeg, src))
-    assert [len(b) for b in blocks[:-1]] == [BLOCK_SAMPLES] * (len(blocks) - 1)
-    assert sum(len(b) for b in blocks) / SAMPLE_RATE == pytest.approx(70.0, abs=0.05)
-    assert all(b.dtype == np.float32 for b in blocks)
-
-
-def _children() -> set[str]:
-    found: set[str] = set()
-    for task in Path("/proc/self/task").iterdir():
-        found.update((task / "children").read_text().split())
-    return found
-
-
-def test_stopping_early_leaves_no_ffmpeg_behind(make_media: Any, tmp_path: Path,
-                                                ffmpeg: str) -> None:
-    src = make_media(tmp_path / "long.flac", "-f", "lavfi", "-i", "anoisesrc=d=300:r=16000")
-    before = _children()
-    stream = stream_16k_mono(ffmpeg, src)
-    next(stream)
-    assert _children() - before  # ffmpeg is running
-    stream.close()
-    assert _children() == before
-
-
-def test_undecodable_input_says_what_to_do(tmp_path: Path, ffmpeg: str) -> None:
-    bad = tmp_path / "notes.wav"
-    bad.write_text("these are meeting notes, not audio\n" * 50)
-    with pytest.raises(PipelineError, match=r"(?s)could not decode notes\.wav.*learncast retry"):
-        list(stream_16k_mono(ffmpeg, bad))
