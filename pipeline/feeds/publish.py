@@ -27,7 +27,7 @@ from pipeline.fsutil import atomic_write_bytes, sha256_file
 from pipeline.models import Job, Status
 from pipeline.state import StateDB
 from pipeline.storage import StorageBackend
-from pipeline.storage.publish import storage_for
+from pipeline.storage.publish import PublishItem, publish_files, storage_for
 from pipeline.workspace import Context
 
 log = logging.getLogger(__name__)
@@ -64,9 +64,10 @@ def published_episodes(db: StateDB, show: str, include: Job | None = None) -> li
     return jobs
 
 
-def _upload_artwork(ctx: Context, storage: StorageBackend, show: ShowSettings) -> tuple[str, Path]:
-    """Put the show artwork in storage under a content-addressed key (apps cache artwork by
-    URL, so a new image needs a new URL). Returns (url, local path)."""
+def _artwork(ctx: Context, storage: StorageBackend, show: ShowSettings
+             ) -> tuple[PublishItem, str, Path]:
+    """The show artwork, checked, under a content-addressed key (apps cache artwork by URL,
+    so a new image needs a new URL). Returns (what to store, its URL, local path)."""
     path = ctx.workspace.abs(show.artwork)
     problems = check_artwork(path)
     if problems:
@@ -75,17 +76,18 @@ def _upload_artwork(ctx: Context, storage: StorageBackend, show: ShowSettings) -
         ext, mime = (".jpg", "image/jpeg") if im.format == "JPEG" else (".png", "image/png")
     sha = sha256_file(path)
     key = f"shows/{show.id}/artwork-{sha[:16]}{ext}"
-    stored = storage.stat(key)
-    if stored is None or stored.sha256 != sha:
-        storage.put(path, key, content_type=mime, cache_control=ARTWORK_CACHE_CONTROL,
-                    sha256=sha)
-        log.info("[publish] artwork of %s uploaded as %s", show.id, key)
-    return storage.url(key), path
+    return (PublishItem(path, key, ARTWORK_CACHE_CONTROL, content_type=mime, sha256=sha),
+            storage.url(key), path)
 
 
 def publish_show(ctx: Context, db: StateDB, show_id: str, *, include: Job | None = None,
                  now: dt.datetime | None = None) -> list[FeedResult]:
-    """Rebuild, validate, write and (when changed) upload every feed of one show."""
+    """Rebuild and validate every feed of one show, then store artwork and (changed) feeds.
+
+    Nothing is stored unless every feed is valid, and the artwork is confirmed in storage
+    before any feed is put. (The publish stage has confirmed the objects of `include`, the
+    episode being published now.)
+    """
     try:
         show = ctx.settings.show(show_id)
     except KeyError:
@@ -99,50 +101,42 @@ def publish_show(ctx: Context, db: StateDB, show_id: str, *, include: Job | None
     kinds: list[FeedKind] = ["audio"]
     if "video" in known or any("video" in j.objects for j in jobs):
         kinds.append("video")
-    artwork_url, artwork_path = _upload_artwork(ctx, storage, show)
+    artwork, artwork_url, artwork_path = _artwork(ctx, storage, show)
 
-    built: list[tuple[FeedKind, str, str, bytes, list[Job]]] = []
+    built: list[tuple[FeedKind, str, bytes, list[Job]]] = []
     problems: list[str] = []
     for kind in kinds:
         guid, token = db.feed_identity(
             show.id, kind, url_for=lambda t, k=kind: storage.url(feed_key(show, k, t)),
             guid_for=podcast_guid, new_token=lambda: secrets.token_hex(16))
         key = feed_key(show, kind, token)
-        url = storage.url(key)
         episodes = feed_episodes(jobs, kind, show, now)
-        xml = build_feed(FeedSpec(show=show, kind=kind, url=url, guid=guid,
+        xml = build_feed(FeedSpec(show=show, kind=kind, url=storage.url(key), guid=guid,
                                   artwork_url=artwork_url, episodes=tuple(episodes)))
         lengths = {j.objects[kind]["url"]: int(j.objects[kind]["size"]) for j in episodes}
         found = validate_feed(xml, artwork=artwork_path, expected_lengths=lengths)
         problems += [f"{FEED_FILES[kind]}: {p}" for p in found]
-        built.append((kind, key, url, xml, episodes))
+        built.append((kind, key, xml, episodes))
     if problems:
         raise FeedValidationError(f"of show {show.id}", problems)
 
+    feeds = []
+    for kind, key, xml, _ in built:
+        local = ctx.workspace.feeds / show.id / FEED_FILES[kind]
+        if not local.is_file() or local.read_bytes() != xml:
+            atomic_write_bytes(local, xml)
+        feeds.append(PublishItem(local, key, FEED_CACHE_CONTROL, content_type=FEED_CONTENT_TYPE,
+                                 sha256=sha256_file(local)))
+    stored = publish_files(storage, [artwork], feeds=feeds)
     results = []
-    for kind, key, url, xml, episodes in built:
-        results.append(_write_and_upload(ctx, db, storage, show, kind, key, url, xml, episodes))
+    for (kind, key, _, episodes), feed, result in zip(built, feeds, stored[1:], strict=True):
+        log.info("[publish] %s feed of %s %s: %s (%d episodes)", kind, show.id,
+                 "uploaded" if result.uploaded else "unchanged", result.url, len(episodes))
+        db.feed_published(show.id, kind, sha256=str(feed.sha256), url=result.url,
+                          items=[j.id for j in episodes])
+        results.append(FeedResult(show.id, kind, key, result.url, feed.local, len(episodes),
+                                  result.uploaded))
     return results
-
-
-def _write_and_upload(ctx: Context, db: StateDB, storage: StorageBackend, show: ShowSettings,
-                      kind: FeedKind, key: str, url: str, xml: bytes,
-                      episodes: list[Job]) -> FeedResult:
-    local = ctx.workspace.feeds / show.id / FEED_FILES[kind]
-    if not local.is_file() or local.read_bytes() != xml:
-        atomic_write_bytes(local, xml)
-    sha = sha256_file(local)
-    stored = storage.stat(key)
-    uploaded = stored is None or stored.sha256 != sha or stored.size != len(xml)
-    if uploaded:
-        storage.put(local, key, content_type=FEED_CONTENT_TYPE,
-                    cache_control=FEED_CACHE_CONTROL, sha256=sha)
-        log.info("[publish] %s feed of %s uploaded: %s (%d episodes)", kind, show.id, url,
-                 len(episodes))
-    else:
-        log.info("[publish] %s feed of %s unchanged: %s", kind, show.id, url)
-    db.feed_published(show.id, kind, sha256=sha, url=url, items=[j.id for j in episodes])
-    return FeedResult(show.id, kind, key, url, local, len(episodes), uploaded)
 
 
 class PublishError(PipelineError):

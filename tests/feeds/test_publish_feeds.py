@@ -228,3 +228,5 @@ def test_one_broken_show_does_not_block_the_others(
     assert sorted(r.show for r in info.value.results) == ["internal", "weekly"]
     assert (shows_ctx.workspace.public / "feeds/weekly/podcast.xml").is_file()
     assert not (shows_ctx.workspace.public / "feeds/course").exists()
+    assert not (shows_ctx.workspace.public / "shows/course").exists()  # not even its artwork
+
