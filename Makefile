@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup test test-slow test-soak lint run watch status bench docs clean
+.PHONY: setup test test-slow lint run watch status bench docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,15 +22,11 @@ setup: $(PY)
 test: $(PY)
 	$(PY) -m ruff check pipeline tests bench scripts
 	scripts/ensure-chromium.sh
-	$(PY) -m pytest -m "not slow and not soak" -q
+	$(PY) -m pytest -m "not slow" -q
 
 test-slow: $(PY)
 	scripts/ensure-chromium.sh
 	$(PY) -m pytest -m slow -q
-
-# An hour of speech through every stage within 1.5 GB peak RSS; too long for CI.
-test-soak: $(PY)
-	$(PY) -m pytest -m soak -q
 
 lint: $(PY)
 	$(PY) -m ruff check pipeline tests bench scripts

@@ -27,7 +27,8 @@ LIMIT_MB = 1536.0
 
 
 def make_recording(dest: Path, minutes: float, ffmpeg: str | None = None) -> Path:
-    """`minutes` of varied real speech as one 44.1 kHz stereo FLAC (see the module docstring)."""
+    """`minutes` of varied real speech as one 44.1 kHz stereo FLAC (see the module docstring),
+    with what is said in it beside it (`dest` with suffix .txt)."""
     import json
     import random
     import tempfile
@@ -53,6 +54,12 @@ def make_recording(dest: Path, minutes: float, ffmpeg: str | None = None) -> Pat
             rng.shuffle(round_)
             order += round_
             total += sum(seconds for _, seconds in round_)
+        said, elapsed = [], 0.0
+        for clip, seconds in order:
+            if elapsed < minutes * 60 - 1:  # a clip cut by the end counts: its words are there
+                said.append(refs[names[int(clip.stem)]]["reference"])
+            elapsed += seconds
+        dest.with_suffix(".txt").write_text(" ".join(said) + "\n")
         playlist = Path(tmp) / "playlist.txt"
         playlist.write_text("".join(f"file '{clip}'\n" for clip, _ in order))
         subprocess.run([ff, "-hide_banner", "-nostdin", "-v", "error", "-y", "-f", "concat",
@@ -71,6 +78,20 @@ def measure_run(workspace: Path, engine: str, env: dict[str, str] | None = None,
     return m.to_dict()
 
 
+def transcript_figures(workspace: Path, reference: str) -> dict[str, Any]:
+    """Words, ASR windows and WER against what was said: the hour was really transcribed."""
+    import json
+
+    from tests.asr.fixtures import wer
+
+    found = sorted(workspace.glob("work/*/transcript.json"))
+    if not found:
+        return {}
+    data = json.loads(found[0].read_text())
+    return {"words": len(data["words"]), "asr_windows": data.get("windows"),
+            "wer": round(wer(reference, data["text"]), 4)}
+
+
 def run(workdir: Path) -> list[dict[str, Any]]:
     from pipeline.workspace import init_workspace
 
@@ -86,5 +107,6 @@ def run(workdir: Path) -> list[dict[str, Any]]:
         m = measure_run(ws, engine)
         rows.append({"suite": "memory", "case": f"{minutes:g} min speech, tiny.en",
                      "tool": engine, **m, "limit_mb": LIMIT_MB,
-                     "within_limit": m["peak_rss_mb"] <= LIMIT_MB and m["returncode"] == 0})
+                     "within_limit": m["peak_rss_mb"] <= LIMIT_MB and m["returncode"] == 0,
+                     **transcript_figures(ws, source.with_suffix(".txt").read_text())})
     return rows

@@ -22,6 +22,7 @@ from pipeline.asr.engines import engine_key, load_engine
 from pipeline.fsutil import slugify
 from pipeline.media import probe
 from pipeline.models import Job
+from pipeline.review.cues import word_edit_distance
 from pipeline.sidecar import EpisodeMetadata
 from pipeline.workspace import Context, open_workspace
 from tests.node import node_modules
@@ -126,13 +127,8 @@ def normalise_text(text: str) -> list[str]:
 
 def wer(reference: str, hypothesis: str) -> float:
     """Word error rate: word-level Levenshtein distance / reference length."""
-    ref, hyp = normalise_text(reference), normalise_text(hypothesis)
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1] / max(len(ref), 1)
+    ref = normalise_text(reference)
+    return word_edit_distance(ref, normalise_text(hypothesis)) / max(len(ref), 1)
 
 
 def references(shared_audio: Path) -> dict[str, Any]:
