@@ -71,7 +71,7 @@ def _quietest(samples: np.ndarray, lo: int, hi: int) -> int:
 
 
 def energy(samples: np.ndarray) -> float:
-    """Sum of squares, in float64 blocks (a float64 square of an hour at once is 460 MB)."""
+    """Sum of squares, in float64 blocks (a float64 copy of a whole window would double it)."""
     block = 1 << 20
     return sum(float(np.dot(part, part)) for part in
                (samples[i:i + block].astype(np.float64) for i in range(0, samples.size, block)))
@@ -83,7 +83,3 @@ def dbfs(total_energy: float, count: int) -> float:
     rms = (total_energy / count) ** 0.5 if count else 0.0
     return 20 * float(np.log10(rms)) if rms > 0 else float("-inf")
 
-
-def rms_dbfs(samples: np.ndarray) -> float:
-    """Loudness of the whole signal in dBFS (−inf for digital silence)."""
-    return dbfs(energy(samples), samples.size)
