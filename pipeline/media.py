@@ -43,6 +43,15 @@ def find_ffmpeg(configured: str | None = None) -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+#: Output options for the lossless working copies (prepare, trim, normalise). ffmpeg's FLAC
+#: encoder otherwise takes its block size from the first decoded frame: after an MP3's encoder
+#: delay that is 47 samples, so every block of the copy was 47 samples (ten times slower to
+#: decode, and each later stage inherited it), and a cut leaving fewer than 16 samples in the
+#: first frame made ffmpeg refuse to write at all ("invalid block size"). 4608 is the
+#: encoder's own choice at 44.1/48 kHz.
+FLAC_OUTPUT = ("-c:a", "flac", "-frame_size", "4608")
+
+
 def run_ffmpeg(ffmpeg: str, args: list[str], *, what: str) -> subprocess.CompletedProcess[str]:
     """Run ffmpeg quietly; on failure raise a PipelineError quoting ffmpeg's own last words."""
     cmd = [ffmpeg, "-hide_banner", "-nostdin", "-y", *args]

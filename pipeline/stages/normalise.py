@@ -19,7 +19,7 @@ from pathlib import Path
 from pipeline.audio.loudness import Loudness, Profile, measure, plan_gain, profile_for
 from pipeline.errors import PipelineError
 from pipeline.fsutil import atomic_path
-from pipeline.media import run_ffmpeg
+from pipeline.media import FLAC_OUTPUT, run_ffmpeg
 from pipeline.models import Job
 from pipeline.workspace import Context
 
@@ -82,7 +82,7 @@ def _apply(ffmpeg: str, source: Path, dest: Path, chain: str, channels: int | No
     ac = ["-ac", str(channels)] if channels else []
     with atomic_path(dest) as tmp:
         run_ffmpeg(ffmpeg, ["-i", str(source), "-map", "0:a:0", "-af", chain, *ac,
-                            "-c:a", "flac", str(tmp)],
+                            *FLAC_OUTPUT, str(tmp)],
                    what=f"applying loudness gain to {source.name}")
 
 

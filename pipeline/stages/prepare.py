@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pipeline.errors import PipelineError
 from pipeline.fsutil import atomic_path
-from pipeline.media import run_ffmpeg
+from pipeline.media import FLAC_OUTPUT, run_ffmpeg
 from pipeline.models import Job
 from pipeline.workspace import Context
 
@@ -27,6 +27,6 @@ def run(job: Job, ctx: Context) -> Job:
     channels = ["-ac", "2"] if job.probe.audio.channels > 2 else []
     with atomic_path(dest) as tmp:
         run_ffmpeg(ctx.ffmpeg, ["-i", str(source), "-map", "0:a:0", "-vn", "-sn", "-dn",
-                                *channels, "-c:a", "flac", str(tmp)],
+                                *channels, *FLAC_OUTPUT, str(tmp)],
                    what=f"extracting the audio of {job.source}")
     return job.with_file("source_audio", ws.rel(dest))

@@ -33,7 +33,7 @@ from pipeline.audio.silence import detect, window_levels
 from pipeline.config import TrimSettings
 from pipeline.errors import PipelineError
 from pipeline.fsutil import atomic_path, atomic_write_text
-from pipeline.media import VideoInfo, run_ffmpeg
+from pipeline.media import FLAC_OUTPUT, VideoInfo, run_ffmpeg
 from pipeline.models import Job
 from pipeline.workspace import Context
 
@@ -132,29 +132,23 @@ def run(job: Job, ctx: Context) -> Job:
         trim=record)
 
 
-#: Re-chunk the cut into whole blocks: a cut just before a decoded frame's end leaves a first
-#: frame of a few samples, and ffmpeg's FLAC encoder takes its block size from the first frame
-#: (fewer than 16 samples: "invalid block size", nothing written).
-_REBLOCK = "asetnsamples=n=4096:p=0"
-
-
 def _cut_audio(ctx: Context, source: Path, plan: CutPlan, dest: Path) -> None:
     """Sample-accurate cut of the lossless source into FLAC; streaming, any length."""
     if len(plan.segments) == 1:
         a, b = plan.segments[0]
         args = ["-i", str(source), "-map", "0:a:0",
-                "-af", f"atrim=start={a:.6f}:end={b:.6f},asetpts=PTS-STARTPTS,{_REBLOCK}"]
+                "-af", f"atrim=start={a:.6f}:end={b:.6f},asetpts=PTS-STARTPTS"]
     else:
         parts = [f"[0:a]atrim=start={a:.6f}:end={b:.6f},asetpts=PTS-STARTPTS[s{i}]"
                  for i, (a, b) in enumerate(plan.segments)]
         joined = "".join(f"[s{i}]" for i in range(len(plan.segments)))
         graph = (";".join(parts)
-                 + f";{joined}concat=n={len(plan.segments)}:v=0:a=1,{_REBLOCK}[out]")
+                 + f";{joined}concat=n={len(plan.segments)}:v=0:a=1[out]")
         script = dest.with_suffix(".filter.txt")
         atomic_write_text(script, graph)
         args = ["-i", str(source), "-/filter_complex", str(script), "-map", "[out]"]
     with atomic_path(dest) as tmp:
-        run_ffmpeg(ctx.ffmpeg, [*args, "-c:a", "flac", str(tmp)],
+        run_ffmpeg(ctx.ffmpeg, [*args, *FLAC_OUTPUT, str(tmp)],
                    what=f"trimming the audio of {source.name}")
 
 

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import av
+
 from pipeline import media
 from pipeline.runner import process_inbox
 from pipeline.state import StateDB
@@ -23,3 +25,20 @@ def test_prepare_extracts_lossless_audio_and_downmixes_surround(
     assert abs(p.duration_s - 2.5) < 0.05
     # the original is untouched in the archive
     assert Path(ctx.workspace.abs(job.original)).stat().st_size == job.probe.size_bytes
+
+
+def test_working_copy_of_an_mp3_has_full_size_flac_blocks(
+        ctx: Context, db: StateDB, make_media) -> None:
+    """An MP3's first decoded frame is what is left after the encoder delay (47 samples with
+    LAME); ffmpeg's FLAC encoder used it as the block size for the whole copy, which made every
+    later stage decode 1.7 million blocks for a 30-minute podcast."""
+    make_media(ctx.workspace.inbox / "podcast.mp3", "-f", "lavfi", "-i",
+               "sine=frequency=300:duration=3:sample_rate=44100", "-c:a", "libmp3lame")
+    [outcome] = process_inbox(ctx, db).processed
+    job = db.get(outcome.job_id)
+    assert job is not None
+    with av.open(str(ctx.workspace.abs(job.files["source_audio"]))) as flac:
+        blocks = [packet.duration for packet in flac.demux(flac.streams.audio[0])
+                  if packet.duration]
+    assert set(blocks[:-1]) == {4608}, blocks[:5]
+    assert abs(sum(blocks) / 44100 - 3.0) < 0.05
