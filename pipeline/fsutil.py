@@ -89,7 +89,8 @@ def remove_temp_files(folder: Path) -> int:
 _TEMP_PID = re.compile(re.escape(TEMP_MARKER) + r"(\d+)-")
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host (one we may not signal counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -111,7 +112,7 @@ def remove_stale_temp_files(folders: list[Path]) -> int:
             continue
         for path in folder.rglob(f"*{TEMP_MARKER}*"):
             match = _TEMP_PID.search(path.name)
-            if match and _alive(int(match.group(1))):
+            if match and pid_alive(int(match.group(1))):
                 continue
             if path.is_file():
                 path.unlink(missing_ok=True)

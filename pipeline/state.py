@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from pipeline.fsutil import pid_alive
 from pipeline.media import Probe
 from pipeline.models import Job, Status
 from pipeline.sidecar import EpisodeMetadata
@@ -122,13 +123,7 @@ def owner_alive(token: str) -> bool:
         return False
     if host != socket.gethostname():
         return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return _process_start(pid) == start
+    return pid_alive(pid) and _process_start(pid) == start
 
 
 class StateDB:
