@@ -74,18 +74,6 @@ def atomic_write_text(final: Path, text: str) -> None:
     atomic_write_bytes(final, text.encode("utf-8"))
 
 
-def remove_temp_files(folder: Path) -> int:
-    """Delete leftovers of writes interrupted by a crash; returns how many were removed."""
-    if not folder.is_dir():
-        return 0
-    removed = 0
-    for path in folder.rglob(f"*{TEMP_MARKER}*"):
-        if path.is_file():
-            path.unlink(missing_ok=True)
-            removed += 1
-    return removed
-
-
 _TEMP_PID = re.compile(re.escape(TEMP_MARKER) + r"(\d+)-")
 
 
@@ -101,7 +89,8 @@ def pid_alive(pid: int) -> bool:
 
 
 def remove_stale_temp_files(folders: list[Path]) -> int:
-    """Delete temp files left by writers that no longer run (a `kill -9`, a power cut).
+    """Delete temp files left by writers that no longer run (a `kill -9`, a power cut, a
+    failed attempt of a stage).
 
     Temp files of a live process (another `learncast watch`, a worker thread of this one) are
     kept: removing one would break that writer's rename. Returns how many were removed.

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pipeline import ingest
 from pipeline.errors import HoldForReview, PipelineError, RetryableError
-from pipeline.fsutil import atomic_write_text, remove_stale_temp_files, remove_temp_files
+from pipeline.fsutil import atomic_write_text, remove_stale_temp_files
 from pipeline.models import Job, Status
 from pipeline.stages import (
     caption,
@@ -134,7 +134,7 @@ def process_job(ctx: Context, db: StateDB, job: Job, *, stop: threading.Event | 
 def _run_stage(ctx: Context, db: StateDB, job: Job, stage: Stage,
                on_progress: ProgressFn | None) -> Job:
     settings = ctx.settings.runner
-    remove_temp_files(ctx.workspace.job_dir(job.id))
+    remove_stale_temp_files([ctx.workspace.job_dir(job.id)])
     while True:
         attempt = db.stage_started(job.id, stage.name)
         job = job.replace(stage=stage.name, status=Status.PROCESSING)

@@ -25,7 +25,6 @@ from bench.measure import run_measured
 from tests.conftest import REPO, TEST_ENV, learncast
 
 pytestmark = pytest.mark.slow
-FAST_ASR = {"LEARNCAST_TRANSCRIBE__ENGINE": "faster-whisper"}
 
 LAVFI_AV = ["-f", "lavfi", "-i", "testsrc=duration=2:size=320x240:rate=25", "-f", "lavfi",
             "-i", "sine=frequency=500:duration=2", "-shortest", "-pix_fmt", "yuv420p"]
@@ -164,7 +163,7 @@ def corpus_run(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str):
     t = threading.Thread(target=writer, daemon=True)
     t.start()
     try:
-        proc = learncast(root, "run", env={"LEARNCAST_INGEST__WAIT_SECONDS": "3", **FAST_ASR},
+        proc = learncast(root, "run", env={"LEARNCAST_INGEST__WAIT_SECONDS": "3"},
                          timeout=1800)
     finally:
         stop.set()
@@ -227,7 +226,7 @@ def test_three_hours_of_silence_fails_clearly_in_bounded_memory(workspace_dir: P
     # a lean launcher: a child forked from pytest would report pytest's size as its own
     measured = run_measured([sys.executable, "-m", "pipeline", "--workspace",
                              str(workspace_dir), "run"], cwd=REPO,
-                            env={**os.environ, **TEST_ENV, **FAST_ASR},
+                            env={**os.environ, **TEST_ENV},
                             timeout_s=1500)  # bounded time: a hang guard, not a timing
     assert measured.returncode == 1, "a silent recording is reported as a failure"
     # Three hours streamed, never held: measured 125 MB here; 300 MB leaves room for other builds.

@@ -19,7 +19,6 @@ import pytest
 
 from tests.conftest import REPO, TEST_ENV, learncast
 
-FAST_ASR = {"LEARNCAST_TRANSCRIBE__ENGINE": "faster-whisper"}
 COUNT = 20
 
 
@@ -34,7 +33,7 @@ def _published(ws: Path) -> int:
 def test_two_watchers_take_each_of_20_drops_exactly_once(workspace_dir: Path, tone,
                                                          tmp_path: Path) -> None:
     ws = workspace_dir
-    env = {**os.environ, **TEST_ENV, **FAST_ASR}
+    env = {**os.environ, **TEST_ENV}
     logs = [tmp_path / f"watch-{i}.log" for i in range(2)]
     procs = []
     for log_path in logs:

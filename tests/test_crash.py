@@ -33,7 +33,6 @@ from pipeline.storage.local import META_SUFFIX
 from tests.conftest import REPO, TEST_ENV, learncast
 
 #: Real speech, but short, and the fast engine: each case runs the whole pipeline twice.
-FAST_ASR = {"LEARNCAST_TRANSCRIBE__ENGINE": "faster-whisper"}
 SIDECAR = ("title: JFK crash drill\ndescription: Ask not.\n"
            "chapters:\n  - {start: '0:00', title: Opening}\n  - {start: '0:05', title: Ask}\n")
 
@@ -63,7 +62,7 @@ def _status(ws: Path) -> list[dict]:
 def _crash(ws: Path, env: dict[str, str], marker: Path, timeout: float = 240) -> None:
     """Start `learncast run`, wait until it reports the kill point, then SIGKILL it."""
     proc = subprocess.Popen([sys.executable, "-m", "pipeline", "--workspace", str(ws), "run"],
-                            cwd=REPO, env={**os.environ, **TEST_ENV, **FAST_ASR, **env},
+                            cwd=REPO, env={**os.environ, **TEST_ENV, **env},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + timeout
     try:
@@ -101,7 +100,7 @@ def test_kill_9_at_every_stage_then_rerun(point: str, stage: str, workspace_dir:
     [mid] = _status(ws)
     assert mid["status"] == "processing" and mid["stage"] == stage
 
-    done = learncast(ws, "run", env=FAST_ASR)
+    done = learncast(ws, "run")
     assert done.returncode == 0, done.stdout + done.stderr
     [ep] = _status(ws)
     assert (ep["id"], ep["status"]) == (mid["id"], "published")

@@ -142,8 +142,7 @@ def _cut_audio(ctx: Context, source: Path, plan: CutPlan, dest: Path) -> None:
         parts = [f"[0:a]atrim=start={a:.6f}:end={b:.6f},asetpts=PTS-STARTPTS[s{i}]"
                  for i, (a, b) in enumerate(plan.segments)]
         joined = "".join(f"[s{i}]" for i in range(len(plan.segments)))
-        graph = (";".join(parts)
-                 + f";{joined}concat=n={len(plan.segments)}:v=0:a=1[out]")
+        graph = ";".join(parts) + f";{joined}concat=n={len(plan.segments)}:v=0:a=1[out]"
         script = dest.with_suffix(".filter.txt")
         atomic_write_text(script, graph)
         args = ["-i", str(source), "-/filter_complex", str(script), "-map", "[out]"]
