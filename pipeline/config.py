@@ -86,7 +86,8 @@ class FfmpegSettings(Section):
     """Which ffmpeg binary to run."""
 
     path: str = Field(
-        "", description="Path to ffmpeg; empty = `ffmpeg` on PATH, else the bundled one."
+        "", description="Which ffmpeg runs: empty = the one bundled in imageio-ffmpeg (tested); "
+        "`system` = `ffmpeg` on PATH; or a path to an ffmpeg binary."
     )
 
 

@@ -26,7 +26,19 @@ log = logging.getLogger(__name__)
 
 
 def find_ffmpeg(configured: str | None = None) -> str:
-    """Resolve the ffmpeg binary: configured path > `ffmpeg` on PATH > imageio-ffmpeg's."""
+    """Resolve the ffmpeg binary: the bundled one unless `[ffmpeg] path` says otherwise.
+
+    The bundled build (imageio-ffmpeg) is the one every test runs against, so it is the
+    default even when another ffmpeg is on PATH: a producer's distribution ffmpeg may lack
+    options or encoders the pipeline uses. `system` takes `ffmpeg` from PATH; anything else
+    is a path (or a command name) to run.
+    """
+    if configured == "system":
+        on_path = shutil.which("ffmpeg")
+        if not on_path:
+            raise PipelineError("ffmpeg.path = 'system' but there is no `ffmpeg` on PATH; "
+                                "install one, or clear [ffmpeg] path to use the bundled ffmpeg")
+        return on_path
     if configured:
         path = shutil.which(configured) or (configured if Path(configured).is_file() else None)
         if not path:
@@ -35,9 +47,6 @@ def find_ffmpeg(configured: str | None = None) -> str:
                 "fix [ffmpeg] path in config/learncast.toml or remove it to use the bundled ffmpeg"
             )
         return path
-    on_path = shutil.which("ffmpeg")
-    if on_path:
-        return on_path
     import imageio_ffmpeg
 
     return imageio_ffmpeg.get_ffmpeg_exe()
