@@ -195,7 +195,8 @@ def _pipeline_row(case: str, storage: str, media: Path, m: Measured, ep: dict[st
     wall, cpu = meas.get("stage_seconds", {}), meas.get("stage_cpu_seconds", {})
     duration = float(meas.get("source_duration_s") or ep["duration_s"])
     non_asr = sum(v for k, v in wall.items() if k != "transcribe")
-    final = (meas.get("loudness") or {}).get("final", {})
+    loudness = ep.get("results", {}).get("loudness") or {}
+    final = loudness.get("final", {})
     deliverable = final.get("video") or final.get("audio") or {}
     row: dict[str, Any] = {
         "suite": "e2e", "case": case, "tool": f"learncast ({storage})",
@@ -206,7 +207,7 @@ def _pipeline_row(case: str, storage: str, media: Path, m: Measured, ep: dict[st
         "non_asr_x_floor": round(non_asr / floor.wall_s, 2),
         "overhead_s": round(m.wall_s - sum(wall.values()), 1),
         "stages_wall_cpu_s": _stages(wall, cpu),
-        "target_lufs": (meas.get("loudness") or {}).get("target_i"),
+        "target_lufs": loudness.get("target_i"),
         "lufs": deliverable.get("integrated"), "tp_dbtp": deliverable.get("true_peak"),
         "words": meas.get("transcript_words"), "cues": meas.get("caption_cues"),
         "caption_conformance": meas.get("caption_conformance"),

@@ -69,27 +69,32 @@ def child(workspace: Path, media: Path, result: Path) -> None:
     from pipeline.fsutil import sha256_file
     from pipeline.media import probe
     from pipeline.models import Job
+    from pipeline.runner import call_stage
     from pipeline.sidecar import EpisodeMetadata
     from pipeline.stages import encode, normalise, prepare, trim
+    from pipeline.state import StateDB
     from pipeline.workspace import Context, init_workspace, open_workspace
 
     init_workspace(workspace)
     ws = open_workspace(workspace)
     ws.ensure()
-    ctx = Context(workspace=ws, ffmpeg=_ffmpeg())
+    ctx = Context(workspace=ws, ffmpeg=_ffmpeg(), state=StateDB(ws.state_db))
     job = Job(id="bench", sha256=sha256_file(media), show=ws.settings.show(None).id,
               title="Bench", slug="bench", source=media.name, original=str(media),
-              probe=probe(media), metadata=EpisodeMetadata(title="Bench"))
+              probe=probe(media), metadata=EpisodeMetadata(title="Bench"),
+              files={"original": str(media)})
     ws.job_dir(job.id).mkdir(parents=True, exist_ok=True)
     stages: dict[str, float] = {}
     for name, stage in (("prepare", prepare), ("trim", trim), ("normalise", normalise),
                         ("encode", encode)):
         start = time.perf_counter()
-        job = stage.run(job, ctx)
+        job = call_stage(stage, job, ctx)
         stages[name] = round(time.perf_counter() - start, 2)
     result.write_text(json.dumps({"stages": stages, "files": {
-        k: str(ws.abs(v)) for k, v in job.files.items()}, "trim": job.measurements["trim"],
-        "limited": job.measurements["loudness"]["limited"]}))
+        k.value: str(ws.abs(v)) for k, v in job.files.items()},
+        "trim": job.results.trim.model_dump() if job.results.trim else {},
+        "kept": job.timeline.kept,
+        "limited": bool(job.results.loudness and job.results.loudness.limited)}))
 
 
 def _achieved(path: Path) -> dict[str, float]:
@@ -118,7 +123,7 @@ def run(workdir: Path) -> list[dict[str, Any]]:
         ours = run_measured([sys.executable, "-m", "bench.finishing", "child",
                              str(out_dir / "ws"), str(media), str(result)], cwd=REPO)
         info = json.loads(result.read_text()) if result.exists() else {"files": {}}
-        deliverable = info["files"].get("video" if is_video else "audio")
+        deliverable = info["files"].get("encoded_video" if is_video else "encoded_audio")
         extra = {"stages_s": info.get("stages"), "limited": info.get("limited"),
                  "trim_video_path": (info.get("trim") or {}).get("video_path")}
         measured["learncast"] = (ours, deliverable, extra)

@@ -54,8 +54,8 @@ def _measure(workdir: Path, case: str, n: int) -> list[dict[str, Any]]:
     init_workspace(root)
     ws = open_workspace(root)
     ws.ensure()
-    ctx = Context(workspace=ws, ffmpeg="ffmpeg")
     db = StateDB(ws.state_db)
+    ctx = Context(workspace=ws, ffmpeg="ffmpeg", state=db)
     job = _episode(ctx, db, n)
     client = create_app(ctx, db).test_client()
     page_ms = _median_ms(lambda: client.get(f"/episodes/{job.id}"))
@@ -68,7 +68,7 @@ def _measure(workdir: Path, case: str, n: int) -> list[dict[str, Any]]:
         cues = cuelib.edit(service.load_cues(ctx, current), middle,
                            text="An edited caption line.", start=middle * 5.0,
                            end=middle * 5.0 + 4.0)
-        service.save_cues(ctx, db, current, cues, reviewer="bench",
+        service.save_cues(ctx, current.id, cues, reviewer="bench",
                           expected_revision=service.revision(current), what="bench")
 
     save_ms = _median_ms(save)

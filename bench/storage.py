@@ -27,8 +27,8 @@ BUCKET = "bench"
 def _child(case: str, endpoint: str, path: str) -> None:
     """The measured work, in the child process."""
     from pipeline.config import StorageSettings
+    from pipeline.feeds.publish import PublishItem, publish_files
     from pipeline.storage.local import LocalStorage
-    from pipeline.storage.publish import PublishItem, publish_files
     from pipeline.storage.s3 import S3Storage
 
     local = Path(path)

@@ -52,13 +52,13 @@ def _setup_logging(verbosity: int) -> None:
 
 
 @contextmanager
-def _session(args: argparse.Namespace) -> Iterator[tuple[Context, StateDB]]:
+def _session(args: argparse.Namespace) -> Iterator[Context]:
     ws = open_workspace(resolve_root(args.workspace))
     ws.ensure()
-    ctx = Context(workspace=ws, ffmpeg=find_ffmpeg(ws.settings.ffmpeg.path or None))
     db = StateDB(ws.state_db)
+    ctx = Context(workspace=ws, ffmpeg=find_ffmpeg(ws.settings.ffmpeg.path or None), state=db)
     try:
-        yield ctx, db
+        yield ctx
     finally:
         db.close()
 
@@ -133,15 +133,19 @@ def _print_report(report: runner.RunReport) -> None:
 
 def cmd_init(args: argparse.Namespace) -> int:
     root = Path(args.dir).expanduser().resolve()
-    config = init_workspace(root)
+    owner = args.owner_email
+    if owner is None and sys.stdin.isatty():
+        owner = input("Show owner e-mail (podcast directories verify ownership with it; "
+                      "Enter to skip): ").strip()
+    config = init_workspace(root, owner_email=owner or "")
     out.print(f"Created workspace {root}\n  config: {config}\n  drop recordings into: "
               f"{root / 'inbox'}\n  then run: learncast --workspace {root} run")
     return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    with _session(args) as (ctx, db), _stop_on_signals() as stop, _progress() as progress:
-        report = runner.process_inbox(ctx, db, stop=stop, on_progress=progress)
+    with _session(args) as ctx, _stop_on_signals() as stop, _progress() as progress:
+        report = runner.process_inbox(ctx, stop=stop, on_progress=progress)
     _print_report(report)
     if not report.ingested and not report.processed:
         out.print("Nothing to do: the inbox is empty and no episode is waiting.")
@@ -153,9 +157,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    with _session(args) as (ctx, db), _stop_on_signals() as stop, _progress() as progress:
+    with _session(args) as ctx, _stop_on_signals() as stop, _progress() as progress:
         log.info("watching %s (Ctrl-C to stop)", ctx.workspace.inbox)
-        runner.watch(ctx, db, stop, on_progress=progress, on_report=_print_report)
+        runner.watch(ctx, stop, on_progress=progress, on_report=_print_report)
     return EXIT_OK
 
 
@@ -165,14 +169,17 @@ def _episode_dict(job: Job, ctx: Context) -> dict[str, Any]:
         "source": job.source,
         "sha256": job.sha256, "kind": job.kind, "status": str(job.status), "stage": job.stage,
         "error": job.error, "duration_s": job.probe.duration_s if job.probe else None,
-        "created_at": job.created_at.isoformat(), "files": job.files,
+        "created_at": job.created_at.isoformat(),
+        "files": {a.value: p for a, p in job.files.items()},
+        "objects": {a.value: o.model_dump() for a, o in job.objects.items()},
+        "results": job.results.model_dump(mode="json", exclude_none=True),
         "measurements": job.measurements,
     }
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    with _session(args) as (ctx, db):
-        jobs = db.all(show=args.show)
+    with _session(args) as ctx:
+        jobs = ctx.db.all(show=args.show)
         if args.json:
             sys.stdout.write(json.dumps([_episode_dict(j, ctx) for j in jobs], indent=2) + "\n")
             return EXIT_OK
@@ -208,8 +215,32 @@ def _one_episode(db: StateDB, prefix: str) -> Job:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    with _session(args) as (ctx, db):
-        out.print(runner.retry(ctx, db, _one_episode(db, args.id)))
+    with _session(args) as ctx:
+        out.print(runner.retry(ctx, _one_episode(ctx.db, args.id), from_stage=args.from_stage))
+    return EXIT_OK
+
+
+def cmd_failed(args: argparse.Namespace) -> int:
+    from pipeline import failures
+
+    with _session(args) as ctx:
+        notes = failures.door_rejections(ctx.workspace)
+        if args.clear is not None:
+            wanted = [n for n in notes if not args.clear or n.file.name == args.clear]
+            if args.clear and not wanted:
+                raise ConfigError(f"no rejected file named {args.clear!r} in "
+                                  f"{ctx.workspace.failed}; see `learncast failed`")
+            for note in wanted:
+                failures.clear_rejection(note)
+                out.print(f"removed {note.file.name} and its note from {ctx.workspace.failed}")
+            return EXIT_OK
+        if not notes:
+            out.print(f"No rejected files in {ctx.workspace.failed}.")
+        for note in notes:
+            out.print(f"{note.file.name}: {note.reason}", markup=False)
+        if notes:
+            out.print("\nFix and drop them into the inbox again, or remove them with "
+                      "`learncast failed --clear [NAME]`.")
     return EXIT_OK
 
 
@@ -228,12 +259,12 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from pipeline.feeds.publish import PublishError, publish_all
 
     failures: dict[str, str] = {}
-    with _session(args) as (ctx, db):
+    with _session(args) as ctx:
         if args.show and args.show not in ctx.settings.show_ids:
             raise ConfigError(f"no show {args.show!r}; configured shows: "
                               f"{', '.join(ctx.settings.show_ids)}")
         try:
-            results = publish_all(ctx, db, shows=[args.show] if args.show else None)
+            results = publish_all(ctx, shows=[args.show] if args.show else None)
         except PublishError as exc:
             results, failures = exc.results, exc.failures
     for r in results:
@@ -269,17 +300,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_unpublish(args: argparse.Namespace) -> int:
-    from pipeline.feeds.publish import publish_show
-    from pipeline.storage.publish import unpublish
+    from pipeline.feeds.publish import unpublish
 
-    with _session(args) as (ctx, db):
-        job = _one_episode(db, args.id)
-
-        def rebuild(show: str) -> None:  # before any object the episode used is deleted
-            publish_show(ctx, db, show)
-
-        deleted = unpublish(ctx, db, job, delete_objects=args.delete_objects,
-                            rebuild_feeds=rebuild)
+    with _session(args) as ctx:
+        job = _one_episode(ctx.db, args.id)
+        deleted = unpublish(ctx, job, delete_objects=args.delete_objects)
         out.print(f"episode {job.id} ({job.title}) unpublished; its show's feeds no longer "
                   "list it")
         for key in deleted:
@@ -292,11 +317,11 @@ def cmd_review(args: argparse.Namespace) -> int:
 
     from pipeline.review.app import create_app
 
-    with _session(args) as (ctx, db):
+    with _session(args) as ctx:
         cfg = ctx.settings.review
         host = args.host or cfg.host
         port = cfg.port if args.port is None else args.port
-        app = create_app(ctx, db, host=host, token=cfg.token)
+        app = create_app(ctx, ctx.db, host=host, token=cfg.token)
         try:
             server = make_server(host, port, app, threaded=True)
         except OSError as exc:
@@ -334,6 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("init", cmd_init, "create a workspace with a documented default config")
     p.add_argument("dir", help="folder for the new workspace")
+    p.add_argument("--owner-email", help="the first show's owner e-mail (itunes:owner, "
+                   "podcast:locked owner); asked for when run in a terminal")
     add("run", cmd_run, "process everything in the inbox once, then exit")
     add("watch", cmd_watch, "keep processing the inbox until interrupted")
     p = add("status", cmd_status, "list episodes and where they are")
@@ -341,6 +368,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", help="only this show")
     p = add("retry", cmd_retry, "queue a failed episode again from its failed stage")
     p.add_argument("id", help="episode id (a unique prefix is enough)")
+    p.add_argument("--from", dest="from_stage", metavar="STAGE",
+                   help=f"redo from this stage ({', '.join(runner.stage_names())}); also for "
+                   "episodes that did not fail")
+    p = add("failed", cmd_failed, "list files rejected at the door (in failed/), or clear them")
+    p.add_argument("--clear", nargs="?", const="", metavar="NAME",
+                   help="remove this rejected file and its note (all of them without NAME)")
     p = add("config", cmd_config, "print the effective configuration (all layers applied)")
     p.add_argument("--reference", action="store_true",
                    help="print the reference of every key as Markdown instead")

@@ -8,25 +8,38 @@ MP3, caption file or feed where a player or uploader could pick it up.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import hashlib
 import os
 import re
 import tempfile
-import time
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
+from pipeline import crashpoints
+
 TEMP_MARKER = ".learncast-tmp-"
 
-#: Test hook for crash tests: `LEARNCAST_PAUSE_BEFORE_REPLACE=<glob>` makes `atomic_path` stop
-#: after the temporary file for a final name matching the glob is complete, before it replaces
-#: the final path, until the process is killed; it first writes the temporary path to the file
-#: named by `LEARNCAST_PAUSE_MARKER`. This is the worst moment for a crash: a whole temp file
-#: beside a final path that does not exist yet (or holds the previous version).
-PAUSE_WRITE_ENV = "LEARNCAST_PAUSE_BEFORE_REPLACE"
-PAUSE_MARKER_ENV = "LEARNCAST_PAUSE_MARKER"
+#: Longest file name most filesystems take (bytes).
+NAME_MAX = 255
+#: Room a temporary name needs beyond its final name: marker, pid, mkstemp's random part.
+_TEMP_EXTRA = len(TEMP_MARKER) + 20
+
+
+def fit_name(name: str, *, reserve: int = 0) -> str:
+    """`name` shortened (its stem, keeping the suffix) so that `reserve` more bytes and a
+    temporary-file infix still fit in NAME_MAX: a 250-byte recording name must still get its
+    `.error.txt` note. Shortened names end in a short hash of the full one, so two long names
+    that share a beginning stay distinct."""
+    limit = NAME_MAX - _TEMP_EXTRA - reserve
+    encoded = name.encode("utf-8", "surrogateescape")
+    if len(encoded) <= limit:
+        return name
+    suffix = Path(name).suffix if len(Path(name).suffix) <= 16 else ""
+    tag = "~" + hashlib.sha256(encoded).hexdigest()[:8]
+    room = limit - len(suffix.encode("utf-8", "surrogateescape")) - len(tag)
+    stem = encoded[:max(room, 1)].decode("utf-8", "ignore")
+    return stem + tag + suffix
 
 
 @contextlib.contextmanager
@@ -39,8 +52,9 @@ def atomic_path(final: Path) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     # The writer's pid in the name lets a later process tell a crashed write's debris from
     # a write still in progress in another live process (see remove_stale_temp_files).
+    stem = fit_name(final.stem, reserve=len(final.suffix))
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f"{final.stem}{TEMP_MARKER}{os.getpid()}-", suffix=final.suffix, dir=final.parent
+        prefix=f"{stem}{TEMP_MARKER}{os.getpid()}-", suffix=final.suffix, dir=final.parent
     )
     os.close(fd)
     tmp = Path(tmp_name)
@@ -48,21 +62,10 @@ def atomic_path(final: Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        _pause_for_tests(final, tmp)
+        crashpoints.reached(f"replace:{final.name}", str(tmp))
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def _pause_for_tests(final: Path, tmp: Path) -> None:
-    pattern = os.environ.get(PAUSE_WRITE_ENV)
-    if not pattern or not fnmatch.fnmatch(final.name, pattern):
-        return
-    marker = os.environ.get(PAUSE_MARKER_ENV)
-    if marker:
-        Path(marker).write_text(str(tmp))
-    while True:
-        time.sleep(0.5)
 
 
 def atomic_write_bytes(final: Path, data: bytes) -> None:

@@ -20,12 +20,13 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline import media
+from pipeline import failures, media
+from pipeline.artifacts import Artifact
 from pipeline.errors import InputError
-from pipeline.fsutil import atomic_write_text, sha256_file, slugify, unique_path
+from pipeline.fsutil import fit_name, sha256_file, slugify, unique_path
 from pipeline.models import Job, Status
 from pipeline.sidecar import SIDECAR_SUFFIXES, EpisodeMetadata, find_sidecar, load_sidecar
-from pipeline.state import StateDB, owner_alive, process_token
+from pipeline.state import owner_alive, process_token
 from pipeline.workspace import Context
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,10 @@ class IngestResult:
     outcome: str  # "new", "duplicate", "requeued", "rejected"
     job_id: str | None = None
     message: str = ""
+    #: A failed episode dropped again: the runner queues it again (from the start when a new
+    #: sidecar came with it). Ingest only produces jobs; it never runs or re-queues them.
+    requeue: Job | None = None
+    from_start: bool = False
 
 
 def is_candidate(path: Path) -> bool:
@@ -134,7 +139,7 @@ def orphaned_claims(ctx: Context) -> list[Path]:
     return out
 
 
-def ingest_claim(ctx: Context, db: StateDB, folder: Path) -> IngestResult | None:
+def ingest_claim(ctx: Context, folder: Path) -> IngestResult | None:
     """Turn one claimed file into an episode (or a duplicate, or a rejection)."""
     files = [p for p in folder.iterdir() if p.name != OWNER_FILE]
     media_files = [p for p in files if is_candidate(p)]
@@ -145,22 +150,23 @@ def ingest_claim(ctx: Context, db: StateDB, folder: Path) -> IngestResult | None
         return None
     path = media_files[0]
     sidecar = find_sidecar(path)
-    result = _ingest(ctx, db, path, sidecar)
+    result = _ingest(ctx, path, sidecar)
     shutil.rmtree(folder, ignore_errors=True)
     return result
 
 
-def _ingest(ctx: Context, db: StateDB, path: Path, sidecar: Path | None) -> IngestResult:
+def _ingest(ctx: Context, path: Path, sidecar: Path | None) -> IngestResult:
     ws = ctx.workspace
+    db = ctx.db
     if path.is_symlink():
         target = os.readlink(path)
-        return _reject(ctx, db, path, sidecar, None,
+        return _reject(ctx, path, sidecar,
                        f"'{path.name}' is a symbolic link (to {target}), not a recording. "
                        "Copy the recording itself into the inbox")
     sha = sha256_file(path)
     existing = db.by_sha256(sha)
-    if existing and not (existing.status is Status.FAILED and existing.stage == "ingest"):
-        return _duplicate(ctx, db, existing, path, sidecar)
+    if existing:
+        return _duplicate(ctx, existing, path, sidecar)
     try:
         metadata = load_sidecar(sidecar)
         show = _show(ctx, metadata, sidecar)
@@ -176,12 +182,8 @@ def _ingest(ctx: Context, db: StateDB, path: Path, sidecar: Path | None) -> Inge
                              "(ingest.max_duration_s). Split it, or raise the limit")
         media.check_decodes(ctx.ffmpeg, path, probe)
     except InputError as exc:
-        if existing:
-            db.delete(existing.id)
-        return _reject(ctx, db, path, sidecar, sha, str(exc))
+        return _reject(ctx, path, sidecar, str(exc))
 
-    if existing:  # it failed at ingest before; this drop succeeds, so start afresh
-        db.delete(existing.id)
     job_id = sha[:12]
     archive_dir = ws.archive / job_id
     archive_dir.mkdir(parents=True, exist_ok=True)
@@ -194,7 +196,7 @@ def _ingest(ctx: Context, db: StateDB, path: Path, sidecar: Path | None) -> Inge
         id=job_id, sha256=sha, show=show, title=title,
         slug=f"{slugify(title) or 'episode'}-{job_id[:6]}", source=path.name,
         original=ws.rel(original), probe=probe, metadata=metadata, status=Status.QUEUED,
-        files={"original": ws.rel(original)},
+        files={Artifact.ORIGINAL: ws.rel(original)},
         measurements={"source_duration_s": probe.duration_s},
     )
     db.insert(job)
@@ -221,12 +223,12 @@ def _title_from_name(stem: str) -> str:
     return (words[:1].upper() + words[1:]) if words else "Untitled episode"
 
 
-def _duplicate(ctx: Context, db: StateDB, existing: Job, path: Path,
-               sidecar: Path | None) -> IngestResult:
+def _duplicate(ctx: Context, existing: Job, path: Path, sidecar: Path | None) -> IngestResult:
     """Same content again: keep the drop (nothing is deleted), but make no new episode.
 
     A re-drop of a recording that failed is taken as "try again", with the new sidecar if any.
     """
+    db = ctx.db
     keep = ctx.workspace.archive / existing.id / "duplicates"
     keep.mkdir(parents=True, exist_ok=True)
     os.rename(path, unique_path(keep, path.name))
@@ -241,58 +243,32 @@ def _duplicate(ctx: Context, db: StateDB, existing: Job, path: Path,
         metadata = load_sidecar(sidecar) if sidecar else existing.metadata
         show = _show(ctx, metadata, sidecar) if sidecar else existing.show
     except InputError as exc:
-        failed = _write_failure(ctx, path.name, sidecar, str(exc))
-        return IngestResult(path.name, "rejected", existing.id, f"{exc} (see {failed})")
+        return _reject(ctx, path, sidecar, str(exc), kept=ctx.workspace.rel(keep))
     if sidecar is not None:
         os.rename(sidecar, ctx.workspace.archive / existing.id / sidecar.name)
-    from pipeline.runner import requeue  # runner imports ingest; keep the cycle local
-
     job = existing.replace(metadata=metadata, show=show,
                            title=metadata.title or existing.title)
-    requeue(ctx, db, job, from_start=sidecar is not None)
     msg = f"dropped again after failing; episode {existing.id} re-queued"
-    return IngestResult(path.name, "requeued", existing.id, msg)
+    return IngestResult(path.name, "requeued", existing.id, msg, requeue=job,
+                        from_start=sidecar is not None)
 
 
-def _reject(ctx: Context, db: StateDB, path: Path, sidecar: Path | None, sha: str | None,
-            reason: str) -> IngestResult:
+def _reject(ctx: Context, path: Path, sidecar: Path | None, reason: str, *,
+            kept: str | None = None) -> IngestResult:
+    """Move the drop (and its sidecar) to `failed/` with a note; it is not an episode.
+
+    `kept`: the recording itself is already kept there (a re-drop's copy in the archive), so
+    only the sidecar that made it fail moves."""
     failed = ctx.workspace.failed
     failed.mkdir(parents=True, exist_ok=True)
-    dest = unique_path(failed, path.name)
-    os.rename(path, dest)
+    dest = failed / fit_name(path.name, reserve=len(failures.NOTE_SUFFIX))
+    dest = unique_path(failed, dest.name)
+    if kept is None:
+        os.rename(path, dest)
     sidecar_dest = None
     if sidecar is not None:
-        sidecar_dest = unique_path(failed, dest.stem + sidecar.suffix)
+        sidecar_dest = unique_path(failed, fit_name(Path(dest.name).stem + sidecar.suffix))
         os.rename(sidecar, sidecar_dest)
-    atomic_write_text(dest.with_name(dest.name + ".error.txt"), _error_text(dest.name, reason))
-    job_id = None
-    if sha is not None:
-        job_id = sha[:12]
-        job = Job(id=job_id, sha256=sha, show=ctx.settings.show(None).id,
-                  title=_title_from_name(Path(path.name).stem), slug=job_id,
-                  source=path.name, original=ctx.workspace.rel(dest), probe=None,
-                  metadata=EpisodeMetadata(), status=Status.FAILED, stage="ingest",
-                  error=reason, files={"original": ctx.workspace.rel(dest)})
-        if sidecar_dest is not None:
-            job = job.with_file("sidecar", ctx.workspace.rel(sidecar_dest))
-        db.insert(job)
-        db.event(job_id, "rejected", reason)
+    failures.reject(ctx.workspace, dest, reason, kept=kept, sidecar=sidecar_dest)
     log.warning("[ingest] %s rejected: %s", path.name, reason)
-    return IngestResult(path.name, "rejected", job_id, reason)
-
-
-def _write_failure(ctx: Context, name: str, sidecar: Path | None, reason: str) -> Path:
-    failed = ctx.workspace.failed
-    failed.mkdir(parents=True, exist_ok=True)
-    if sidecar is not None:
-        os.rename(sidecar, unique_path(failed, sidecar.name))
-    note = unique_path(failed, name + ".error.txt")
-    atomic_write_text(note, _error_text(name, reason))
-    return note
-
-
-def _error_text(name: str, reason: str) -> str:
-    return (f"Learncast could not process '{name}'.\n\nWhat was wrong:\n  {reason}\n\n"
-            "The original file is kept unchanged beside this note. Once the problem is fixed, "
-            "drop the recording (and its sidecar) into the inbox again, or run "
-            "`learncast retry <id>` (ids: `learncast status`).\n")
+    return IngestResult(path.name, "rejected", None, reason)

@@ -8,26 +8,28 @@ backoff; anything else fails the episode with its reason, which `status` shows a
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
-from pipeline import ingest
+from pipeline import crashpoints, failures, ingest
+from pipeline.artifacts import Artifact
 from pipeline.errors import HoldForReview, PipelineError, RetryableError
-from pipeline.fsutil import atomic_write_text, remove_stale_temp_files
+from pipeline.fsutil import remove_stale_temp_files
 from pipeline.models import Job, Status
 from pipeline.stages import (
     caption,
     chapters,
     encode,
     normalise,
+    package,
     prepare,
     publish,
     review,
@@ -35,7 +37,6 @@ from pipeline.stages import (
     trim,
     upload,
 )
-from pipeline.state import StateDB
 from pipeline.workspace import Context
 
 log = logging.getLogger(__name__)
@@ -45,28 +46,95 @@ StageFn = Callable[[Job, Context], Job]
 
 @dataclass(frozen=True)
 class Stage:
+    """A stage and its contract: the artifacts it `needs` (must exist), `uses` (read when
+    present) and `makes`. The runner resolves the first two into `ctx.inputs`."""
+
     name: str
     run: StageFn
+    needs: tuple[Artifact, ...] = ()
+    uses: tuple[Artifact, ...] = ()
+    makes: tuple[Artifact, ...] = ()
+
+    @classmethod
+    def of(cls, module: ModuleType) -> Stage:
+        return cls(module.__name__.rsplit(".", 1)[-1], module.run,
+                   tuple(getattr(module, "NEEDS", ())), tuple(getattr(module, "USES", ())),
+                   tuple(getattr(module, "MAKES", ())))
 
 
-#: The whole pipeline, in order. Captions come after encode so that cue times include the
-#: intro bumper's offset; the review gate sits before anything is uploaded.
-STAGES: tuple[Stage, ...] = (
-    Stage("prepare", prepare.run),
-    Stage("trim", trim.run),
-    Stage("normalise", normalise.run),
-    Stage("transcribe", transcribe.run),
-    Stage("encode", encode.run),
-    Stage("caption", caption.run),
-    Stage("chapters", chapters.run),
-    Stage("review", review.run),
-    Stage("upload", upload.run),
-    Stage("publish", publish.run),
-)
+#: The whole pipeline, in order. Chapters and captions come after encode, which fixes where
+#: the content starts after an intro; captions break at chapter starts; package then puts
+#: chapters and the caption track into the deliverables; the review gate sits before anything
+#: is uploaded.
+STAGES: tuple[Stage, ...] = tuple(Stage.of(m) for m in (
+    prepare, trim, normalise, transcribe, encode, chapters, caption, package, review, upload,
+    publish))
 
-#: Test hook for crash-recovery tests: `LEARNCAST_PAUSE_IN_STAGE=<stage>` makes the runner
-#: stop inside that stage (after it is recorded as running) until the process is killed.
-PAUSE_ENV = "LEARNCAST_PAUSE_IN_STAGE"
+def stage_names() -> list[str]:
+    return [s.name for s in STAGES]
+
+
+#: What ingest gives every episode before the first stage runs.
+INGESTED: tuple[Artifact, ...] = (Artifact.ORIGINAL,)
+
+
+class StageOrderError(Exception):
+    """A stage needs an artifact that no earlier stage makes: a programming error."""
+
+
+def check_order(stages: Iterable[Stage], available: Iterable[Artifact] = INGESTED) -> None:
+    """Refuse an order in which a stage reads what no earlier stage has made."""
+    made = {a: "ingest" for a in available}
+    makers = {a: s.name for s in stages for a in s.makes}
+    for stage in stages:
+        for artifact in (*stage.needs, *stage.uses):
+            if artifact not in made:
+                later = makers.get(artifact)
+                where = f"stage '{later}' makes it later" if later else "no stage makes it"
+                raise StageOrderError(f"stage '{stage.name}' reads {artifact.value}, but {where};"
+                                      " fix the order in pipeline/runner.py STAGES")
+        made.update({a: stage.name for a in stage.makes})
+
+
+check_order(STAGES)
+_MAKER: dict[Artifact, str] = {**{a: "ingest" for a in INGESTED},
+                              **{a: s.name for s in reversed(STAGES) for a in s.makes}}
+
+
+def resolve_inputs(ctx: Context, job: Job, stage: Stage) -> dict[Artifact, Path]:
+    """Paths of what `stage` reads. A need that was never made, or any input the episode has
+    on record but is gone from disk, is an error naming the stage that makes it."""
+    inputs: dict[Artifact, Path] = {}
+    for artifact in (*stage.needs, *stage.uses):
+        stored = job.files.get(artifact)
+        if stored is None and artifact not in stage.needs:
+            continue
+        path = ctx.workspace.abs(stored) if stored else None
+        if path is not None and path.is_file():
+            inputs[artifact] = path
+            continue
+        if artifact is Artifact.ORIGINAL:
+            raise PipelineError(f"the archived original {stored} of episode {job.id} is "
+                                "missing; restore it from your backup (Learncast never deletes "
+                                f"it), then run `learncast retry {job.id}`")
+        maker = _MAKER.get(artifact, "ingest")
+        state = f"{stored} is missing" if stored else "it was never made"
+        raise PipelineError(f"stage '{stage.name}' needs the {artifact.value} of episode "
+                            f"{job.id}, but {state}. Run `learncast retry {job.id} --from "
+                            f"{maker}` to make it again")
+    return inputs
+
+
+def call_stage(stage: Stage | ModuleType, job: Job, ctx: Context) -> Job:
+    """Run one stage with its inputs resolved; check it made only what it declared."""
+    stage = stage if isinstance(stage, Stage) else Stage.of(stage)
+    out = stage.run(job, dataclasses.replace(ctx, inputs=resolve_inputs(ctx, job, stage)))
+    undeclared = {a for a, p in out.files.items() if job.files.get(a) != p} - set(stage.makes)
+    if undeclared:
+        raise StageOrderError(f"stage '{stage.name}' made {', '.join(sorted(undeclared))} "
+                              "without declaring it in MAKES")
+    return out
+
 
 #: on_progress(job, stage, event), event one of: started, done, held, failed, completed.
 ProgressFn = Callable[[Job, str, str], None]
@@ -98,16 +166,16 @@ class RunReport:
         return 1 if self.failures else 0
 
 
-def _final_status(stage_names: list[str]) -> Status:
+def _final_status(stage_names: Iterable[str]) -> Status:
     return Status.PUBLISHED if "publish" in stage_names else Status.AWAITING_REVIEW
 
 
-def process_job(ctx: Context, db: StateDB, job: Job, *, stop: threading.Event | None = None,
+def process_job(ctx: Context, job: Job, *, stop: threading.Event | None = None,
                 on_progress: ProgressFn | None = None) -> Job:
     """Run every stage the job has not completed yet; returns the job as it ended."""
+    db = ctx.db
     done = {name for name, row in db.stage_status(job.id).items() if row["status"] == "done"}
-    job_dir = ctx.workspace.job_dir(job.id)
-    job_dir.mkdir(parents=True, exist_ok=True)
+    ctx.workspace.job_dir(job.id).mkdir(parents=True, exist_ok=True)
     for stage in STAGES:
         if stage.name in done:
             continue
@@ -116,24 +184,24 @@ def process_job(ctx: Context, db: StateDB, job: Job, *, stop: threading.Event | 
                      stage.name, job.id)
             db.release(job.id)
             return job
-        job = _run_stage(ctx, db, job, stage, on_progress)
+        job = _run_stage(ctx, job, stage, on_progress)
         if job.status == Status.FAILED and on_progress:
             on_progress(job, stage.name, "failed")
         if job.status in (Status.FAILED, Status.AWAITING_REVIEW):
             return job
-    job = job.replace(status=_final_status([s.name for s in STAGES]), stage=None, error=None)
+    job = job.replace(status=_final_status(stage_names()), stage=None, error=None)
     db.save(job)
     db.release(job.id)
     db.event(job.id, "completed", f"all stages done; status {job.status}")
-    _clear_failure_notes(ctx, job)
+    failures.clear_episode(ctx.workspace, job)
     if on_progress:
         on_progress(job, "", "completed")
     return job
 
 
-def _run_stage(ctx: Context, db: StateDB, job: Job, stage: Stage,
-               on_progress: ProgressFn | None) -> Job:
+def _run_stage(ctx: Context, job: Job, stage: Stage, on_progress: ProgressFn | None) -> Job:
     settings = ctx.settings.runner
+    db = ctx.db
     remove_stale_temp_files([ctx.workspace.job_dir(job.id)])
     while True:
         attempt = db.stage_started(job.id, stage.name)
@@ -141,12 +209,11 @@ def _run_stage(ctx: Context, db: StateDB, job: Job, stage: Stage,
         if on_progress:
             on_progress(job, stage.name, "started")
         log.info("[%s] %s (attempt %d)", stage.name, job.id, attempt)
-        if os.environ.get(PAUSE_ENV) == stage.name:
-            _pause_for_tests(ctx, job, stage.name)
+        crashpoints.reached(f"stage:{stage.name}")
         started = time.monotonic()
         cpu_started = _cpu_seconds()
         try:
-            job = stage.run(job, ctx)
+            job = call_stage(stage, job, ctx)
         except HoldForReview as hold:
             job = job.replace(status=Status.AWAITING_REVIEW, stage=stage.name, error=None)
             db.stage_held(job.id, stage.name)
@@ -159,8 +226,7 @@ def _run_stage(ctx: Context, db: StateDB, job: Job, stage: Stage,
             return job
         except RetryableError as exc:
             if attempt >= settings.retry_attempts:
-                return _fail(ctx, db, job, stage.name,
-                             f"{exc} (gave up after {attempt} attempts)")
+                return _fail(ctx, job, stage.name, f"{exc} (gave up after {attempt} attempts)")
             delay = min(settings.retry_backoff_s * 2 ** (attempt - 1),
                         settings.retry_backoff_max_s)
             log.warning("[%s] %s: %s — retrying in %.1f s", stage.name, job.id, exc, delay)
@@ -168,11 +234,11 @@ def _run_stage(ctx: Context, db: StateDB, job: Job, stage: Stage,
             time.sleep(delay)
             continue
         except PipelineError as exc:
-            return _fail(ctx, db, job, stage.name, str(exc))
+            return _fail(ctx, job, stage.name, str(exc))
         except Exception as exc:  # a bug: fail this episode, keep the batch going
             log.error("[%s] %s: unexpected error\n%s", stage.name, job.id,
                       traceback.format_exc())
-            return _fail(ctx, db, job, stage.name,
+            return _fail(ctx, job, stage.name,
                          f"internal error in stage '{stage.name}': {type(exc).__name__}: {exc}. "
                          "This is a Learncast bug; please report it with the log, then run "
                          f"`learncast retry {job.id}`")
@@ -197,90 +263,55 @@ def _cpu_seconds() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def _pause_for_tests(ctx: Context, job: Job, stage: str) -> None:
-    marker = ctx.workspace.job_dir(job.id) / f".paused-{stage}"
-    marker.write_text(str(os.getpid()))
-    while True:
-        time.sleep(0.5)
-
-
-def _fail(ctx: Context, db: StateDB, job: Job, stage: str, reason: str) -> Job:
-    """Record the failure and leave the producer a note in `failed/` beside the original."""
+def _fail(ctx: Context, job: Job, stage: str, reason: str) -> Job:
+    """Record the failure and leave the producer a note in `failed/`."""
+    db = ctx.db
     db.stage_failed(job.id, stage, reason)
     job = job.replace(status=Status.FAILED, stage=stage, error=reason)
     db.save(job)
     db.release(job.id)
     db.event(job.id, "failed", f"{stage}: {reason}")
     log.error("[%s] %s (%s) failed: %s", stage, job.id, job.source, reason)
-    failed = ctx.workspace.failed
-    failed.mkdir(parents=True, exist_ok=True)
-    original = ctx.workspace.abs(job.original)
-    link = failed / job.source
-    if original.exists() and not link.exists():
-        with contextlib.suppress(OSError):  # a hard link: same bytes, archive/ keeps them
-            os.link(original, link)
-    note = (f"Learncast could not finish '{job.source}' (episode {job.id}).\n\n"
-            f"Stage: {stage}\nWhat was wrong:\n  {reason}\n\n"
-            f"The original is kept unchanged in {job.original}. Fix the cause, then run\n"
-            f"  learncast retry {job.id}\n")
-    atomic_write_text(failed / f"{job.source}.error.txt", note)
+    failures.episode_failed(ctx.workspace, job, stage, reason)
     return job
 
 
-def _clear_failure_notes(ctx: Context, job: Job) -> None:
-    """After a successful retry the failure note no longer applies."""
-    note = ctx.workspace.failed / f"{job.source}.error.txt"
-    link = ctx.workspace.failed / job.source
-    original = ctx.workspace.abs(job.original)
-    if note.exists():
-        note.unlink()
-    if link.exists() and original.exists() and os.path.samefile(link, original):
-        link.unlink()  # only the extra hard link; the archived original stays
-
-
-def requeue(ctx: Context, db: StateDB, job: Job, *, from_start: bool = False) -> Job:
-    """Queue a failed episode again, from its failed stage (or from the first stage)."""
-    names = [s.name for s in STAGES]
-    if from_start:
-        db.reset_stages(job.id, names)
-    elif job.stage in names:
-        db.reset_stages(job.id, names[names.index(job.stage):])
+def requeue(ctx: Context, job: Job, *, from_stage: str | None = None) -> Job:
+    """Queue an episode again from `from_stage` (default: the stage it stopped at)."""
+    names = stage_names()
+    start = from_stage or job.stage
+    if start == "ingest":
+        start = names[0]
+    if start in names:
+        ctx.db.reset_stages(job.id, names[names.index(start):])
     job = job.replace(status=Status.QUEUED, error=None)
-    db.save(job)
-    db.event(job.id, "requeued", f"from {'the start' if from_start else job.stage}")
+    ctx.db.save(job)
+    ctx.db.event(job.id, "requeued", f"from {start}")
     return job
 
 
-def retry(ctx: Context, db: StateDB, job: Job) -> str:
-    """`learncast retry`: a failed episode goes back to the queue (or its file to the inbox)."""
-    if job.status is not Status.FAILED:
-        raise PipelineError(f"episode {job.id} is {job.status}, not failed; nothing to retry")
-    if job.stage == "ingest":
-        # Rejected at the door: it never became an episode. Put the file (and the sidecar the
-        # producer may have fixed in failed/) back into the inbox for a fresh ingest.
-        ws = ctx.workspace
-        for key in ("original", "sidecar"):
-            if key in job.files and ws.abs(job.files[key]).exists():
-                src = ws.abs(job.files[key])
-                os.rename(src, ingest.unique_path(ws.inbox, src.name))
-        note = ws.abs(job.files["original"]).with_name(Path(job.files["original"]).name
-                                                       + ".error.txt")
-        note.unlink(missing_ok=True)
-        db.delete(job.id)
-        return f"{job.source} moved back to the inbox; it is ingested on the next run"
-    requeue(ctx, db, job)
-    return f"episode {job.id} queued again from stage {job.stage}"
+def retry(ctx: Context, job: Job, from_stage: str | None = None) -> str:
+    """`learncast retry`: a failed episode goes back to the queue."""
+    if from_stage is not None and from_stage not in stage_names():
+        raise PipelineError(f"there is no stage {from_stage!r}; stages: "
+                            f"{', '.join(stage_names())}")
+    if job.status is not Status.FAILED and from_stage is None:
+        raise PipelineError(f"episode {job.id} is {job.status}, not failed; nothing to retry "
+                            "(to redo stages anyway, add --from STAGE)")
+    if job.status is Status.PROCESSING:
+        raise PipelineError(f"episode {job.id} is being processed; wait until it stops")
+    requeue(ctx, job, from_stage=from_stage)
+    return f"episode {job.id} queued again from stage {from_stage or job.stage}"
 
 
-def process_inbox(ctx: Context, db: StateDB, *, wait: bool = True,
-                  stop: threading.Event | None = None,
+def process_inbox(ctx: Context, *, wait: bool = True, stop: threading.Event | None = None,
                   on_progress: ProgressFn | None = None) -> RunReport:
     """`learncast run`: take every finished file in the inbox, then work the queue dry."""
     report = RunReport()
     sweep_crash_debris(ctx)
-    report.ingested += ingest_ready(ctx, db, wait=wait, stop=stop, report=report)
-    report.processed += work_queue(ctx, db, stop=stop, on_progress=on_progress)
-    _publish_scheduled(ctx, db)
+    report.ingested += ingest_ready(ctx, wait=wait, stop=stop, report=report)
+    report.processed += work_queue(ctx, stop=stop, on_progress=on_progress)
+    _publish_scheduled(ctx)
     return report
 
 
@@ -294,11 +325,17 @@ def sweep_crash_debris(ctx: Context) -> None:
         log.info("[runner] removed %d temporary file(s) left by an interrupted run", removed)
 
 
-def ingest_ready(ctx: Context, db: StateDB, *, wait: bool, stop: threading.Event | None = None,
+def _ingest_one(ctx: Context, folder: Path) -> ingest.IngestResult | None:
+    result = ingest.ingest_claim(ctx, folder)
+    if result is not None and result.requeue is not None:
+        requeue(ctx, result.requeue, from_stage=stage_names()[0] if result.from_start else None)
+    return result
+
+
+def ingest_ready(ctx: Context, *, wait: bool, stop: threading.Event | None = None,
                  report: RunReport | None = None,
                  scanner: ingest.InboxScanner | None = None) -> list[ingest.IngestResult]:
-    results = [r for f in ingest.orphaned_claims(ctx)
-               if (r := ingest.ingest_claim(ctx, db, f)) is not None]
+    results = [r for f in ingest.orphaned_claims(ctx) if (r := _ingest_one(ctx, f)) is not None]
     scanner = scanner or ingest.InboxScanner(ctx.workspace.inbox,
                                              ctx.settings.ingest.settle_seconds)
     deadline = time.monotonic() + ctx.settings.ingest.wait_seconds
@@ -306,10 +343,8 @@ def ingest_ready(ctx: Context, db: StateDB, *, wait: bool, stop: threading.Event
         ready, pending = scanner.poll()
         for path in ready:
             folder = ingest.claim(ctx, path)
-            if folder is not None:
-                result = ingest.ingest_claim(ctx, db, folder)
-                if result is not None:
-                    results.append(result)
+            if folder is not None and (result := _ingest_one(ctx, folder)) is not None:
+                results.append(result)
         if not wait or not pending or (stop is not None and stop.is_set()):
             break
         if time.monotonic() > deadline:
@@ -323,7 +358,7 @@ def ingest_ready(ctx: Context, db: StateDB, *, wait: bool, stop: threading.Event
     return results
 
 
-def work_queue(ctx: Context, db: StateDB, *, stop: threading.Event | None = None,
+def work_queue(ctx: Context, *, stop: threading.Event | None = None,
                on_progress: ProgressFn | None = None) -> list[Outcome]:
     """Work until no episode is left, with `runner.workers` episodes in flight at once.
 
@@ -336,17 +371,20 @@ def work_queue(ctx: Context, db: StateDB, *, stop: threading.Event | None = None
 
     def worker(wctx: Context) -> None:
         while not (stop is not None and stop.is_set()):
-            job = db.claim_next()
+            job = wctx.db.claim_next()
             if job is None:
                 return
-            job = process_job(wctx, db, job, stop=stop, on_progress=on_progress)
+            job = process_job(wctx, job, stop=stop, on_progress=on_progress)
             with lock:
                 outcomes.append(Outcome(job.id, job.source, job.title, job.status, job.error))
 
     if workers == 1:
         worker(ctx)
         return outcomes
-    threads = [threading.Thread(target=worker, args=(dataclasses.replace(ctx, resources={}),),
+    # Each worker its own resources (ASR model), sharing the storage backend (thread-safe).
+    shared = {k: v for k, v in ctx.resources.items() if k == "storage"}
+    threads = [threading.Thread(target=worker,
+                                args=(dataclasses.replace(ctx, resources=dict(shared)),),
                                 name=f"learncast-worker-{i}", daemon=True)
                for i in range(workers)]
     for t in threads:
@@ -356,8 +394,7 @@ def work_queue(ctx: Context, db: StateDB, *, stop: threading.Event | None = None
     return outcomes
 
 
-def watch(ctx: Context, db: StateDB, stop: threading.Event,
-          on_progress: ProgressFn | None = None,
+def watch(ctx: Context, stop: threading.Event, on_progress: ProgressFn | None = None,
           on_report: Callable[[RunReport], None] | None = None) -> None:
     """`learncast watch`: ingest and process until `stop` is set (SIGINT/SIGTERM)."""
     sweep_crash_debris(ctx)
@@ -365,21 +402,21 @@ def watch(ctx: Context, db: StateDB, stop: threading.Event,
     poll = min(ctx.settings.runner.poll_seconds, max(ctx.settings.ingest.settle_seconds, 0.1))
     while not stop.is_set():
         report = RunReport()
-        report.ingested = ingest_ready(ctx, db, wait=False, stop=stop, scanner=scanner)
-        report.processed = work_queue(ctx, db, stop=stop, on_progress=on_progress)
-        _publish_scheduled(ctx, db)
+        report.ingested = ingest_ready(ctx, wait=False, stop=stop, scanner=scanner)
+        report.processed = work_queue(ctx, stop=stop, on_progress=on_progress)
+        _publish_scheduled(ctx)
         if on_report and (report.ingested or report.processed):
             on_report(report)
         stop.wait(poll)
 
 
-def _publish_scheduled(ctx: Context, db: StateDB) -> None:
+def _publish_scheduled(ctx: Context) -> None:
     """Episodes with a future publish date join their feeds once the date has passed; also
     repairs a feed that two workers published at the same moment (each left out the other's
     episode, which was not `published` yet)."""
     from pipeline.feeds.publish import publish_due
 
     try:
-        publish_due(ctx, db)
+        publish_due(ctx)
     except PipelineError as exc:  # keep watching; the next tick tries again
         log.error("[publish] scheduled episodes could not be published: %s", exc)

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config import CONFIG_RELPATH, Settings, load_settings, render_config
 from pipeline.errors import ConfigError
 from pipeline.fsutil import atomic_write_text
 
+if TYPE_CHECKING:
+    from pipeline.artifacts import Artifact
+    from pipeline.state import StateDB
+    from pipeline.storage import StorageBackend
+
 WORKSPACE_ENV = "LEARNCAST_WORKSPACE"
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 @dataclass(frozen=True)
@@ -95,14 +103,24 @@ def open_workspace(root: Path, overrides: dict[str, Any] | None = None) -> Works
     return Workspace(root=root, settings=load_settings(root, overrides=overrides))
 
 
-def init_workspace(root: Path) -> Path:
-    """Create a workspace with a documented config; refuse to overwrite an existing config."""
+def init_workspace(root: Path, *, owner_email: str = "") -> Path:
+    """Create a workspace with a documented config; refuse to overwrite an existing config.
+
+    `owner_email` goes into the first show: directories verify ownership with it, and Podcast
+    Index's parser ignores `podcast:locked` without an owner."""
     config = root / CONFIG_RELPATH
     if config.exists():
         raise ConfigError(f"{config} already exists; not overwriting it. Edit it, or choose "
                           "an empty folder for a new workspace")
+    settings = Settings()
+    if owner_email:
+        if not EMAIL.fullmatch(owner_email):
+            raise ConfigError(f"owner e-mail {owner_email!r} is not an e-mail address; give "
+                              "one like podcasts@example.com, or leave it out")
+        first = settings.shows[0].model_copy(update={"owner_email": owner_email})
+        settings = settings.model_copy(update={"shows": [first, *settings.shows[1:]]})
     config.parent.mkdir(parents=True, exist_ok=True)
-    ws = Workspace(root=root, settings=Settings())
+    ws = Workspace(root=root, settings=settings)
     for folder in (ws.inbox, ws.assets, ws.transcripts, ws.feeds):
         folder.mkdir(parents=True, exist_ok=True)
     # Placeholder show artwork meeting Apple's rules, so the first feed validates; replace it.
@@ -110,22 +128,49 @@ def init_workspace(root: Path) -> Path:
     if not artwork.exists():
         artwork.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(Path(__file__).parent / "data" / "artwork.png", artwork)
-    atomic_write_text(config, render_config())
+    atomic_write_text(config, render_config(settings))
     return config
 
 
 @dataclass
 class Context:
-    """Per-process resources handed to every stage.
+    """Per-process resources handed to every stage: its world, so a stage needs nothing else.
 
-    Heavy objects (the whisper model, the boto3 client) are created once per process and kept in
-    `resources`, keyed by what they are, so stages stay free of module-level globals.
+    `state` is the episode store, `storage` the publishing backend (created on first use and
+    kept in `resources` with the other heavy objects, such as the whisper model, so stages stay
+    free of module-level globals). `inputs` is set by the runner for each stage call: the paths
+    of the artifacts the stage declared it needs or uses, already checked to exist.
     """
 
     workspace: Workspace
     ffmpeg: str
     resources: dict[str, Any] = field(default_factory=dict)
+    state: StateDB | None = None
+    inputs: Mapping[Artifact, Path] = field(default_factory=dict)
 
     @property
     def settings(self) -> Settings:
         return self.workspace.settings
+
+    @property
+    def storage(self) -> StorageBackend:
+        backend = self.resources.get("storage")
+        if backend is None:
+            from pipeline.storage import open_storage
+
+            backend = self.resources["storage"] = open_storage(self.workspace)
+        return backend
+
+    @property
+    def db(self) -> StateDB:
+        if self.state is None:
+            raise RuntimeError("this context has no state store; the runner or the CLI sets it")
+        return self.state
+
+    def input(self, artifact: Artifact) -> Path:
+        """The resolved path of an input the running stage declared (KeyError: not declared
+        or, for an optional input, not present)."""
+        return self.inputs[artifact]
+
+    def has_input(self, artifact: Artifact) -> bool:
+        return artifact in self.inputs

@@ -60,17 +60,18 @@ def workspace_dir(tmp_path: Path, test_env: dict[str, str]) -> Path:
 
 
 @pytest.fixture
-def ctx(workspace_dir: Path, ffmpeg: str) -> Context:
+def ctx(workspace_dir: Path, ffmpeg: str) -> Iterator[Context]:
     ws = open_workspace(workspace_dir)
     ws.ensure()
-    return Context(workspace=ws, ffmpeg=ffmpeg)
+    state = StateDB(ws.state_db)
+    yield Context(workspace=ws, ffmpeg=ffmpeg, state=state)
+    state.close()
 
 
 @pytest.fixture
-def db(ctx: Context) -> Iterator[StateDB]:
-    state = StateDB(ctx.workspace.state_db)
-    yield state
-    state.close()
+def db(ctx: Context) -> StateDB:
+    """The test workspace's state store (the same one `ctx.db` is)."""
+    return ctx.db
 
 
 MakeMedia = Callable[..., Path]

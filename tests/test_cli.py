@@ -25,25 +25,37 @@ def test_init_creates_a_documented_workspace_and_refuses_to_overwrite(tmp_path: 
     assert (ws / "config" / "learncast.toml").read_text() == config
 
 
+def test_init_plants_the_owner_email(tmp_path: Path) -> None:
+    proc = learncast(tmp_path, "init", str(tmp_path / "a"), "--owner-email", "ld@example.com")
+    assert proc.returncode == 0, proc.stderr
+    config = tomllib.loads((tmp_path / "a" / "config" / "learncast.toml").read_text())
+    assert config["shows"][0]["owner_email"] == "ld@example.com"
+    bad = learncast(tmp_path, "init", str(tmp_path / "b"), "--owner-email", "not-an-address")
+    assert bad.returncode == 2 and "not an e-mail address" in bad.stderr
+    assert not (tmp_path / "b" / "config").exists()
+
+
 def test_status_json_contract(workspace_dir: Path, tone) -> None:
     tone(workspace_dir / "inbox" / "ok.wav", seconds=2)
     (workspace_dir / "inbox" / "broken.mp3").write_bytes(b"ID3 not really an mp3")
     run = learncast(workspace_dir, "run")
     assert run.returncode == 1
     data = json.loads(learncast(workspace_dir, "status", "--json").stdout)
-    assert isinstance(data, list) and len(data) == 2
+    assert isinstance(data, list) and len(data) == 1  # a rejected drop is not an episode
     keys = {"id", "show", "title", "source", "sha256", "status", "stage", "error", "files",
-            "measurements"}
+            "objects", "results", "measurements"}
     for ep in data:
         assert keys <= set(ep)
         assert ep["status"] in {"queued", "processing", "failed", "awaiting-review", "published"}
         for path in ep["files"].values():
             assert (workspace_dir / path).exists()
-    by_source = {ep["source"]: ep for ep in data}
-    assert by_source["ok.wav"]["status"] == "published"
-    assert by_source["ok.wav"]["measurements"]["source_duration_s"] > 1.9
-    assert by_source["broken.mp3"]["status"] == "failed"
-    assert by_source["broken.mp3"]["stage"] == "ingest"
+    [ok] = data
+    assert (ok["source"], ok["status"]) == ("ok.wav", "published")
+    assert ok["measurements"]["source_duration_s"] > 1.9
+    assert ok["results"]["timeline"]["durations"]["audio"] > 1.9
+    assert ok["objects"]["audio"]["url"].startswith("http://localhost:8080/")
+    listed = learncast(workspace_dir, "failed")
+    assert listed.returncode == 0 and "broken.mp3: " in listed.stdout
 
 
 def test_run_exit_codes_and_per_file_summary(workspace_dir: Path, tone) -> None:
@@ -78,20 +90,28 @@ def test_workspace_from_environment(workspace_dir: Path, tone) -> None:
     assert (workspace_dir / "archive").is_dir() and any((workspace_dir / "archive").iterdir())
 
 
-def test_retry_of_a_rejected_file_puts_it_back_into_the_inbox(workspace_dir: Path,
-                                                             tone) -> None:
+def test_a_rejected_drop_is_fixed_and_dropped_again_or_cleared(workspace_dir: Path,
+                                                               tone) -> None:
     tone(workspace_dir / "inbox" / "ep.wav", seconds=2)
     (workspace_dir / "inbox" / "ep.yaml").write_text("season: two\n")
+    tone(workspace_dir / "inbox" / "other.wav", seconds=2)
+    (workspace_dir / "inbox" / "other.yaml").write_text("show: nope\n")
     assert learncast(workspace_dir, "run").returncode == 1
-    [ep] = json.loads(learncast(workspace_dir, "status", "--json").stdout)
-    (workspace_dir / "failed" / "ep.yaml").write_text("season: 2\n")  # the producer fixes it
-    retry = learncast(workspace_dir, "retry", ep["id"][:6])
-    assert retry.returncode == 0, retry.stderr
-    assert (workspace_dir / "inbox" / "ep.wav").exists()
-    assert not (workspace_dir / "failed" / "ep.wav.error.txt").exists()
+    assert json.loads(learncast(workspace_dir, "status", "--json").stdout) == []
+    failed = workspace_dir / "failed"
+    note = (failed / "ep.wav.error.txt").read_text()
+    assert "did not become an episode" in note and "learncast retry" not in note
+    listed = learncast(workspace_dir, "failed").stdout
+    assert "ep.wav: sidecar ep.yaml is invalid" in listed and "other.wav" in listed
+    (failed / "ep.yaml").write_text("season: 2\n")  # the producer fixes it, drops it again
+    for name in ("ep.wav", "ep.yaml"):
+        (failed / name).rename(workspace_dir / "inbox" / name)
     assert learncast(workspace_dir, "run").returncode == 0
     [ep] = json.loads(learncast(workspace_dir, "status", "--json").stdout)
     assert ep["status"] == "published"
+    cleared = learncast(workspace_dir, "failed", "--clear")
+    assert cleared.returncode == 0, cleared.stderr
+    assert sorted(p.name for p in failed.iterdir()) == []
 
 
 def test_retry_of_an_unknown_or_healthy_episode_is_refused(workspace_dir: Path, tone) -> None:

@@ -1,11 +1,11 @@
 """Crash at every stage: `kill -9` mid-stage, run again, and nothing is lost or doubled.
 
-Two kill points per stage, both deterministic test hooks of the real CLI (no mocks):
-- `start`: the runner has recorded the stage as running and stops inside it
-  (`LEARNCAST_PAUSE_IN_STAGE`);
+Two kill points per stage, both named crash points of the real CLI (`pipeline.crashpoints`,
+the one test seam; no mocks):
+- `start`: the runner has recorded the stage as running and stops inside it (`stage:<name>`);
 - `write`: the stage has written a complete temporary file beside one of its final paths and
-  stops just before the atomic rename (`LEARNCAST_PAUSE_BEFORE_REPLACE`), the moment a crash
-  leaves the most debris.
+  stops just before the atomic rename (`replace:<file glob>`), the moment a crash leaves the
+  most debris.
 The rerun must end with exactly one published episode, the original byte-identical in
 archive/, no temporary file anywhere in the workspace, one object per deliverable in public/
 and one entry in the feed, whose enclosure exists.
@@ -28,7 +28,8 @@ import feedparser
 import pytest
 
 from pipeline import runner
-from pipeline.fsutil import PAUSE_MARKER_ENV, PAUSE_WRITE_ENV, TEMP_MARKER
+from pipeline.crashpoints import MARKER_ENV, PAUSE_AT_ENV
+from pipeline.fsutil import TEMP_MARKER
 from pipeline.storage.local import META_SUFFIX
 from tests.conftest import REPO, TEST_ENV, learncast
 
@@ -42,9 +43,10 @@ WRITES = {
     "trim": "trimmed.flac",
     "normalise": "master.flac",
     "transcribe": "transcript.json",
-    "encode": "jfk-crash-drill-*.mp3",
+    "encode": "encoded.mp3",
     "caption": "jfk-crash-drill-*.vtt",
     "chapters": "chapters.json",
+    "package": "jfk-crash-drill-*.mp3",
     "upload": "jfk-crash-drill-*-????????????.mp3",
     "publish": "podcast.xml",
 }
@@ -66,7 +68,7 @@ def _crash(ws: Path, env: dict[str, str], marker: Path, timeout: float = 240) ->
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + timeout
     try:
-        while not (marker.exists() or any((ws / "work").glob("*/.paused-*"))):
+        while not marker.exists():
             if proc.poll() is not None:
                 raise AssertionError(f"the run ended (exit {proc.returncode}) before the kill "
                                      f"point: {proc.stderr.read() if proc.stderr else ''}")
@@ -89,10 +91,8 @@ def test_kill_9_at_every_stage_then_rerun(point: str, stage: str, workspace_dir:
     (ws / "inbox" / "jfk.yaml").write_text(SIDECAR)
     digest = hashlib.sha256((ws / "inbox" / "jfk.flac").read_bytes()).hexdigest()
     marker = tmp_path / "paused-write.txt"
-    if point == "start":
-        hook = {runner.PAUSE_ENV: stage}
-    else:
-        hook = {PAUSE_WRITE_ENV: WRITES[stage], PAUSE_MARKER_ENV: str(marker)}
+    where = f"stage:{stage}" if point == "start" else f"replace:{WRITES[stage]}"
+    hook = {PAUSE_AT_ENV: where, MARKER_ENV: str(marker)}
     _crash(ws, hook, marker)
     if point == "write":
         left = Path(marker.read_text())
@@ -120,7 +120,7 @@ def test_kill_9_at_every_stage_then_rerun(point: str, stage: str, workspace_dir:
                       for p in objects)
     assert suffixes == sorted(
         [".mp3", ".vtt", ".srt", ".txt", ".html", ".chapters.json"]), objects
-    assert {o["key"] for o in ep["objects"].values()} == {
+    assert {o.key for o in ep["objects"].values()} == {
         p.relative_to(ws / "public").as_posix() for p in objects}
 
     # one feed entry, whose enclosure is a stored object

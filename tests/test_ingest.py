@@ -23,7 +23,7 @@ def sha(path: Path) -> str:
 
 def rejected(ctx: Context, db: StateDB, name: str) -> str:
     """Run one ingest and return the error note written for `name`."""
-    report = process_inbox(ctx, db)
+    report = process_inbox(ctx)
     assert [r.outcome for r in report.ingested if r.name == name] == ["rejected"], report
     assert report.exit_code == 1
     assert (ctx.workspace.failed / name).exists(), "the original must be kept in failed/"
@@ -35,7 +35,7 @@ def test_accepts_audio_and_archives_the_original_byte_identical(
         ctx: Context, db: StateDB, tone) -> None:
     src = tone(ctx.workspace.inbox / "Weekly briefing_01.wav", seconds=2)
     digest = sha(src)
-    report = process_inbox(ctx, db)
+    report = process_inbox(ctx)
     assert report.exit_code == 0
     [result] = report.ingested
     job = db.get(result.job_id)
@@ -53,7 +53,7 @@ def test_sidecar_fields_are_applied(ctx: Context, db: StateDB, tone) -> None:
         "title: Café & <Culture>\nseason: 2\nepisode: 5\npublish_date: 2026-12-01\n"
         "glossary: [Kubernetes, OKR]\nchapters:\n  - {start: '0:00', title: Intro}\n"
         "  - {start: '0:01.5', title: Main}\n")
-    report = process_inbox(ctx, db)
+    report = process_inbox(ctx)
     job = db.get(report.ingested[0].job_id)
     assert job is not None
     assert job.title == "Café & <Culture>" and job.slug.startswith("cafe-culture-")
@@ -67,7 +67,7 @@ def test_video_is_probed_as_video(ctx: Context, db: StateDB, make_media) -> None
     make_media(ctx.workspace.inbox / "clip.mp4", "-f", "lavfi", "-i",
                "testsrc=duration=2:size=320x240:rate=25", "-f", "lavfi", "-i",
                "sine=duration=2", "-shortest", "-pix_fmt", "yuv420p")
-    report = process_inbox(ctx, db)
+    report = process_inbox(ctx)
     job = db.get(report.ingested[0].job_id)
     assert job is not None and job.probe and job.probe.video
     assert (job.probe.video.width, job.probe.video.height, job.probe.video.fps) == (320, 240, 25)
@@ -146,7 +146,7 @@ def test_rejects_bad_sidecars_naming_the_field(ctx: Context, db: StateDB, tone, 
 def test_json_sidecar(ctx: Context, db: StateDB, tone) -> None:
     tone(ctx.workspace.inbox / "ep.wav", seconds=2)
     (ctx.workspace.inbox / "ep.json").write_text('{"title": "From JSON", "explicit": true}')
-    job = db.get(process_inbox(ctx, db).ingested[0].job_id)
+    job = db.get(process_inbox(ctx).ingested[0].job_id)
     assert job is not None and job.title == "From JSON" and job.metadata.explicit
 
 
@@ -169,10 +169,10 @@ def test_temporary_file_is_left_until_renamed(ctx: Context, db: StateDB, tone,
                                               tmp_path: Path) -> None:
     part = ctx.workspace.inbox / "upload.wav.part"
     part.write_bytes(tone(tmp_path / "upload.wav", seconds=2).read_bytes())
-    assert process_inbox(ctx, db).ingested == []
+    assert process_inbox(ctx).ingested == []
     assert part.exists()
     part.rename(ctx.workspace.inbox / "upload.wav")
-    assert [r.outcome for r in process_inbox(ctx, db).ingested] == ["new"]
+    assert [r.outcome for r in process_inbox(ctx).ingested] == ["new"]
 
 
 def test_growing_file_is_not_taken_until_it_stops_changing(ctx: Context, tone,
@@ -215,7 +215,7 @@ def test_run_waits_for_a_file_still_being_written(ctx: Context, db: StateDB, ton
     t = threading.Thread(target=writer)
     t.start()
     try:
-        results = ingest_ready(ctx, db, wait=True)
+        results = ingest_ready(ctx, wait=True)
     finally:
         t.join()
     assert [r.outcome for r in results] == ["new"]
@@ -227,9 +227,9 @@ def test_same_content_under_another_name_is_one_episode(ctx: Context, db: StateD
                                                         tone) -> None:
     first = tone(ctx.workspace.inbox / "monday.wav", seconds=2)
     data = first.read_bytes()
-    process_inbox(ctx, db)
+    process_inbox(ctx)
     (ctx.workspace.inbox / "monday-copy.wav").write_bytes(data)
-    report = process_inbox(ctx, db)
+    report = process_inbox(ctx)
     assert [r.outcome for r in report.ingested] == ["duplicate"]
     assert report.exit_code == 0
     assert len(db.all()) == 1
@@ -241,10 +241,10 @@ def test_fixed_redrop_after_rejection_is_ingested(ctx: Context, db: StateDB, ton
     wav = tone(ctx.workspace.inbox / "ep.wav", seconds=2)
     data = wav.read_bytes()
     (ctx.workspace.inbox / "ep.yaml").write_text("season: two\n")
-    assert process_inbox(ctx, db).exit_code == 1
+    assert process_inbox(ctx).exit_code == 1
     (ctx.workspace.inbox / "ep.wav").write_bytes(data)
     (ctx.workspace.inbox / "ep.yaml").write_text("season: 2\n")
-    report = process_inbox(ctx, db)
+    report = process_inbox(ctx)
     assert [r.outcome for r in report.ingested] == ["new"]
     [job] = db.all()
     assert job.status is not Status.FAILED and job.metadata.season == 2
@@ -256,6 +256,6 @@ def test_orphaned_claim_from_a_crash_is_recovered(ctx: Context, db: StateDB, ton
     folder.mkdir(parents=True)
     (folder / "owner").write_text(f"{os.uname().nodename}:999999999:0")
     tone(folder / "claimed.wav", seconds=2)
-    report = process_inbox(ctx, db)
+    report = process_inbox(ctx)
     assert [r.outcome for r in report.ingested] == ["new"]
     assert not any(ctx.workspace.claims.iterdir())

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import runner
+from pipeline.crashpoints import MARKER_ENV, PAUSE_AT_ENV
 from pipeline.errors import PipelineError, RetryableError
 from pipeline.fsutil import TEMP_MARKER
 from pipeline.models import Job, Status
@@ -50,7 +51,7 @@ def test_retryable_errors_are_retried_then_succeed(ctx: Context, db: StateDB, to
 
     monkeypatch.setattr(runner, "STAGES", (*runner.STAGES, runner.Stage("flaky", flaky)))
     tone(ctx.workspace.inbox / "a.wav", seconds=2)
-    report = runner.process_inbox(ctx, db)
+    report = runner.process_inbox(ctx)
     assert report.exit_code == 0 and len(calls) == 3
     [job] = db.all()
     assert job.measurements["flaky_ok"] is True
@@ -65,7 +66,7 @@ def test_retryable_errors_give_up_after_the_configured_attempts(
 
     monkeypatch.setattr(runner, "STAGES", (*runner.STAGES, runner.Stage("upload", down)))
     tone(ctx.workspace.inbox / "a.wav", seconds=2)
-    report = runner.process_inbox(ctx, db)
+    report = runner.process_inbox(ctx)
     assert report.exit_code == 1
     [job] = db.all()
     assert job.status is Status.FAILED and job.stage == "upload"
@@ -95,13 +96,13 @@ def test_failure_then_retry_resumes_at_the_failed_stage(
     monkeypatch.setattr(runner, "STAGES", (*runner.STAGES, runner.Stage("first", first),
                                            runner.Stage("second", second)))
     tone(ctx.workspace.inbox / "a.wav", seconds=2)
-    assert runner.process_inbox(ctx, db).exit_code == 1
+    assert runner.process_inbox(ctx).exit_code == 1
     [job] = db.all()
     assert (job.status, job.stage) == (Status.FAILED, "second")
     broken["on"] = False
     ran.clear()
-    runner.retry(ctx, db, job)
-    assert runner.process_inbox(ctx, db).exit_code == 0
+    runner.retry(ctx, job)
+    assert runner.process_inbox(ctx).exit_code == 0
     assert ran == ["second"], "completed stages are not redone"
     assert db.all()[0].status is Status.PUBLISHED  # audio: review "immediate" by default
     assert not (ctx.workspace.failed / "a.wav.error.txt").exists()
@@ -119,21 +120,23 @@ def test_unexpected_exception_fails_only_that_episode(
     monkeypatch.setattr(runner, "STAGES", (*runner.STAGES, runner.Stage("buggy", buggy)))
     tone(ctx.workspace.inbox / "bad.wav", seconds=2, freq=300)
     tone(ctx.workspace.inbox / "good.wav", seconds=2, freq=500)
-    report = runner.process_inbox(ctx, db)
+    report = runner.process_inbox(ctx)
     statuses = {o.source: o.status for o in report.processed}
     assert statuses == {"bad.wav": Status.FAILED, "good.wav": Status.PUBLISHED}
     assert "internal error in stage 'buggy'" in (db.all()[0].error or db.all()[1].error or "")
 
 
-def test_kill_9_mid_stage_resumes_without_duplicates(workspace_dir: Path, tone) -> None:
+def test_kill_9_mid_stage_resumes_without_duplicates(workspace_dir: Path, tone,
+                                                     tmp_path: Path) -> None:
     src = tone(workspace_dir / "inbox" / "briefing.wav", seconds=3)
     digest = hashlib.sha256(src.read_bytes()).hexdigest()
-    env = {**os.environ, **TEST_ENV, runner.PAUSE_ENV: "prepare"}
+    marker = tmp_path / "paused"
+    env = {**os.environ, **TEST_ENV, PAUSE_AT_ENV: "stage:prepare", MARKER_ENV: str(marker)}
     proc = subprocess.Popen([sys.executable, "-m", "pipeline", "--workspace",
                              str(workspace_dir), "run"], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: any((workspace_dir / "work").glob("*/.paused-prepare")),
+        wait_for(marker.exists,
                  what="the run to reach the prepare stage")
     finally:
         proc.kill()  # SIGKILL: no cleanup runs
@@ -216,14 +219,14 @@ def test_a_held_episode_waits_for_review_and_resumes_when_queued_again(
     monkeypatch.setattr(runner, "STAGES", (*runner.STAGES, runner.Stage("hold", gate),
                                            runner.Stage("after", later)))
     tone(ctx.workspace.inbox / "a.wav", seconds=2)
-    report = runner.process_inbox(ctx, db)
+    report = runner.process_inbox(ctx)
     assert report.exit_code == 0 and after == []
     [job] = db.all()
     assert (job.status, job.stage) == (Status.AWAITING_REVIEW, "hold")
-    assert runner.process_inbox(ctx, db).processed == [], "held episodes are not picked up"
+    assert runner.process_inbox(ctx).processed == [], "held episodes are not picked up"
     approved["yes"] = True
     db.save(job.replace(status=Status.QUEUED))
-    runner.process_inbox(ctx, db)
+    runner.process_inbox(ctx)
     assert after == [job.id] and db.all()[0].status is Status.PUBLISHED
 
 
@@ -253,7 +256,7 @@ def test_workers_process_episodes_concurrently_each_exactly_once(
     monkeypatch.setattr(ctx, "workspace", ctx.workspace.__class__(ctx.workspace.root, settings))
     for i in range(6):
         tone(ctx.workspace.inbox / f"c{i}.wav", seconds=1.2, freq=300 + 40 * i)
-    report = runner.process_inbox(ctx, db)
+    report = runner.process_inbox(ctx)
     assert report.exit_code == 0 and len(report.processed) == 6
     assert sorted(j for j, _ in seen) == sorted(j.id for j in db.all())  # once each
     assert peak[0] > 1, "episodes overlapped"
@@ -271,7 +274,7 @@ def test_progress_reports_where_an_episode_stopped(ctx: Context, db: StateDB, to
     monkeypatch.setattr(runner, "STAGES", (runner.STAGES[0], runner.Stage("broken", broken)))
     tone(ctx.workspace.inbox / "a.wav", seconds=2, freq=300)
     events: list[tuple[str, str]] = []
-    runner.process_inbox(ctx, db, on_progress=lambda _job, stage, event: events.append(
+    runner.process_inbox(ctx, on_progress=lambda _job, stage, event: events.append(
         (stage, event)))
     assert events == [("prepare", "started"), ("prepare", "done"), ("broken", "started"),
                       ("broken", "failed")]

@@ -3,6 +3,9 @@
 Written with mutagen as ID3v2.3, which every podcast app and car stereo reads (v2.4 is not
 universally supported). Cover art is converted to a baseline JPEG of at most 1400 px, the size
 podcast apps expect in-file; a multi-megabyte PNG in every episode wastes listeners' data.
+mutagen orders frames by size, which put CHAP frames out of time order (chp0, chp2, CTOC,
+chp1...) and made ffprobe and eyeD3 list chapters wrongly; `_TimeOrderedID3` writes the table
+of contents first and the chapters in time order.
 """
 
 from __future__ import annotations
@@ -28,7 +31,10 @@ from mutagen.id3 import (
     TRCK,
     CTOCFlags,
 )
+from mutagen.id3._tags import save_frame
 from PIL import Image
+
+from pipeline.models import ChapterMark
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +49,7 @@ class Tags:
     season: int | None = None
     episode: int | None = None
     cover: Path | None = None
-    chapters: list[tuple[float, float, str]] = field(default_factory=list)  # start, end, title
+    chapters: list[ChapterMark] = field(default_factory=list)
 
 
 def cover_jpeg(path: Path, max_px: int = 1400) -> bytes:
@@ -56,9 +62,23 @@ def cover_jpeg(path: Path, max_px: int = 1400) -> bytes:
         return out.getvalue()
 
 
+class _TimeOrderedID3(ID3):
+    """ID3 that writes text frames first, then CTOC, CHAP in time order, pictures last."""
+
+    def _write(self, config: object) -> bytearray:
+        frames = list(self.values())
+        chapters = sorted((f for f in frames if f.FrameID == "CHAP"),
+                          key=lambda f: (f.start_time, f.element_id))
+        toc = [f for f in frames if f.FrameID == "CTOC"]
+        pictures = [f for f in frames if f.FrameID == "APIC"]
+        rest = [f for f in frames if f.FrameID not in ("CHAP", "CTOC", "APIC")]
+        ordered = [*rest, *toc, *chapters, *pictures]
+        return bytearray().join(save_frame(f, config=config) for f in ordered)
+
+
 def write_tags(mp3: Path, tags: Tags) -> None:
     """Replace any tags in `mp3` with ours (the file is still at its temporary path)."""
-    id3 = ID3()
+    id3 = _TimeOrderedID3()
     id3.add(TIT2(encoding=3, text=[tags.title]))
     id3.add(TALB(encoding=3, text=[tags.show]))
     if tags.author:
@@ -78,10 +98,13 @@ def write_tags(mp3: Path, tags: Tags) -> None:
                      data=cover_jpeg(tags.cover)))
     if tags.chapters:
         ids = [f"chp{i}" for i in range(len(tags.chapters))]
+        listed = [cid for cid, mark in zip(ids, tags.chapters, strict=True) if mark.toc]
         id3.add(CTOC(element_id="toc", flags=CTOCFlags.TOP_LEVEL | CTOCFlags.ORDERED,
-                     child_element_ids=ids, sub_frames=[TIT2(encoding=3, text=["Chapters"])]))
-        for cid, (start, end, title) in zip(ids, tags.chapters, strict=True):
-            id3.add(CHAP(element_id=cid, start_time=round(start * 1000),
-                         end_time=round(end * 1000), start_offset=0xFFFFFFFF,
-                         end_offset=0xFFFFFFFF, sub_frames=[TIT2(encoding=3, text=[title])]))
+                     child_element_ids=listed,
+                     sub_frames=[TIT2(encoding=3, text=["Chapters"])]))
+        for cid, mark in zip(ids, tags.chapters, strict=True):
+            id3.add(CHAP(element_id=cid, start_time=round(mark.start * 1000),
+                         end_time=round(mark.end * 1000), start_offset=0xFFFFFFFF,
+                         end_offset=0xFFFFFFFF,
+                         sub_frames=[TIT2(encoding=3, text=[mark.title])]))
     id3.save(mp3, v2_version=3)

@@ -70,6 +70,9 @@ class Loudness:
     def to_dict(self) -> dict[str, float]:
         return {k: round(v, 2) for k, v in asdict(self).items()}
 
+    def rounded(self) -> Loudness:
+        return Loudness(**self.to_dict())
+
     def __str__(self) -> str:
         return f"{self.integrated:.1f} LUFS, {self.true_peak:.1f} dBTP, LRA {self.lra:.1f} LU"
 

@@ -16,7 +16,9 @@ Lines inside a cue are broken the same way. Timing starts at the first word, end
 
 from __future__ import annotations
 
+import bisect
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pipeline.asr.types import Word
@@ -169,12 +171,14 @@ def _speed_cost(words: list[Word], chars: int, profile: Profile, linger: float) 
     return cost
 
 
-def segment(words: list[Word], profile: Profile) -> list[Cue]:
-    """Cut `words` (in time order) into cues for `profile`."""
+def segment(words: list[Word], profile: Profile, breaks: Sequence[float] = ()) -> list[Cue]:
+    """Cut `words` (in time order) into cues for `profile`. No cue spans one of `breaks`
+    (chapter starts): each chapter's first caption starts with its first word."""
     words = [w for w in words if w.text.strip()]
     n = len(words)
     if n == 0:
         return []
+    section = [bisect.bisect_right(sorted(breaks), _true_start(w)) for w in words]
     inf = float("inf")
     best = [inf] * (n + 1)
     back = [0] * (n + 1)
@@ -191,7 +195,7 @@ def segment(words: list[Word], profile: Profile) -> list[Cue]:
                     break
                 if w.end - words[i].start > profile.max_duration_s:
                     break
-                if w.start - words[j - 2].end > LONG_PAUSE_S:
+                if w.start - words[j - 2].end > LONG_PAUSE_S or section[j - 1] != section[i]:
                     break
             group = words[i:j]
             linger = profile.max_end_after_speech_s

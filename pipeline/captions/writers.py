@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from pipeline.artifacts import Artifact
 from pipeline.asr.types import Word
 from pipeline.captions.segmenter import Cue
 
@@ -176,11 +177,11 @@ class JsonTranscript(Writer):
         return json.dumps(data, ensure_ascii=False, indent=1) + "\n"
 
 
-#: Writer registry: artifact name (= file suffix) → writer.
-WRITERS: dict[str, Writer] = {
-    "vtt": WebVTT(),
-    "srt": SubRip(),
-    "txt": PlainText(),
-    "html": HtmlTranscript(),
-    "json": JsonTranscript(),
+#: Writer registry: the artifact each writer makes (its value is also the file suffix).
+WRITERS: dict[Artifact, Writer] = {
+    Artifact.VTT: WebVTT(),
+    Artifact.SRT: SubRip(),
+    Artifact.TXT: PlainText(),
+    Artifact.HTML: HtmlTranscript(),
+    Artifact.WORDS: JsonTranscript(),
 }

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from feedgen.feed import FeedGenerator
 
+from pipeline.artifacts import Artifact
 from pipeline.config import ShowSettings
 from pipeline.feeds import apple, podcast2
 from pipeline.feeds.podcast2 import AlternateEnclosure, Person, Transcript
@@ -30,10 +31,10 @@ FeedKind = Literal["audio", "video"]
 FEED_FILES: dict[str, str] = {"audio": "podcast.xml", "video": "video.xml"}
 
 #: Transcript artifacts published per episode, with their `podcast:transcript` type and rel.
-TRANSCRIPTS: tuple[tuple[str, str, str], ...] = (
-    ("srt", "application/x-subrip", ""),
-    ("html", "text/html", ""),
-    ("vtt", "text/vtt", "captions"),
+TRANSCRIPTS: tuple[tuple[Artifact, str, str], ...] = (
+    (Artifact.SRT, "application/x-subrip", ""),
+    (Artifact.HTML, "text/html", ""),
+    (Artifact.VTT, "text/vtt", "captions"),
 )
 
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
@@ -57,12 +58,8 @@ def episode_date(job: Job) -> dt.datetime:
     published, else when it was ingested. Stable across rebuilds, so items never jump."""
     if job.metadata.publish_date is not None:
         return job.metadata.publish_date.astimezone(dt.UTC)
-    published = job.measurements.get("published_at")
-    if isinstance(published, str):
-        try:
-            return dt.datetime.fromisoformat(published).astimezone(dt.UTC)
-        except ValueError:
-            pass
+    if job.results.publication is not None:
+        return job.results.publication.published_at.astimezone(dt.UTC)
     created = job.created_at
     return (created if created.tzinfo else created.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
 
@@ -71,7 +68,7 @@ def feed_episodes(jobs: Iterable[Job], kind: FeedKind, show: ShowSettings,
                   now: dt.datetime) -> list[Job]:
     """The episodes a feed lists now: stored media of this kind, publish date reached, in the
     order apps expect (newest first; oldest first — by season and episode — for serial shows)."""
-    chosen = [j for j in jobs if kind in j.objects and episode_date(j) <= now]
+    chosen = [j for j in jobs if Artifact(kind) in j.objects and episode_date(j) <= now]
     if show.type == "serial":
         return sorted(chosen, key=lambda j: (j.metadata.season or 0,
                                              j.metadata.episode or 0, episode_date(j), j.id))
@@ -89,8 +86,9 @@ def locked_for(show: ShowSettings) -> bool:
 
 
 def duration_s(job: Job, kind: FeedKind) -> int:
-    measured = job.measurements.get(f"{kind}_duration_s")
-    if isinstance(measured, int | float) and measured > 0:
+    """The rendition's own length (with bumpers), as encode measured it."""
+    measured = job.timeline.duration(Artifact(kind))
+    if measured:
         return round(measured)
     return round(job.probe.duration_s) if job.probe else 0
 
@@ -148,16 +146,16 @@ def build_feed(spec: FeedSpec) -> bytes:
 
 def _add_item(fg: FeedGenerator, spec: FeedSpec, job: Job) -> None:
     show, kind, meta = spec.show, spec.kind, job.metadata
-    media = job.objects[kind]
+    media = job.objects[Artifact(kind)]
     fe: Any = fg.add_entry(order="append")
     fe.title(job.title)
     fe.description(meta.description or job.title)
     fe.guid(episode_guid(job), permalink=False)
     fe.pubDate(episode_date(job))
-    fe.enclosure(media["url"], int(media["size"]), media["content_type"])
-    html = job.objects.get("html")
+    fe.enclosure(media.url, media.size, media.content_type)
+    html = job.objects.get(Artifact.HTML)
     if html:
-        fe.link(href=html["url"], rel="alternate")
+        fe.link(href=html.url, rel="alternate")
     fe.podcast.itunes_duration(duration_s(job, kind))
     fe.podcast.itunes_episode_type(meta.episode_type)
     if meta.season is not None:
@@ -168,17 +166,18 @@ def _add_item(fg: FeedGenerator, spec: FeedSpec, job: Job) -> None:
     for artifact, mime, rel in TRANSCRIPTS:
         obj = job.objects.get(artifact)
         if obj:
-            fe.podcast2.transcript(Transcript(url=obj["url"], type=mime,
+            fe.podcast2.transcript(Transcript(url=obj.url, type=mime,
                                               language=show.language, rel=rel))
-    chapters = job.objects.get("chapters")
+    chapters = job.objects.get(Artifact.CHAPTERS)
     if chapters:
-        fe.podcast2.chapters(chapters["url"])
-    if "audio" in job.objects and "video" in job.objects:
-        for rendition in (kind, "video" if kind == "audio" else "audio"):
+        fe.podcast2.chapters(chapters.url)
+    if Artifact.AUDIO in job.objects and Artifact.VIDEO in job.objects:
+        for rendition in (Artifact(kind), Artifact.VIDEO if kind == "audio" else Artifact.AUDIO):
             obj = job.objects[rendition]
-            height = job.probe.video.height if (rendition == "video" and job.probe
+            height = job.probe.video.height if (rendition is Artifact.VIDEO and job.probe
                                                 and job.probe.video) else None
             fe.podcast2.alternate_enclosure(AlternateEnclosure(
-                url=obj["url"], type=obj["content_type"], length=int(obj["size"]),
-                default=rendition == kind, title="Video" if rendition == "video" else "Audio",
-                height=height, sha256=obj.get("sha256")))
+                url=obj.url, type=obj.content_type, length=obj.size,
+                default=rendition == kind,
+                title="Video" if rendition is Artifact.VIDEO else "Audio",
+                height=height, sha256=obj.sha256))

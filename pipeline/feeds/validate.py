@@ -18,6 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from pipeline.errors import PipelineError
 from pipeline.feeds.apple import ITUNES_NS
 from pipeline.feeds.categories import category_problem
+from pipeline.feeds.podcast2 import PODCAST_NS
 
 MAX_DESCRIPTION_BYTES = 4000
 ARTWORK_MIN_PX, ARTWORK_MAX_PX = 1400, 3000
@@ -61,6 +62,17 @@ def check_artwork(path: Path) -> list[str]:
         problems.append(f"{where} is {w}x{h} px; Apple requires {ARTWORK_MIN_PX}–"
                         f"{ARTWORK_MAX_PX} px a side — resize it (3000x3000 is best)")
     return problems
+
+
+def feed_warnings(xml: bytes) -> list[str]:
+    """What does not block publishing but costs reach: said once per publish, in the log."""
+    root = etree.fromstring(xml)
+    warnings = []
+    locked = root.find(f"channel/{{{PODCAST_NS}}}locked")
+    if locked is not None and not locked.get("owner"):
+        warnings.append("podcast:locked has no owner e-mail, so Podcast Index (and apps using "
+                        "its parser) ignore the lock; set owner_email on the show")
+    return warnings
 
 
 def _text(parent: etree._Element, tag: str) -> str:

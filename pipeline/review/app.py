@@ -9,6 +9,7 @@ autoescape, and the Content-Security-Policy forbids inline script, so transcript
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import ipaddress
 import logging
@@ -30,6 +31,7 @@ from flask import (
 )
 from werkzeug.exceptions import HTTPException
 
+from pipeline.artifacts import Artifact
 from pipeline.captions.writers import timestamp as caption_timestamp
 from pipeline.errors import ConfigError, InputError
 from pipeline.models import Job, Status
@@ -70,6 +72,7 @@ def create_app(ctx: Context, db: StateDB, *, host: str = "127.0.0.1",
         raise ConfigError(f"the review page would listen on {host}, reachable from other "
                          "machines, without a token; set LEARNCAST_REVIEW__TOKEN (or [review] "
                          "token) to a long random value, or use --host 127.0.0.1")
+    ctx = dataclasses.replace(ctx, state=db)
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=secrets.token_bytes(32),
@@ -145,7 +148,7 @@ def create_app(ctx: Context, db: StateDB, *, host: str = "127.0.0.1",
         wanted = request.args.get("filter", "all")
         if wanted not in FILTERS:
             wanted = "all"
-        rows = [service.summary(ctx, db, job) for job in db.all()]
+        rows = [service.summary(ctx, job) for job in db.all()]
         counts = {key: sum(1 for r in rows if key == "all" or _matches(r, key))
                   for key in FILTERS}
         rows = [r for r in rows if wanted == "all" or _matches(r, wanted)]
@@ -167,11 +170,12 @@ def create_app(ctx: Context, db: StateDB, *, host: str = "127.0.0.1",
             "episode.html", job=job, rows=rows, profile=profile, error=error, missing=missing,
             media=media, is_video=media is not None and "video" in media,
             figures=service.qa_figures(cues, issues) if cues else {},
-            state=service.review_state(ctx, db, job), mode=service.review_mode(ctx, job),
+            state=service.review_state(ctx, job), mode=service.review_mode(ctx, job),
             revision=service.revision(job), reviews=list(reversed(db.reviews(job.id))),
             paragraphs=cuelib.paragraphs(cues), reviewer=session.get("reviewer", ""),
             editable=job.status in service.EDITABLE, language=_language(job),
-            has_trim="trim" in job.measurements, has_loudness="master_audio" in job.files,
+            has_trim=job.results.trim is not None,
+            has_loudness=Artifact.MASTER_AUDIO in job.files,
         ), status
 
     @app.get("/episodes/<job_id>")
@@ -218,7 +222,7 @@ def create_app(ctx: Context, db: StateDB, *, host: str = "127.0.0.1",
         session["reviewer"] = " ".join(reviewer.split())[:service.MAX_REVIEWER]
         try:
             cues = change(service.load_cues(ctx, job))
-            job = service.save_cues(ctx, db, job, cues, reviewer=reviewer,
+            job = service.save_cues(ctx, job.id, cues, reviewer=reviewer,
                                     expected_revision=form_int("revision"), what=what)
         except service.ConflictError as exc:
             return render_episode(job, str(exc), 409)
@@ -260,7 +264,7 @@ def create_app(ctx: Context, db: StateDB, *, host: str = "127.0.0.1",
         session["reviewer"] = " ".join(reviewer.split())[:service.MAX_REVIEWER]
         action = request.form.get("action", "")
         try:
-            job = service.decide(ctx, db, job, action=action, reviewer=reviewer,
+            job = service.decide(ctx, job.id, action=action, reviewer=reviewer,
                                  expected_revision=form_int("revision"),
                                  note=request.form.get("note", ""))
         except service.ConflictError as exc:

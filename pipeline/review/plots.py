@@ -80,20 +80,15 @@ def waveform(ctx: Context, job: Job) -> str:
     """The recording before trimming, with what the trim stage cut away shaded."""
     if "source_audio" not in job.files:
         raise InputError(f"episode {job.id} has no source audio yet")
-    lows, highs, total = _envelope(ctx, job.files["source_audio"])
+    lows, highs, _ = _envelope(ctx, job.files["source_audio"])
     fig, ax = _figure()
     bins = max(1, len(lows) // 2000)
     usable = len(lows) // bins * bins
     lows, highs = lows[:usable].reshape(-1, bins), highs[:usable].reshape(-1, bins)
     times = np.arange(lows.shape[0]) * bins / 100
     ax.fill_between(times, lows.min(axis=1), highs.max(axis=1), color="#1b1b1b", linewidth=0)
-    trim = job.measurements.get("trim") or {}
-    regions = []
-    if isinstance(trim, dict) and "start_s" in trim:
-        regions.append((0.0, float(trim["start_s"])))
-        regions.append((float(trim.get("end_s", total)), total))
-        regions += [(float(a), float(b)) for a, b in trim.get("removed_pauses", [])]
-    for k, (a, b) in enumerate(r for r in regions if r[1] > r[0]):
+    regions = job.timeline.cut if job.results.timeline is not None else []
+    for k, (a, b) in enumerate(regions):
         ax.axvspan(a, b, color="#e8a33d", alpha=0.45,
                    label="trimmed" if k == 0 else None)
     if regions:

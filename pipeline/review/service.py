@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.artifacts import CAPTION_FILES, Artifact
 from pipeline.captions.qa import cue_speed
 from pipeline.errors import InputError
 from pipeline.fsutil import atomic_write_text, sha256_file
-from pipeline.models import Job, Status
+from pipeline.models import CaptionResult, Job, Status
 from pipeline.review import cues as cuelib
 from pipeline.review.cues import Cue
-from pipeline.state import StateDB
 from pipeline.workspace import Context
 
 log = logging.getLogger(__name__)
@@ -31,10 +31,11 @@ MODES = ("after-approval", "immediate")
 ACTIONS = ("approve", "request-changes", "edit")
 #: Statuses in which nobody else writes the episode, so a reviewer may change it.
 EDITABLE = (Status.AWAITING_REVIEW, Status.PUBLISHED, Status.FAILED)
-#: Caption and transcript files re-rendered from edited cues, with their file suffix.
-RENDERED = {"vtt": "vtt", "srt": "srt", "txt": "txt", "html": "html"}
-#: The media a reviewer watches, best first (deliverables, then intermediates).
-PLAYABLE = ("video", "audio", "trimmed_video", "master_audio", "trimmed_audio", "source_audio")
+#: The media a reviewer watches, best first (deliverables, then intermediates in the same
+#: deliverable time: the encoded files already carry the intro).
+PLAYABLE = (Artifact.VIDEO, Artifact.AUDIO, Artifact.ENCODED_VIDEO, Artifact.ENCODED_AUDIO)
+#: Stages that must run again when the captions change: the MP4 carries them in-file.
+AFTER_EDIT = ["package", "review", "upload", "publish"]
 MAX_REVIEWER = 100
 MAX_NOTE = 2000
 
@@ -56,25 +57,25 @@ def review_mode(ctx: Context, job: Job) -> str:
 
 def revision(job: Job) -> int:
     """Caption revision: 1 is the speech recogniser's output, each saved edit adds one."""
-    return int(job.measurements.get("caption_revision", 1))
+    return job.results.captions.revision if job.results.captions else 1
 
 
 def captions_digest(ctx: Context, job: Job) -> str:
     """sha256 of the caption file as it is now ('' when there is none)."""
-    stored = job.files.get("vtt")
+    stored = job.files.get(Artifact.VTT)
     if not stored or not ctx.workspace.abs(stored).is_file():
         return ""
     return sha256_file(ctx.workspace.abs(stored))
 
 
-def approval(ctx: Context, db: StateDB, job: Job) -> dict[str, Any] | None:
+def approval(ctx: Context, job: Job) -> dict[str, Any] | None:
     """The approval that covers the current captions, or None.
 
     A decision applies to the revision it was made on, and to those exact bytes: an edit after
     an approval needs a new one, so does a caption file rewritten by anything else (a re-run
     of the caption stage); a later request for changes withdraws it.
     """
-    decisions = [r for r in db.reviews(job.id) if r["action"] != "edit"]
+    decisions = [r for r in ctx.db.reviews(job.id) if r["action"] != "edit"]
     if decisions and decisions[-1]["action"] == "approve" \
             and decisions[-1]["revision"] == revision(job) \
             and decisions[-1]["captions_sha256"] == captions_digest(ctx, job):
@@ -82,14 +83,14 @@ def approval(ctx: Context, db: StateDB, job: Job) -> dict[str, Any] | None:
     return None
 
 
-def review_state(ctx: Context, db: StateDB, job: Job) -> str:
+def review_state(ctx: Context, job: Job) -> str:
     """One word for the list: needs-review, changes-requested, approved, published, ..."""
     if job.status is Status.PUBLISHED:
         return "published"
-    if approval(ctx, db, job) is not None:
+    if approval(ctx, job) is not None:
         return "approved"
     if job.status is Status.AWAITING_REVIEW and job.stage == "review":  # held by the gate
-        decisions = [r for r in db.reviews(job.id) if r["action"] != "edit"]
+        decisions = [r for r in ctx.db.reviews(job.id) if r["action"] != "edit"]
         if decisions and decisions[-1]["action"] == "request-changes":
             return "changes-requested"
         return "needs-review"
@@ -100,7 +101,7 @@ def review_state(ctx: Context, db: StateDB, job: Job) -> str:
 
 
 def load_cues(ctx: Context, job: Job) -> list[Cue]:
-    stored = job.files.get("vtt")
+    stored = job.files.get(Artifact.VTT)
     if not stored or not ctx.workspace.abs(stored).is_file():
         raise InputError(f"episode {job.id} has no captions yet; they appear once the caption "
                          "stage has run")
@@ -110,17 +111,17 @@ def load_cues(ctx: Context, job: Job) -> list[Cue]:
 def low_confidence_words(ctx: Context, job: Job) -> list[dict[str, Any]]:
     """Words the recogniser was unsure of: from the QA report, else the word-level JSON."""
     threshold = cuelib.low_confidence_threshold(ctx.settings)
-    for key in ("qa", "json"):
+    for key in (Artifact.QA, Artifact.WORDS):
         data = _read_json(ctx, job, key)
-        if key == "qa" and isinstance(data.get("low_confidence_words"), list):
+        if key is Artifact.QA and isinstance(data.get("low_confidence_words"), list):
             return [w for w in data["low_confidence_words"] if isinstance(w, dict)]
-        if key == "json" and isinstance(data.get("words"), list):
+        if key is Artifact.WORDS and isinstance(data.get("words"), list):
             return [w for w in data["words"] if isinstance(w, dict)
                     and float(w.get("probability", 1.0)) < threshold]
     return []
 
 
-def _read_json(ctx: Context, job: Job, key: str) -> dict[str, Any]:
+def _read_json(ctx: Context, job: Job, key: Artifact) -> dict[str, Any]:
     stored = job.files.get(key)
     if not stored:
         return {}
@@ -185,9 +186,9 @@ def qa_figures(cues: list[Cue], issues: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def summary(ctx: Context, db: StateDB, job: Job) -> dict[str, Any]:
+def summary(ctx: Context, job: Job) -> dict[str, Any]:
     """The list page's row: review state and a caption QA summary from the current files."""
-    row: dict[str, Any] = {"job": job, "state": review_state(ctx, db, job),
+    row: dict[str, Any] = {"job": job, "state": review_state(ctx, job),
                            "mode": review_mode(ctx, job), "revision": revision(job),
                            "has_captions": False}
     try:
@@ -200,7 +201,7 @@ def summary(ctx: Context, db: StateDB, job: Job) -> dict[str, Any]:
     return row
 
 
-def media_artifact(job: Job) -> str | None:
+def media_artifact(job: Job) -> Artifact | None:
     return next((k for k in PLAYABLE if k in job.files), None)
 
 
@@ -224,65 +225,79 @@ def _check_fresh(job: Job, expected: int) -> None:
                             "the page and redo your change")
 
 
-def _target(ctx: Context, job: Job, key: str, suffix: str) -> Path:
+def _target(ctx: Context, job: Job, key: Artifact, suffix: str) -> Path:
     stored = job.files.get(key)
     if stored:
         return ctx.workspace.abs(stored)
     return ctx.workspace.transcripts / job.show / f"{job.slug}.{suffix}"
 
 
-def save_cues(ctx: Context, db: StateDB, job: Job, cues: list[Cue], *, reviewer: str,
+def save_cues(ctx: Context, job_id: str, cues: list[Cue], *, reviewer: str,
               expected_revision: int, what: str) -> Job:
-    """Write edited cues as a new caption revision, and queue whatever must be republished."""
+    """Write edited cues as a new caption revision, and queue whatever must be republished.
+
+    The revision check and the write are one step under the state store's write lock: of two
+    reviewers saving the same revision, exactly one succeeds and the other is told to reload;
+    an approval racing an edit either covers the old revision (and the edit then withdraws
+    it) or is refused as stale.
+    """
     reviewer = _check_reviewer(reviewer)
-    _check_fresh(job, expected_revision)
-    if job.status not in EDITABLE:
-        raise InputError(f"episode {job.id} is {job.status}: the pipeline is working on it. "
-                         "Wait until it is awaiting review or published, then edit")
     if not cues:
         raise InputError("the captions would have no cues left; keep at least one")
-    ws = ctx.workspace
-    vtt_path = _target(ctx, job, "vtt", "vtt")
-    if "asr_vtt" not in job.files and vtt_path.is_file():
+    with ctx.db.locked(job_id) as job:
+        _check_fresh(job, expected_revision)
+        if job.status not in EDITABLE:
+            raise InputError(f"episode {job.id} is {job.status}: the pipeline is working on it. "
+                             "Wait until it is awaiting review or published, then edit")
+        return _write_revision(ctx, job, cues, reviewer=reviewer, what=what)
+
+
+def _write_revision(ctx: Context, job: Job, cues: list[Cue], *, reviewer: str,
+                    what: str) -> Job:
+    ws, db = ctx.workspace, ctx.db
+    vtt_path = _target(ctx, job, Artifact.VTT, "vtt")
+    if Artifact.ASR_VTT not in job.files and vtt_path.is_file():
         original = vtt_path.with_name(f"{job.slug}.asr.vtt")
         atomic_write_text(original, vtt_path.read_text(encoding="utf-8"))
-        job = job.with_file("asr_vtt", ws.rel(original))
-    renders = {"vtt": cuelib.render_vtt(cues), "srt": cuelib.render_srt(cues),
-               "txt": cuelib.render_txt(cues, job.title),
-               "html": cuelib.render_html(cues, job.title, _language(ctx, job))}
-    for key, suffix in RENDERED.items():
-        path = _target(ctx, job, key, suffix)
+        job = job.with_file(Artifact.ASR_VTT, ws.rel(original))
+    renders = {Artifact.VTT: cuelib.render_vtt(cues), Artifact.SRT: cuelib.render_srt(cues),
+               Artifact.TXT: cuelib.render_txt(cues, job.title),
+               Artifact.HTML: cuelib.render_html(cues, job.title, _language(ctx, job))}
+    for key in CAPTION_FILES:
+        path = _target(ctx, job, key, key.value)
         atomic_write_text(path, renders[key])
         job = job.with_file(key, ws.rel(path))
     new_revision = revision(job) + 1
     profile = cuelib.profile_for(ctx.settings)
     issues = cuelib.check_cues(cues, profile)
     figures = qa_figures(cues, issues)
-    data = _read_json(ctx, job, "json")
+    data = _read_json(ctx, job, Artifact.WORDS)
     if data:
         data.update(cues=cuelib.cues_json(cues), caption_revision=new_revision)
-        atomic_write_text(ws.abs(job.files["json"]), json.dumps(data, ensure_ascii=False,
-                                                                indent=1) + "\n")
-    qa = _read_json(ctx, job, "qa")
+        atomic_write_text(ws.abs(job.files[Artifact.WORDS]),
+                          json.dumps(data, ensure_ascii=False, indent=1) + "\n")
+    qa = _read_json(ctx, job, Artifact.QA)
     qa.update(profile=profile.name, cues=len(cues), conformance=figures["caption_conformance"],
               violations=[i for i in issues if i["severity"] == "error"],
               warnings=[i for i in issues if i["severity"] == "warning"],
               caption_revision=new_revision)
     qa.setdefault("reading_speed", {})["cps"] = cuelib.distribution(
         [cue_speed(c)[0] for c in cues])
-    qa_path = _target(ctx, job, "qa", "qa.json")
+    qa_path = _target(ctx, job, Artifact.QA, "qa.json")
     atomic_write_text(qa_path, json.dumps(qa, ensure_ascii=False, indent=1) + "\n")
-    job = job.with_file("qa", ws.rel(qa_path))
-    asr_words = [w for c in cuelib.parse_vtt(ws.abs(job.files["asr_vtt"]).read_text(
-        encoding="utf-8")) for w in c.text.split()] if "asr_vtt" in job.files else []
+    job = job.with_file(Artifact.QA, ws.rel(qa_path))
+    asr_words = [w for c in cuelib.parse_vtt(ws.abs(job.files[Artifact.ASR_VTT]).read_text(
+        encoding="utf-8")) for w in c.text.split()] if Artifact.ASR_VTT in job.files else []
     now_words = [w for c in cues for w in c.text.split()]
     distance = cuelib.word_edit_distance(asr_words, now_words)
+    captions = job.results.captions or CaptionResult(profile=profile.name,
+                                                     language=_language(ctx, job))
+    job = job.with_results(captions=captions.model_copy(update={"revision": new_revision}))
     job = job.with_measurements(
-        caption_revision=new_revision, review_edit_distance_words=distance,
-        review_asr_words=len(asr_words),
+        review_edit_distance_words=distance, review_asr_words=len(asr_words),
         review_edit_rate=round(distance / len(asr_words), 4) if asr_words else 0.0,
         **figures)
-    job = _after_change(ctx, db, job)
+    job = _after_change(ctx, job)
     db.save(job)
     db.add_review(job.id, reviewer, "edit", new_revision, what, captions_digest(ctx, job))
     db.event(job.id, "edited", f"captions revision {new_revision} by {reviewer}: {what}")
@@ -298,28 +313,35 @@ def _language(ctx: Context, job: Job) -> str:
         return "en"
 
 
-def _after_change(ctx: Context, db: StateDB, job: Job) -> Job:
-    """A published episode's captions changed: republish them (immediate), or hold the
-    episode for a new approval first (after-approval). Upload re-sends only changed files.
-    A failed episode stays failed, but its gate must pass again when it is retried."""
-    if job.status is Status.FAILED and review_mode(ctx, job) == "after-approval":
-        db.reset_stages(job.id, ["review"])
-    if job.status is not Status.PUBLISHED:
+def _after_change(ctx: Context, job: Job) -> Job:
+    """Captions changed: the MP4 is packaged again (it carries them); a published episode
+    republishes them (immediate) or waits for a new approval first (after-approval). Upload
+    re-sends only changed files. A failed episode stays failed, but whatever it retries
+    includes the new captions."""
+    db = ctx.db
+    mode = review_mode(ctx, job)
+    if job.status is Status.FAILED:
+        db.reset_stages(job.id, AFTER_EDIT if mode == "after-approval" else AFTER_EDIT[:1])
         return job
-    if review_mode(ctx, job) == "immediate":
-        db.reset_stages(job.id, ["upload", "publish"])
-        db.event(job.id, "republish", "edited captions are uploaded and the feed rebuilt")
-        return job.replace(status=Status.QUEUED, stage="upload", error=None)
-    db.reset_stages(job.id, ["review", "upload", "publish"])
+    if job.status is Status.AWAITING_REVIEW:
+        db.reset_stages(job.id, AFTER_EDIT)
+        return job.replace(stage="package" if mode == "immediate" else "review")
+    if mode == "immediate":
+        db.reset_stages(job.id, AFTER_EDIT)
+        db.event(job.id, "republish", "edited captions are packaged, uploaded and the feed "
+                 "rebuilt")
+        return job.replace(status=Status.QUEUED, stage="package", error=None)
+    db.reset_stages(job.id, AFTER_EDIT)
     return job.replace(status=Status.AWAITING_REVIEW, stage="review", error=None)
 
 
-def decide(ctx: Context, db: StateDB, job: Job, *, action: str, reviewer: str,
-           expected_revision: int, note: str = "") -> Job:
+def decide(ctx: Context, job_id: str, *, action: str, reviewer: str, expected_revision: int,
+           note: str = "") -> Job:
     """Approve the current captions or request changes, recorded in the audit trail.
 
-    Approving an episode held by the gate queues it again, so the runner goes on to upload and
-    publish; a request for changes keeps it waiting, with the note for whoever edits next.
+    Approving an episode held by the gate queues it again, so the runner goes on to package,
+    upload and publish; a request for changes keeps it waiting, with the note for whoever edits
+    next. Checked and recorded under the store's write lock, like an edit.
     """
     if action not in ("approve", "request-changes"):
         raise InputError(f"unknown review action {action!r}; use approve or request-changes")
@@ -329,15 +351,17 @@ def decide(ctx: Context, db: StateDB, job: Job, *, action: str, reviewer: str,
         raise InputError(f"the note is longer than {MAX_NOTE} characters; shorten it")
     if action == "request-changes" and not note:
         raise InputError("say what needs to change in 'Note' when requesting changes")
-    _check_fresh(job, expected_revision)
-    if job.status not in EDITABLE:
-        raise InputError(f"episode {job.id} is {job.status}: the pipeline is working on it; "
-                         "wait until it is awaiting review")
-    db.add_review(job.id, reviewer, action, revision(job), note, captions_digest(ctx, job))
-    db.event(job.id, action, f"captions revision {revision(job)} by {reviewer}"
-             + (f": {note}" if note else ""))
-    log.info("[review] %s: %s revision %d by %s", job.id, action, revision(job), reviewer)
-    if action == "approve" and job.status is Status.AWAITING_REVIEW:
-        job = job.replace(status=Status.QUEUED, error=None)
-        db.save(job)
-    return job
+    db = ctx.db
+    with db.locked(job_id) as job:
+        _check_fresh(job, expected_revision)
+        if job.status not in EDITABLE:
+            raise InputError(f"episode {job.id} is {job.status}: the pipeline is working on "
+                             "it; wait until it is awaiting review")
+        db.add_review(job.id, reviewer, action, revision(job), note, captions_digest(ctx, job))
+        db.event(job.id, action, f"captions revision {revision(job)} by {reviewer}"
+                 + (f": {note}" if note else ""))
+        log.info("[review] %s: %s revision %d by %s", job.id, action, revision(job), reviewer)
+        if action == "approve" and job.status is Status.AWAITING_REVIEW:
+            job = job.replace(status=Status.QUEUED, error=None)
+            db.save(job)
+        return job

@@ -1,8 +1,8 @@
 """Captions and transcripts for the deliverables, plus a QA report for reviewers.
 
-Cues are cut from the transcript's word timestamps with the configured profile, then shifted by
-`content_offset_s` (where the content starts in the encoded audio/video, after any intro
-bumper), so they line up with what learners play. Every format is written atomically into
+Cues are cut from the transcript's word timestamps with the configured profile, placed in the
+deliverables through the episode's Timeline (content time + where the content starts after any
+intro bumper), so they line up with what learners play. Every format is written atomically into
 `transcripts/<show>/<slug>.*`; the QA report lists violations, low-confidence words, reading
 speeds and glossary hits, and its headline figures go to `measurements`.
 """
@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 
+from pipeline.artifacts import Artifact
 from pipeline.asr.types import Transcript
 from pipeline.captions.profiles import get_profile
 from pipeline.captions.qa import report
@@ -20,10 +21,13 @@ from pipeline.captions.segmenter import segment
 from pipeline.captions.writers import WRITERS, Document
 from pipeline.errors import PipelineError
 from pipeline.fsutil import atomic_write_text
-from pipeline.models import Job
+from pipeline.models import CaptionResult, Job
 from pipeline.workspace import Context
 
 log = logging.getLogger(__name__)
+
+NEEDS = (Artifact.TRANSCRIPT,)
+MAKES = (*WRITERS, Artifact.QA)
 
 
 def _language(job: Job, ctx: Context, recognised: str) -> str:
@@ -37,32 +41,31 @@ def _language(job: Job, ctx: Context, recognised: str) -> str:
 
 def run(job: Job, ctx: Context) -> Job:
     ws = ctx.workspace
-    stored = job.files.get("transcript_words")
-    if not stored or not ws.abs(stored).exists():
-        raise PipelineError(f"episode {job.id} has no transcript to caption; run "
-                            f"`learncast retry {job.id}` so the transcribe stage runs again")
+    stored = ctx.input(Artifact.TRANSCRIPT)
     try:
-        transcript = Transcript.from_dict(json.loads(ws.abs(stored).read_text(encoding="utf-8")))
+        transcript = Transcript.from_dict(json.loads(stored.read_text(encoding="utf-8")))
     except (ValueError, KeyError, TypeError) as exc:
-        raise PipelineError(f"{stored} is not a valid transcript ({exc}); delete it and run "
-                            f"`learncast retry {job.id}`") from exc
-    offset = float(job.measurements.get("content_offset_s", 0.0) or 0.0)
-    words = [dataclasses.replace(w, start=w.start + offset, end=w.end + offset)
+        raise PipelineError(f"{ws.rel(stored)} is not a valid transcript ({exc}); run "
+                            f"`learncast retry {job.id} --from transcribe`") from exc
+    place = job.timeline.content_to_deliverable
+    words = [dataclasses.replace(w, start=place(w.start), end=place(w.end))
              for w in transcript.words]
     profile = get_profile(ctx.settings.captions.profile)
-    cues = segment(words, profile)
+    chapters = job.results.chapters or []
+    cues = segment(words, profile, breaks=[m.start for m in chapters if m.start > 0])
     qa = report(cues, words, profile, low_confidence=ctx.settings.captions.low_confidence,
                 glossary=transcript.info.get("glossary"),
                 dropped=transcript.info.get("dropped_segments"))
-    doc = Document(title=job.title, language=_language(job, ctx, transcript.language),
-                   cues=cues, words=words,
+    language = _language(job, ctx, transcript.language)
+    doc = Document(title=job.title, language=language, cues=cues, words=words,
                    info={"engine": transcript.info.get("engine"),
-                         "model": transcript.info.get("model"), "offset_s": offset})
+                         "model": transcript.info.get("model"),
+                         "offset_s": job.timeline.intro_s})
     folder = ws.transcripts / job.show
-    for name, writer in WRITERS.items():
+    for artifact, writer in WRITERS.items():
         path = folder / f"{job.slug}.{writer.suffix}"
         atomic_write_text(path, writer.render(doc))
-        job = job.with_file(name, ws.rel(path))
+        job = job.with_file(artifact, ws.rel(path))
     qa_path = folder / f"{job.slug}.qa.json"
     atomic_write_text(qa_path, json.dumps(qa, ensure_ascii=False, indent=1) + "\n")
     for issue in qa["violations"]:
@@ -72,8 +75,12 @@ def run(job: Job, ctx: Context) -> Job:
         log.warning("[caption] %s: no speech, so the captions are empty", job.id)
     speed = qa["reading_speed"]["cps"]
     glossary = qa["glossary"]
-    return job.with_file("qa", ws.rel(qa_path)).with_measurements(
-        caption_profile=profile.name,
+    # A re-run after reviewers' edits starts a new revision, so approvals never carry over.
+    previous = job.results.captions
+    result = CaptionResult(profile=profile.name, language=language,
+                           revision=previous.revision + 1 if previous else 1)
+    return job.with_file(Artifact.QA, ws.rel(qa_path)).with_results(
+        captions=result).with_measurements(
         caption_cues=len(cues),
         caption_violations=len(qa["violations"]),
         caption_warnings=len(qa["warnings"]),

@@ -1,26 +1,35 @@
-"""Stage "chapters": the episode's JSON chapters file, when its sidecar lists chapters.
+"""Stage "chapters": the episode's chapters in deliverable time, and their JSON file.
 
-Runs after encode (it needs `content_offset_s`, where the content starts after an intro
-bumper) and before upload, which publishes the file; the feed then points at it with
-`podcast:chapters`. Episodes without chapters get no file and no tag.
+The sidecar's chapters (times of the recording as dropped) are placed through the Timeline
+once, here; the result is what the package stage writes into the MP3 and MP4, where the
+caption stage breaks cues, and what the JSON chapters file (published beside the media,
+`podcast:chapters` in the feeds) says.
+Episodes without chapters get neither file nor tag.
 """
 
 from __future__ import annotations
 
-from pipeline.feeds.chapters import write_chapters
+from pipeline.artifacts import Artifact
+from pipeline.errors import PipelineError
+from pipeline.feeds.chapters import chapter_marks, render_chapters
+from pipeline.fsutil import atomic_write_text
 from pipeline.models import Job
 from pipeline.workspace import Context
 
+MAKES = (Artifact.CHAPTERS,)
+
 
 def run(job: Job, ctx: Context) -> Job:
-    if not job.metadata.chapters:
+    duration = job.timeline.duration(Artifact.AUDIO)
+    if duration is None:
+        raise PipelineError(f"episode {job.id} has no encoded audio duration yet; run "
+                            f"`learncast retry {job.id} --from encode`")
+    marks = chapter_marks(job.metadata.chapters, job.timeline, duration, opening=job.title)
+    files = {a: p for a, p in job.files.items() if a is not Artifact.CHAPTERS}
+    job = job.replace(files=files).with_results(chapters=marks)
+    if not marks:
         return job
-    ws = ctx.workspace
-    dest = ws.job_dir(job.id) / "chapters.json"
-    offset = float(job.measurements.get("content_offset_s", 0) or 0)
-    duration = job.measurements.get("audio_duration_s")
-    if not isinstance(duration, int | float):
-        duration = (job.probe.duration_s + offset) if job.probe else None
-    write_chapters(dest, job.metadata.chapters, offset_s=offset, duration_s=duration,
-                   title=job.title, podcast_name=ctx.settings.show(job.show).title)
-    return job.with_file("chapters", ws.rel(dest))
+    dest = ctx.workspace.job_dir(job.id) / "chapters.json"
+    atomic_write_text(dest, render_chapters(marks, title=job.title,
+                                            podcast_name=ctx.settings.show(job.show).title))
+    return job.with_file(Artifact.CHAPTERS, ctx.workspace.rel(dest))

@@ -1,9 +1,10 @@
-"""The deliverables: an MP3 for the audio feed and, for video episodes, an MP4 — verified.
+"""The deliverables' media: an MP3 for the audio feed and, for video episodes, an MP4 — verified.
 
 Audio: the loudness-normalised master (plus the show's intro/outro, loudness-matched to the
-same profile and joined with a short crossfade) → MP3, 44.1 kHz, CBR, ID3v2.3 tags with cover
-art and chapters. Video: the trimmed picture + the same audio as AAC 48 kHz → MP4 with
-`+faststart` (playback starts before the download ends), at most `video_max_height`.
+same profile and joined with a short crossfade) → MP3, 44.1 kHz, CBR. Video: the trimmed
+picture + the same audio as AAC 48 kHz → MP4, at most `video_max_height`. Where the content
+starts after the intro goes into the episode's Timeline; tags, cover art, chapters and the
+caption track are added by the package stage once captions and chapters exist.
 
 Re-encode only what must change: the picture is stream-copied when it is already H.264 4:2:0
 within the size limit and no bumper is added; otherwise it is re-encoded once with x264.
@@ -24,24 +25,27 @@ from pathlib import Path
 
 import av
 
-from pipeline.audio.id3 import Tags, write_tags
+from pipeline.artifacts import Artifact
 from pipeline.audio.loudness import Loudness, Profile, measure
-from pipeline.audio.timeline import to_deliverable
+from pipeline.audio.normalise import (
+    AUDIO_RATE,
+    VIDEO_RATE,
+    delivery_profile,
+    delivery_rate,
+    normalise_file,
+)
 from pipeline.config import ShowSettings
 from pipeline.errors import PipelineError
 from pipeline.fsutil import atomic_path
 from pipeline.media import probe, run_ffmpeg
-from pipeline.models import Job
-from pipeline.stages.normalise import (
-    AUDIO_RATE,
-    VIDEO_RATE,
-    episode_profile,
-    normalise_file,
-    output_rate,
-)
+from pipeline.models import EncodeResult, Job
 from pipeline.workspace import Context
 
 log = logging.getLogger(__name__)
+
+NEEDS = (Artifact.MASTER_AUDIO,)
+USES = (Artifact.TRIMMED_VIDEO,)
+MAKES = (Artifact.ENCODED_AUDIO, Artifact.ENCODED_VIDEO)
 
 
 @dataclass(frozen=True)
@@ -50,14 +54,6 @@ class Bumper:
     source: Path  # the file in assets/ (may carry a picture)
     duration_s: float
     has_video: bool
-
-
-def _master(job: Job) -> str:
-    for key in ("master_audio", "trimmed_audio", "source_audio"):
-        if key in job.files:
-            return job.files[key]
-    raise PipelineError(f"episode {job.id} has no audio to encode; run `learncast retry` so "
-                        "the earlier stages run first")
 
 
 def _duration(path: Path) -> float:
@@ -131,27 +127,8 @@ def _verify(ffmpeg: str, path: Path, profile: Profile, what: str) -> Loudness:
     return got
 
 
-def _tags(job: Job, ctx: Context, show: ShowSettings, total_s: float) -> Tags:
-    meta = job.metadata
-    starts = [(to_deliverable(c.start, job.measurements), c.title) for c in meta.chapters]
-    chapters: list[tuple[float, float, str]] = []
-    for i, (start, title) in enumerate(starts):
-        end = starts[i + 1][0] if i + 1 < len(starts) else total_s
-        if start < total_s:
-            chapters.append((start, max(min(end, total_s), start), title))
-    cover = ctx.workspace.abs(show.artwork) if show.artwork else None
-    if cover is not None and not cover.is_file():
-        log.warning("[encode] show artwork %s not found; the MP3 has no cover art. Put a "
-                    "square JPEG/PNG there or fix shows.artwork", show.artwork)
-        cover = None
-    year = (meta.publish_date or job.created_at).year
-    return Tags(title=job.title, show=show.title, author=show.author,
-                description=meta.description or "", year=year, season=meta.season,
-                episode=meta.episode, cover=cover, chapters=chapters)
-
-
 def _encode_mp3(ctx: Context, job: Job, master: Path, bumpers: dict[str, Bumper],
-                channels: int, show: ShowSettings, profile: Profile, dest: Path) -> Loudness:
+                channels: int, profile: Profile, dest: Path) -> Loudness:
     enc = ctx.settings.encode
     bitrate = enc.mp3_mono_bitrate_kbps if channels == 1 else enc.mp3_bitrate_kbps
     extra, graph = _audio_graph(0, bumpers, _fade(ctx, bumpers), AUDIO_RATE, channels)
@@ -162,7 +139,6 @@ def _encode_mp3(ctx: Context, job: Job, master: Path, bumpers: dict[str, Bumper]
                                 "-map_metadata", "-1", "-id3v2_version", "0",
                                 "-write_xing", "1", str(tmp)],
                    what=f"encoding the MP3 of {job.source}")
-        write_tags(tmp, _tags(job, ctx, show, _duration(tmp)))
         return _verify(ctx.ffmpeg, tmp, profile, "MP3")  # before it reaches its final name
 
 
@@ -247,14 +223,12 @@ def _encode_mp4(ctx: Context, job: Job, picture: Path, master: Path,
         mode = "re-encode"
         graph = f"[0:v]{fit}[vout];{a_graph}"
         video_args = ["-map", "[vout]", *x264]
-    meta = ["-map_metadata", "-1", "-metadata", f"title={job.title}",
-            "-metadata", f"album={show.title}", "-metadata", f"artist={show.author}"]
     with atomic_path(dest) as tmp:
         run_ffmpeg(ctx.ffmpeg, [*inputs, "-filter_complex", graph, *video_args,
                                 "-map", "[aout]", "-c:a", "aac",
                                 "-b:a", f"{enc.aac_bitrate_kbps}k", "-ar", str(VIDEO_RATE),
-                                "-ac", str(channels), *meta, "-movflags", "+faststart",
-                                str(tmp)],
+                                "-ac", str(channels), "-map_metadata", "-1",
+                                "-map_chapters", "-1", str(tmp)],
                    what=f"encoding the MP4 of {job.source}")
         return mode, _verify(ctx.ffmpeg, tmp, profile, "MP4 audio")
 
@@ -271,29 +245,33 @@ def _still(ctx: Context, show: ShowSettings) -> Path:
 def run(job: Job, ctx: Context) -> Job:
     ws = ctx.workspace
     show = ctx.settings.show(job.show)
-    master = ws.abs(_master(job))
-    profile = episode_profile(job, ctx)
+    master = ctx.input(Artifact.MASTER_AUDIO)
     channels = 1 if job.probe and job.probe.audio.channels == 1 else 2
-    rate = output_rate(job)
-    bumpers = _prepare_bumpers(job, ctx, show, profile, rate, channels)
+    profile = delivery_profile(ctx.settings.loudness, channels)
+    bumpers = _prepare_bumpers(job, ctx, show, profile, delivery_rate(job.kind), channels)
     fade = _fade(ctx, bumpers)
     offset = max(bumpers["intro"].duration_s - fade, 0.0) if "intro" in bumpers else 0.0
-    job = job.with_measurements(content_offset_s=round(offset, 3))
     out_dir = ws.job_dir(job.id)
-    mp3 = out_dir / f"{job.slug}.mp3"
-    final = {"audio": _encode_mp3(ctx, job, master, bumpers, channels, show, profile,
-                                  mp3).to_dict()}
-    record: dict[str, object] = {"bumpers": sorted(bumpers), "channels": channels}
-    job = job.with_file("audio", ws.rel(mp3))
+    mp3 = out_dir / "encoded.mp3"
+    final = {"audio": _encode_mp3(ctx, job, master, bumpers, channels, profile, mp3)}
+    job = job.with_file(Artifact.ENCODED_AUDIO, ws.rel(mp3))
+    video_path = None
     if job.kind == "video":
-        picture = ws.abs(job.files.get("trimmed_video", job.original))
-        mp4 = out_dir / f"{job.slug}.mp4"
-        mode, got = _encode_mp4(ctx, job, picture, master, bumpers, channels, show, profile,
-                                mp4)
-        record["video_path"] = mode
-        final["video"] = got.to_dict()
-        job = job.with_file("video", ws.rel(mp4))
-    loud = {**job.measurements.get("loudness", {}), "final": final}
-    log.info("[encode] %s: %s", job.id, ", ".join(
-        f"{k} {Loudness(**v)}" for k, v in final.items()))
-    return job.with_measurements(loudness=loud, encode=record)
+        if not ctx.has_input(Artifact.TRIMMED_VIDEO):
+            raise PipelineError(f"episode {job.id} is a video but has no trimmed picture; run "
+                                f"`learncast retry {job.id} --from trim`")
+        mp4 = out_dir / "encoded.mp4"
+        video_path, final["video"] = _encode_mp4(ctx, job, ctx.input(Artifact.TRIMMED_VIDEO),
+                                                 master, bumpers, channels, show, profile, mp4)
+        job = job.with_file(Artifact.ENCODED_VIDEO, ws.rel(mp4))
+    log.info("[encode] %s: %s", job.id, ", ".join(f"{k} {v}" for k, v in final.items()))
+    loudness = job.results.loudness
+    if loudness is not None:
+        loudness = loudness.model_copy(update={"final": {k: v.rounded()
+                                                         for k, v in final.items()}})
+    durations = {"audio": round(_duration(mp3), 3)}
+    if Artifact.ENCODED_VIDEO in job.files:
+        durations["video"] = round(_duration(ws.abs(job.files[Artifact.ENCODED_VIDEO])), 3)
+    return job.with_results(
+        timeline=job.timeline.with_intro(offset).with_durations(**durations), loudness=loudness,
+        encode=EncodeResult(bumpers=sorted(bumpers), channels=channels, video_path=video_path))

@@ -10,29 +10,27 @@ from __future__ import annotations
 
 import logging
 
+from pipeline.artifacts import Artifact
 from pipeline.errors import HoldForReview
-from pipeline.models import Job
+from pipeline.models import Job, ReviewRecord
 from pipeline.review import service
-from pipeline.state import StateDB
 from pipeline.workspace import Context
 
 log = logging.getLogger(__name__)
+
+USES = (Artifact.VTT,)
 
 
 def run(job: Job, ctx: Context) -> Job:
     mode = service.review_mode(ctx, job)
     if mode == "immediate":
-        return job.with_measurements(review_mode=mode)
-    db = StateDB(ctx.workspace.state_db)
-    try:
-        approved = service.approval(ctx, db, job)
-    finally:
-        db.close()
+        return job.with_results(review=ReviewRecord(mode=mode))
+    approved = service.approval(ctx, job)
     revision = service.revision(job)
     if approved is None:
         log.info("[review] %s: captions revision %d wait for approval", job.id, revision)
         raise HoldForReview(f"captions revision {revision} wait for a reviewer's approval; "
                             "open `learncast review` to check and approve them")
-    return job.with_measurements(review_mode=mode, review_revision=revision,
-                                 reviewed_by=approved["reviewer"],
-                                 reviewed_at=approved["at"])
+    return job.with_results(review=ReviewRecord(mode=mode, revision=revision,
+                                                reviewer=approved["reviewer"],
+                                                at=approved["at"]))

@@ -1,7 +1,7 @@
 """Recognise the episode's speech into words with times and confidences.
 
-Reads the content-only master (`master_audio`, else `trimmed_audio`, else `source_audio`), so
-transcript times are relative to the content; the caption stage shifts them past any intro.
+Reads the content-only master (`master_audio`), so transcript times are content times; the
+caption stage places them in the deliverables through the episode's Timeline.
 Audio is decoded to 16 kHz mono by our own ffmpeg and streamed to the configured engine in
 windows of `window_minutes`, cut at quiet moments, so an hour or three need no more memory than
 ten minutes; the model is loaded once per process (`ctx.resources`). Guards then drop likely
@@ -16,19 +16,20 @@ import logging
 import time
 from dataclasses import replace
 
+from pipeline.artifacts import Artifact
 from pipeline.asr.audio import SAMPLE_RATE, dbfs, energy, stream_16k_mono, windows
 from pipeline.asr.engines import AsrOptions, Engine, get_engine
 from pipeline.asr.guards import GuardSettings, apply_glossary, drop_hallucinations, glossary_prompt
 from pipeline.asr.types import Segment, Transcript
 from pipeline.errors import PipelineError
 from pipeline.fsutil import atomic_write_text
-from pipeline.models import Job
+from pipeline.models import Job, TranscriptionResult
 from pipeline.workspace import Context
 
 log = logging.getLogger(__name__)
 
-#: Inputs in order of preference: the most processed content-only audio first.
-INPUTS = ("master_audio", "trimmed_audio", "source_audio")
+NEEDS = (Artifact.MASTER_AUDIO,)
+MAKES = (Artifact.TRANSCRIPT,)
 #: How far either side of a window's nominal end the cut may move to find a quiet moment.
 SEARCH_S = 30
 #: Words of the previous window's text carried into the next window's prompt.
@@ -74,15 +75,8 @@ def _language(job: Job, ctx: Context) -> str:
 def run(job: Job, ctx: Context) -> Job:
     settings = ctx.settings.transcribe
     ws = ctx.workspace
-    name = next((n for n in INPUTS if n in job.files), None)
-    if name is None:
-        raise PipelineError(f"episode {job.id} has no audio to transcribe (none of "
-                            f"{', '.join(INPUTS)}); run `learncast retry {job.id}` to redo "
-                            "the earlier stages")
-    source = ws.abs(job.files[name])
-    if not source.exists():
-        raise PipelineError(f"{job.files[name]} is missing; run `learncast retry {job.id}` "
-                            "so the earlier stages recreate it")
+    source = ctx.input(Artifact.MASTER_AUDIO)
+    shown = ws.rel(source)
     terms = glossary_terms(job, ctx)
     engine: Engine | None = None
     base = AsrOptions(
@@ -111,7 +105,7 @@ def run(job: Job, ctx: Context) -> Job:
         try:
             part = engine.transcribe(piece, options)
         except (RuntimeError, ValueError) as exc:
-            raise PipelineError(f"{settings.engine} failed on {job.files[name]} ({exc}); try "
+            raise PipelineError(f"{settings.engine} failed on {shown} ({exc}); try "
                                 "`learncast retry`, or switch transcribe.engine") from exc
         seconds += time.monotonic() - started
         language = part.language
@@ -133,18 +127,20 @@ def run(job: Job, ctx: Context) -> Job:
     if not words:
         log.warning("[transcribe] %s: no speech recognised in %s (%.1f s); captions and "
                     "transcript will be empty — check that the recording has speech",
-                    job.id, job.files[name], duration)
+                    job.id, shown, duration)
     info = {"engine": settings.engine, "model": settings.model,
-            "model_source": engine.model.source if engine else "not loaded", "input": name,
+            "model_source": engine.model.source if engine else "not loaded",
             "windows": count, "glossary": glossary.to_dict(), "dropped_segments": dropped}
     data = {**transcript.to_dict(), **info}
     dest = ws.job_dir(job.id) / "transcript.json"
     atomic_write_text(dest, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
     log.info("[transcribe] %s: %d words in %.1f s of audio (%s, RTF %.3f)", job.id,
              len(words), duration, settings.engine, seconds / duration if duration else 0.0)
-    return job.with_file("transcript_words", ws.rel(dest)).with_measurements(
+    result = TranscriptionResult(engine=settings.engine, model=settings.model,
+                                 model_source=str(info["model_source"]), language=language)
+    return job.with_file(Artifact.TRANSCRIPT, ws.rel(dest)).with_results(
+        transcription=result).with_measurements(
         transcript_words=len(words),
-        asr_engine=settings.engine,
         asr_windows=count,
         asr_seconds=round(seconds, 3),
         asr_rtf=round(seconds / duration, 4) if duration else 0.0,

@@ -16,28 +16,32 @@ Video (`trimmed_video`, picture only; encode muxes it with the finished audio) i
 - **re-encode** (x264, frame-exact): otherwise (no keyframe close enough, pauses shortened,
   a picture that must be downscaled or is not H.264).
 
-Without anything to cut the original video is referenced as is. What was cut, the floor and
-threshold used and the video path taken are recorded in `measurements["trim"]`.
+Without anything to cut the original video is referenced as is. The kept stretches become the
+episode's Timeline (recording time → content time, read by every later stage that places
+something in time); the floor, threshold and video path taken are the TrimResult.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
 
+from pipeline.artifacts import Artifact, Timeline
 from pipeline.audio.silence import detect, window_levels
 from pipeline.config import TrimSettings
-from pipeline.errors import PipelineError
 from pipeline.fsutil import atomic_path, atomic_write_text
 from pipeline.media import FLAC_OUTPUT, VideoInfo, run_ffmpeg
-from pipeline.models import Job
+from pipeline.models import Job, TrimResult
 from pipeline.workspace import Context
 
 log = logging.getLogger(__name__)
+
+NEEDS = (Artifact.SOURCE_AUDIO,)
+USES = (Artifact.ORIGINAL,)
+MAKES = (Artifact.TRIMMED_AUDIO, Artifact.TRIMMED_VIDEO)
 
 #: Cuts closer than this to the file's ends are not worth a re-encode.
 _NEGLIGIBLE_S = 0.02
@@ -86,10 +90,7 @@ def plan_cut(levels_duration: float, first: float | None, last: float | None,
 def run(job: Job, ctx: Context) -> Job:
     cfg = ctx.settings.trim
     ws = ctx.workspace
-    if "source_audio" not in job.files:
-        raise PipelineError(f"episode {job.id} has no source_audio; the prepare stage must run "
-                            "before trim (run `learncast retry` on it)")
-    source = ws.abs(job.files["source_audio"])
+    source = ctx.input(Artifact.SOURCE_AUDIO)
     rate = min(job.probe.audio.sample_rate if job.probe else 16000, 16000)
     levels = window_levels(ctx.ffmpeg, source, rate=rate)
     activity = detect(levels, margin_db=cfg.threshold_db, min_sound_s=cfg.min_sound_s,
@@ -107,29 +108,24 @@ def run(job: Job, ctx: Context) -> Job:
         "sound_found": activity.first_sound_s is not None,
     }
     if video is not None:
-        original = ws.abs(job.original)
-        plan, path = _cut_video(ctx, job, original, video, plan, out_dir, cfg, record)
-        job = job.with_file("trimmed_video", path)
+        plan, path = _cut_video(ctx, job, ctx.input(Artifact.ORIGINAL), video, plan, out_dir,
+                                cfg, record)
+        job = job.with_file(Artifact.TRIMMED_VIDEO, path)
     _cut_audio(ctx, source, plan, out_dir / "trimmed.flac")
-    kept = sum(b - a for a, b in plan.segments)
-    removed_pauses = [[round(b0, 3), round(a1, 3)]
+    removed_pauses = [(round(b0, 3), round(a1, 3))
                       for (_, b0), (a1, _) in zip(plan.segments, plan.segments[1:],
                                                   strict=False)]
-    record.update({
-        "start_s": round(plan.start, 3),
-        "end_s": round(plan.end, 3),
-        "cut_head_s": round(plan.start, 3),
-        "cut_tail_s": round(max(plan.duration_s - plan.end, 0.0), 3),
-        "removed_pauses": removed_pauses,
-        "duration_before_s": round(plan.duration_s, 3),
-        "duration_after_s": round(kept, 3),
-    })
-    atomic_write_text(out_dir / "trim.json", json.dumps(record, indent=2) + "\n")
+    timeline = Timeline(source_duration_s=round(plan.duration_s, 6),
+                        kept=tuple((round(a, 6), round(b, 6)) for a, b in plan.segments))
+    result = TrimResult.model_validate({**record, "removed_pauses": removed_pauses})
     log.info("[trim] %s: kept %.2f-%.2f s of %.2f s (floor %.1f dBFS, threshold %.1f dBFS, "
              "%d pause(s) shortened)", job.id, plan.start, plan.end, plan.duration_s,
              activity.floor_db, activity.threshold_db, len(removed_pauses))
-    return job.with_file("trimmed_audio", ws.rel(out_dir / "trimmed.flac")).with_measurements(
-        trim=record)
+    return job.with_file(Artifact.TRIMMED_AUDIO, ws.rel(out_dir / "trimmed.flac")).with_results(
+        trim=result, timeline=timeline).with_measurements(
+        trim_cut_head_s=round(plan.start, 3),
+        trim_cut_tail_s=round(max(plan.duration_s - plan.end, 0.0), 3),
+        trim_removed_s=round(plan.duration_s - timeline.content_duration_s, 3))
 
 
 def _cut_audio(ctx: Context, source: Path, plan: CutPlan, dest: Path) -> None:

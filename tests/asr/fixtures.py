@@ -64,7 +64,8 @@ def asr_ctx(ctx: Context, asr_resources: dict[str, Any], load_asr: Callable[[str
                     **overrides}
         ws = open_workspace(ctx.workspace.root, overrides=settings)
         load_asr(engine, ws.settings.transcribe.model, ws.settings.transcribe.compute_type)
-        return Context(workspace=ws, ffmpeg=ctx.ffmpeg, resources=asr_resources)
+        return Context(workspace=ws, ffmpeg=ctx.ffmpeg, resources=asr_resources,
+                       state=ctx.state)
 
     return make
 
@@ -74,13 +75,13 @@ MakeJob = Callable[..., Job]
 
 @pytest.fixture
 def make_job(ffmpeg: str) -> MakeJob:
-    """make_job(ctx, media, key="source_audio", glossary=[...]) → a Job with that artifact.
+    """make_job(ctx, media, key="master_audio", glossary=[...]) → a Job with that artifact.
 
     The media is stored as FLAC in the job folder, as the earlier stages would leave it.
     """
     counter = iter(range(1, 1000))
 
-    def make(ctx: Context, media: Path, key: str = "source_audio", *,
+    def make(ctx: Context, media: Path, key: str = "master_audio", *,
              glossary: list[str] | None = None, title: str = "Test episode",
              show: str = "learning-weekly", measurements: dict[str, Any] | None = None) -> Job:
         job_id = f"job{next(counter):03d}"

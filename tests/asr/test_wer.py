@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from pipeline.runner import call_stage
 from pipeline.stages import caption, transcribe
 from tests.asr.fixtures import MakeCtx, MakeJob, references, wer
 
@@ -21,7 +22,7 @@ def test_longform_wer_conformance_and_timestamps(engine: str, asr_ctx: MakeCtx,
                                                  webvtt_validate: Any) -> None:
     name = "longform_concat_16k.flac"
     ctx = asr_ctx(engine)
-    job = caption.run(transcribe.run(make_job(ctx, shared_audio / name), ctx), ctx)
+    job = call_stage(caption, call_stage(transcribe, make_job(ctx, shared_audio / name), ctx), ctx)
     data = json.loads(ctx.workspace.abs(job.files["transcript_words"]).read_text())
     words = data["words"]
     text = " ".join(w["word"] for w in words)
@@ -42,7 +43,7 @@ def test_windowed_transcription_keeps_accuracy_and_times(engine: str, asr_ctx: M
                                                          shared_audio: Path) -> None:
     """30 s windows over the 104 s clip: what an hour gets at 10 min, four times over."""
     ctx = asr_ctx(engine, transcribe={"window_minutes": 0.5})
-    job = transcribe.run(make_job(ctx, shared_audio / "longform_concat_16k.flac"), ctx)
+    job = call_stage(transcribe, make_job(ctx, shared_audio / "longform_concat_16k.flac"), ctx)
     data = json.loads(ctx.workspace.abs(job.files["transcript_words"]).read_text())
     assert data["windows"] == job.measurements["asr_windows"] >= 3
     words = data["words"]

@@ -7,35 +7,36 @@ import datetime as dt
 import hashlib
 from typing import Any
 
+from pipeline.artifacts import Artifact, Timeline
 from pipeline.config import ShowSettings
 from pipeline.feeds.build import FeedKind, FeedSpec, feed_episodes
 from pipeline.feeds.guid import podcast_guid
 from pipeline.media import AudioInfo, Probe, VideoInfo
-from pipeline.models import Job, Status
+from pipeline.models import Job, Results, Status, StoredArtifact
 from pipeline.sidecar import EpisodeMetadata
 
 BASE = "https://media.example.com/learncast"
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 
 
-def _obj(key: str, size: int, content_type: str) -> dict[str, Any]:
-    return {"key": key, "url": f"{BASE}/{key}", "size": size, "content_type": content_type,
-            "sha256": hashlib.sha256(key.encode()).hexdigest()}
+def _obj(key: str, size: int, content_type: str) -> StoredArtifact:
+    return StoredArtifact(key=key, url=f"{BASE}/{key}", size=size, content_type=content_type,
+                          sha256=hashlib.sha256(key.encode()).hexdigest())
 
 
 def fixture_job(show: str, n: int, title: str, *, video: bool = False, chapters_file: bool = False,
                 duration: float = 600.0, **metadata: Any) -> Job:
     job_id = hashlib.sha256(f"{show}-{n}".encode()).hexdigest()[:12]
     slug = f"episode-{n}-{job_id[:6]}"
-    objects = {"audio": _obj(f"media/{show}/{slug}.mp3", 4_800_000 + n, "audio/mpeg")}
+    objects = {Artifact.AUDIO: _obj(f"media/{show}/{slug}.mp3", 4_800_000 + n, "audio/mpeg")}
     if video:
-        objects["video"] = _obj(f"media/{show}/{slug}.mp4", 48_000_000 + n, "video/mp4")
-    for artifact, mime in (("vtt", "text/vtt"), ("srt", "application/x-subrip"),
-                           ("html", "text/html"), ("txt", "text/plain")):
-        objects[artifact] = _obj(f"transcripts/{show}/{slug}.{artifact}", 1000 + n, mime)
+        objects[Artifact.VIDEO] = _obj(f"media/{show}/{slug}.mp4", 48_000_000 + n, "video/mp4")
+    for artifact, mime in ((Artifact.VTT, "text/vtt"), (Artifact.SRT, "application/x-subrip"),
+                           (Artifact.HTML, "text/html"), (Artifact.TXT, "text/plain")):
+        objects[artifact] = _obj(f"transcripts/{show}/{slug}.{artifact.value}", 1000 + n, mime)
     if chapters_file:
-        objects["chapters"] = _obj(f"episodes/{show}/{slug}/chapters.json", 300,
-                                   "application/json+chapters")
+        objects[Artifact.CHAPTERS] = _obj(f"episodes/{show}/{slug}/chapters.json", 300,
+                                          "application/json+chapters")
     probe = Probe(container="mov,mp4,m4a,3gp,3g2,mj2" if video else "mp3", duration_s=duration,
                   size_bytes=1, audio=AudioInfo("aac" if video else "mp3", 48000, 2),
                   video=VideoInfo("h264", 1920, 1080, 30.0) if video else None)
@@ -43,7 +44,8 @@ def fixture_job(show: str, n: int, title: str, *, video: bool = False, chapters_
                source=f"{slug}.mp4", original=f"archive/{job_id}/{slug}.mp4", probe=probe,
                metadata=EpisodeMetadata.model_validate({"title": title, **metadata}),
                status=Status.PUBLISHED, objects=objects,
-               measurements={"audio_duration_s": duration + 5.4},
+               results=Results(timeline=Timeline.untrimmed(duration).with_durations(
+                   audio=duration + 5.4)),
                created_at=dt.datetime(2026, 3, n, 8, 30, tzinfo=dt.UTC))
 
 

@@ -132,14 +132,15 @@ SHOWS: dict[str, dict[str, Any]] = {
 
 
 @pytest.fixture
-def make_ctx(workspace_dir: Path, ffmpeg: str) -> Callable[..., Context]:
-    """A Context on the test workspace with extra settings (shows, storage base URL)."""
+def make_ctx(ctx: Context) -> Callable[..., Context]:
+    """A Context on the test workspace with extra settings (shows, storage base URL), sharing
+    the test's state store."""
     from pipeline.workspace import open_workspace
 
     def make(**overrides: Any) -> Context:
-        ws = open_workspace(workspace_dir, overrides=overrides)
+        ws = open_workspace(ctx.workspace.root, overrides=overrides)
         ws.ensure()
-        return Context(workspace=ws, ffmpeg=ffmpeg)
+        return Context(workspace=ws, ffmpeg=ctx.ffmpeg, state=ctx.state)
 
     return make
 

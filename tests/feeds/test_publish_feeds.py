@@ -56,7 +56,7 @@ def test_app_sees_episodes_newest_first_with_stored_enclosures(
         shows_ctx: Context, db: StateDB, add_episode: AddEpisode) -> None:
     jobs = [add_episode(f"Episode {n}", show="weekly", seconds=1.0 + n) for n in range(1, 4)]
     add_episode("Still in review", show="weekly", status=Status.AWAITING_REVIEW)
-    results = publish_show(shows_ctx, db, "weekly")
+    results = publish_show(shows_ctx, "weekly")
     assert [(r.kind, r.items, r.uploaded) for r in results] == [("audio", 3, True)]
     pp, fp, root = _parse(shows_ctx, results[0].url)
 
@@ -65,7 +65,7 @@ def test_app_sees_episodes_newest_first_with_stored_enclosures(
     storage = open_storage(shows_ctx.workspace)
     for episode, job in zip(pp["episodes"], reversed(jobs), strict=True):
         (enc,) = episode["enclosures"]
-        stored = storage.stat(job.objects["audio"]["key"])
+        stored = storage.stat(job.objects["audio"].key)
         assert stored is not None
         assert enc["url"] == storage.url(stored.key)
         assert enc["file_size"] == stored.size
@@ -89,15 +89,15 @@ def test_app_sees_episodes_newest_first_with_stored_enclosures(
 def test_publish_is_idempotent_and_guids_are_stable(
         shows_ctx: Context, db: StateDB, add_episode: AddEpisode) -> None:
     add_episode("One", show="weekly")
-    first = publish_all(shows_ctx, db)
+    first = publish_all(shows_ctx)
     assert all(r.uploaded for r in first)
     stored = shows_ctx.workspace.public / first[0].key
     before = (stored.read_bytes(), stored.stat().st_mtime_ns)
-    again = publish_all(shows_ctx, db)
+    again = publish_all(shows_ctx)
     assert [r.uploaded for r in again] == [False] * len(first)
     assert (stored.read_bytes(), stored.stat().st_mtime_ns) == before
     add_episode("Two", show="weekly")
-    third = publish_show(shows_ctx, db, "weekly")
+    third = publish_show(shows_ctx, "weekly")
     assert third[0].uploaded and third[0].items == 2
     pp = podcastparser.parse(third[0].url, io.BytesIO(stored.read_bytes()))
     guids = {e["title"]: e["guid"] for e in pp["episodes"]}
@@ -108,10 +108,10 @@ def test_publish_is_idempotent_and_guids_are_stable(
 def test_podcast_guid_kept_when_the_feed_url_changes(
         make_ctx, shows_ctx: Context, db: StateDB, add_episode: AddEpisode) -> None:
     add_episode("One", show="weekly")
-    (first,) = publish_show(shows_ctx, db, "weekly")
+    (first,) = publish_show(shows_ctx, "weekly")
     moved = make_ctx(shows=[s.model_dump() for s in shows_ctx.settings.shows],
                      storage={"public_base_url": "https://learn.example.com/podcasts"})
-    (second,) = publish_show(moved, db, "weekly")
+    (second,) = publish_show(moved, "weekly")
     assert second.url.startswith("https://learn.example.com/podcasts/")
     root = etree.fromstring(second.path.read_bytes())
     assert root.xpath("string(channel/podcast:guid)", namespaces=NS) == podcast_guid(first.url)
@@ -123,20 +123,20 @@ def test_video_feed_with_alternate_enclosures(
         shows_ctx: Context, db: StateDB, add_episode: AddEpisode) -> None:
     audio_only = add_episode("Audio only", show="weekly")
     both = add_episode("Screen recording", show="weekly", video=True)
-    results = {r.kind: r for r in publish_show(shows_ctx, db, "weekly")}
+    results = {r.kind: r for r in publish_show(shows_ctx, "weekly")}
     assert results["audio"].items == 2 and results["video"].items == 1
     assert results["video"].path.name == "video.xml"
     pp, _fp, root = _parse(shows_ctx, results["video"].url)
     (episode,) = pp["episodes"]
     (enc,) = episode["enclosures"]
     assert enc["mime_type"] == "video/mp4"
-    assert enc["file_size"] == both.objects["video"]["size"]
+    assert enc["file_size"] == both.objects["video"].size
     assert root.xpath("string(channel/podcast:medium)", namespaces=NS) == "video"
     alts = root.xpath("channel/item/podcast:alternateEnclosure", namespaces=NS)
     assert [(a.get("type"), a.get("default")) for a in alts] == [("video/mp4", "true"),
                                                                   ("audio/mpeg", None)]
     assert alts[1].xpath("string(podcast:source/@uri)", namespaces=NS) == \
-        both.objects["audio"]["url"]
+        both.objects["audio"].url
     assert alts[0].get("height") == "120"
     assert alts[0].xpath("string(podcast:integrity/@value)", namespaces=NS).startswith(
         "sha256-")
@@ -152,7 +152,7 @@ def test_serial_course_is_oldest_first_by_episode_number(
     add_episode("Session 2", show="course", episode=2)
     add_episode("Session 1", show="course", episode=1)
     add_episode("Session 3", show="course", episode=3)
-    (result,) = publish_show(shows_ctx, db, "course")
+    (result,) = publish_show(shows_ctx, "course")
     pp, _fp, root = _parse(shows_ctx, result.url)
     # the feed lists sessions in course order (apps order serial shows oldest first by date)
     assert root.xpath("channel/item/title/text()") == ["Session 1", "Session 2", "Session 3"]
@@ -165,15 +165,15 @@ def test_serial_course_is_oldest_first_by_episode_number(
 def test_internal_show_is_blocked_locked_and_unguessable(
         shows_ctx: Context, db: StateDB, add_episode: AddEpisode) -> None:
     add_episode("Quarterly goals", show="internal")
-    (first,) = publish_show(shows_ctx, db, "internal")
+    (first,) = publish_show(shows_ctx, "internal")
     folder = Path(urlparse(first.url).path).parent.name
     assert folder.startswith("internal-") and len(folder) == len("internal-") + 32
-    (second,) = publish_show(shows_ctx, db, "internal")
+    (second,) = publish_show(shows_ctx, "internal")
     assert second.url == first.url  # the token is kept
     _, _, root = _parse(shows_ctx, first.url)
     assert root.xpath("string(channel/itunes:block)", namespaces=NS) == "Yes"
     assert root.xpath("string(channel/podcast:locked)", namespaces=NS) == "yes"
-    (public,) = publish_show(shows_ctx, db, "weekly")
+    (public,) = publish_show(shows_ctx, "weekly")
     _, _, proot = _parse(shows_ctx, public.url)
     assert proot.xpath("string(channel/podcast:locked)", namespaces=NS) == "no"
     assert not proot.xpath("channel/itunes:block", namespaces=NS)
@@ -186,16 +186,16 @@ def test_future_episode_appears_once_its_time_has_come(
     add_episode("Out now", show="weekly")
     add_episode("Next week", show="weekly",
                 publish_date=(now + dt.timedelta(days=7)).isoformat())
-    (result,) = publish_show(shows_ctx, db, "weekly", now=now)
+    (result,) = publish_show(shows_ctx, "weekly", now=now)
     assert result.items == 1
-    assert shows_due(shows_ctx, db, now=now + dt.timedelta(days=1)) == []
+    assert shows_due(shows_ctx, now=now + dt.timedelta(days=1)) == []
     later = now + dt.timedelta(days=8)
-    assert shows_due(shows_ctx, db, now=later) == ["weekly"]
-    (republished,) = publish_due(shows_ctx, db, now=later)
+    assert shows_due(shows_ctx, now=later) == ["weekly"]
+    (republished,) = publish_due(shows_ctx, now=later)
     assert republished.items == 2 and republished.uploaded
     pp, _, _ = _parse(shows_ctx, republished.url)
     assert [e["title"] for e in pp["episodes"]] == ["Next week", "Out now"]
-    assert shows_due(shows_ctx, db, now=later) == []
+    assert shows_due(shows_ctx, now=later) == []
 
 
 def test_special_characters_round_trip(
@@ -203,7 +203,7 @@ def test_special_characters_round_trip(
     title = "Q&A <script>alert(1)</script> 🎧 مرحبا بالعالم"
     description = "Tom & Jerry's \"guide\" <b>bold</b> 🚀 — שלום"
     add_episode(title, show="weekly", description=description)
-    (result,) = publish_show(shows_ctx, db, "weekly")
+    (result,) = publish_show(shows_ctx, "weekly")
     raw = _stored_bytes(shows_ctx, result.url)
     assert b"<script>" not in raw  # escaped, never live markup
     pp, fp, root = _parse(shows_ctx, result.url)
@@ -222,7 +222,7 @@ def test_one_broken_show_does_not_block_the_others(
     add_episode("Fine", show="weekly")
     add_episode("Session without a number", show="course")
     with pytest.raises(PublishError) as info:
-        publish_all(shows_ctx, db)
+        publish_all(shows_ctx)
     assert list(info.value.failures) == ["course"]
     assert "<itunes:episode> is missing; serial shows need an episode number" in str(info.value)
     assert sorted(r.show for r in info.value.results) == ["internal", "weekly"]

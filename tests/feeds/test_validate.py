@@ -3,6 +3,7 @@ rejected with a message that names the field and what to do."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +12,12 @@ from lxml import etree
 
 from pipeline.errors import PipelineError
 from pipeline.feeds.build import build_feed
-from pipeline.feeds.validate import FeedValidationError, check_artwork, validate_feed
+from pipeline.feeds.validate import (
+    FeedValidationError,
+    check_artwork,
+    feed_warnings,
+    validate_feed,
+)
 from tests.feeds.fixtures import fixture_spec
 from tests.feeds.plugin import make_artwork
 
@@ -167,3 +173,13 @@ def test_artwork_missing_or_not_an_image(tmp_path: Path) -> None:
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     assert "is not a readable image" in check_artwork(bad)[0]
+
+
+def test_locked_without_an_owner_is_a_warning_not_a_refusal() -> None:
+    spec = fixture_spec("video")
+    assert feed_warnings(build_feed(spec)) == []  # locked, owner_email set
+    anonymous = dataclasses.replace(spec, show=spec.show.model_copy(update={"owner_email": ""}))
+    xml = build_feed(anonymous)
+    assert validate_feed(xml) == []
+    [warning] = feed_warnings(xml)
+    assert "podcast:locked has no owner" in warning and "owner_email" in warning

@@ -1,7 +1,7 @@
 """Episodes with captions for the review tests, built the way the pipeline builds them.
 
-Until the transcription/caption stages (issue 4) are in this branch, the fixture writes the
-caption files those stages produce (`transcripts/<show>/<slug>.vtt/.json/.qa.json`) directly,
+Speech recognition on generated tones would caption nothing, so the fixture writes the caption
+files the caption stage produces (`transcripts/<show>/<slug>.vtt/.json/.qa.json`) directly,
 ingests real media generated with ffmpeg, and runs the real runner up to the review gate.
 """
 
@@ -66,7 +66,7 @@ def make_episode(ctx: Context, db: StateDB, make_media) -> MakeEpisode:
         else:
             media = make_media(inbox / f"{name}.mp3", "-f", "lavfi", "-i",
                                f"sine=frequency=330:duration={seconds}", "-c:a", "libmp3lame")
-        [result] = runner.ingest_ready(ctx, db, wait=True)
+        [result] = runner.ingest_ready(ctx, wait=True)
         assert result.outcome == "new", result.message
         [job] = [j for j in db.all() if j.source == media.name]
         folder = ctx.workspace.transcripts / job.show
@@ -87,16 +87,14 @@ def make_episode(ctx: Context, db: StateDB, make_media) -> MakeEpisode:
              "glossary": {}}))
         for key, path in files.items():
             job = job.with_file(key, ctx.workspace.rel(path))
-        # The deliverable the encode stage would produce: the MP4/MP3 as recorded.
-        job = job.with_file(kind, job.original)
         db.save(job)
-        # These files stand for the output of transcribe, encode and caption (real ASR on a
-        # tone would caption nothing): record those stages as done; the real runner does the
-        # rest — prepare, trim, normalise, chapters, the review gate, upload and publish.
-        for name in ("transcribe", "encode", "caption"):
+        # These files stand for the output of transcribe and caption (real ASR on a tone would
+        # caption nothing): record those stages as done; the real runner does the rest —
+        # prepare, trim, normalise, encode, chapters, package, the gate, upload and publish.
+        for name in ("transcribe", "caption"):
             db.stage_started(job.id, name)
             db.stage_finished(job, name, 0.0)
-        runner.work_queue(ctx, db)
+        runner.work_queue(ctx)
         stored = db.get(job.id)
         assert stored is not None
         return stored

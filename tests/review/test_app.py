@@ -7,8 +7,10 @@ import re
 import pytest
 from flask.testing import FlaskClient
 
+from pipeline.artifacts import Timeline
 from pipeline.errors import ConfigError
 from pipeline.models import Job, Status
+from pipeline.review import service
 from pipeline.review.app import create_app
 from pipeline.state import StateDB
 from pipeline.workspace import Context
@@ -78,7 +80,7 @@ def test_edit_through_the_form_rewrites_files(ctx: Context, db: StateDB, episode
         "end": "4.1", "text": "Today we look at the\r\ntravel expense policy."})
     assert response.status_code == 303 and response.location.endswith("#cue-2")
     job = db.get(episode.id)
-    assert job is not None and job.measurements["caption_revision"] == 2
+    assert job is not None and service.revision(job) == 2
     vtt = ctx.workspace.abs(job.files["vtt"]).read_text()
     assert "00:00:02.200 --> 00:00:04.100\nToday we look at the\ntravel expense policy." in vtt
     page = client.get(f"/episodes/{episode.id}").get_data(as_text=True)
@@ -150,8 +152,8 @@ def test_token_is_required_off_loopback(ctx: Context, db: StateDB, episode: Job)
 
 
 def test_plots_render_as_svg(ctx: Context, db: StateDB, episode: Job) -> None:
-    job = episode.with_measurements(trim={"start_s": 0.4, "end_s": 7.5,
-                                          "removed_pauses": [[3.0, 3.6]]})
+    job = episode.with_results(timeline=Timeline(source_duration_s=8.0,
+                                                 kept=((0.4, 3.0), (3.6, 7.5))))
     db.save(job)
     client = client_for(ctx, db)
     for name in ("reading-speed", "waveform"):

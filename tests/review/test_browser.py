@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from pipeline.models import Status
+from pipeline.review import service
 from pipeline.state import StateDB
 from pipeline.workspace import Context
 from tests.conftest import learncast
@@ -98,7 +99,7 @@ def test_review_session_in_a_real_browser(ctx: Context, db: StateDB, workspace_d
     page.get_by_role("button", name="Save cue 2").click()
     page.wait_for_selector("text=Saved: edited cue 2")
     saved = db.get(job.id)
-    assert saved is not None and saved.measurements["caption_revision"] == 2
+    assert saved is not None and service.revision(saved) == 2
     assert saved.measurements["review_edit_distance_words"] == 1
     vtt = ctx.workspace.abs(saved.files["vtt"]).read_text()
     assert "Today we look at the\ntravel expense policy." in vtt
@@ -139,8 +140,8 @@ def test_review_session_in_a_real_browser(ctx: Context, db: StateDB, workspace_d
     assert done.returncode == 0, done.stdout + done.stderr
     after = db.get(job.id)
     assert after is not None and db.stage_status(job.id)["review"]["status"] == "done"
-    assert after.measurements["reviewed_by"] == "Ana Reviewer"
-    assert after.measurements["review_revision"] == 4
+    assert after.results.review is not None and after.results.review.reviewer == "Ana Reviewer"
+    assert after.results.review.revision == 4
 
 
 def test_cross_site_form_posts_are_refused(db: StateDB, make_episode: MakeEpisode,

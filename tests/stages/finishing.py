@@ -15,6 +15,7 @@ import numpy as np
 from pipeline.fsutil import sha256_file
 from pipeline.media import probe
 from pipeline.models import Job
+from pipeline.runner import call_stage
 from pipeline.sidecar import EpisodeMetadata
 from pipeline.stages import prepare
 from pipeline.workspace import Context
@@ -33,7 +34,18 @@ def make_job(ctx: Context, media: Path, *, metadata: EpisodeMetadata | None = No
               source=media.name, original=ws.rel(original), probe=probe(original),
               metadata=meta, files={"original": ws.rel(original)})
     ws.job_dir(job.id).mkdir(parents=True, exist_ok=True)
-    return prepare.run(job, ctx)
+    return call_stage(prepare, job, ctx)
+
+
+def upto(ctx: Context, job: Job, last: str, *, first: str = "trim") -> Job:
+    """Run the stages `first`..`last` in pipeline order (as the runner would: inputs
+    resolved, declarations checked)."""
+    from pipeline.runner import STAGES
+
+    names = [s.name for s in STAGES]
+    for stage in STAGES[names.index(first):names.index(last) + 1]:
+        job = call_stage(stage, job, ctx)
+    return job
 
 
 def ebur128(ffmpeg: str, path: Path, stream: str = "a:0") -> dict[str, float]:

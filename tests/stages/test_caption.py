@@ -12,6 +12,7 @@ from lxml import html as lxml_html
 
 from pipeline.captions.profiles import PROFILES
 from pipeline.errors import PipelineError
+from pipeline.runner import call_stage
 from pipeline.stages import caption, transcribe
 from tests.asr.fixtures import MakeCtx, MakeJob, references, wer
 from tests.captions.srt import parse_srt
@@ -28,9 +29,10 @@ def test_writes_every_format_shifted_by_the_content_offset(
         asr_ctx: MakeCtx, make_job: MakeJob, shared_audio: Path,
         webvtt_validate: Any) -> None:
     ctx = asr_ctx()
-    job = transcribe.run(make_job(ctx, shared_audio / "jfk.flac", title="Ask not"), ctx)
-    base = parse_srt(_read(ctx, caption.run(job, ctx), "srt"))
-    shifted = caption.run(job.with_measurements(content_offset_s=4.25), ctx)
+    job = call_stage(transcribe, make_job(ctx, shared_audio / "jfk.flac", title="Ask not"), ctx)
+    base = parse_srt(_read(ctx, call_stage(caption, job, ctx), "srt"))
+    intro = job.timeline.with_intro(4.25)  # what encode records after a 4.75 s intro
+    shifted = call_stage(caption, job.with_results(timeline=intro), ctx)
     folder = ctx.workspace.transcripts / "learning-weekly"
     for name in FORMATS:
         suffix = "qa.json" if name == "qa" else name
@@ -68,7 +70,7 @@ def test_harvard_8k_clip_conforms_and_validates(engine: str, asr_ctx: MakeCtx,
                                                 webvtt_validate: Any) -> None:
     name = "OSR_us_000_0034_8k.wav"
     ctx = asr_ctx(engine)
-    job = caption.run(transcribe.run(make_job(ctx, shared_audio / name), ctx), ctx)
+    job = call_stage(caption, call_stage(transcribe, make_job(ctx, shared_audio / name), ctx), ctx)
     transcript = json.loads(_read(ctx, job, "json"))
     text = " ".join(w["word"] for w in transcript["words"])
     assert wer(references(shared_audio)[name]["reference"], text) <= 0.10
@@ -84,10 +86,10 @@ def test_other_profiles_apply_their_line_length(asr_ctx: MakeCtx, make_job: Make
                                                 shared_audio: Path,
                                                 webvtt_validate: Any) -> None:
     ctx = asr_ctx("faster-whisper")
-    job = transcribe.run(make_job(ctx, shared_audio / "OSR_us_000_0034_8k.wav"), ctx)
+    job = call_stage(transcribe, make_job(ctx, shared_audio / "OSR_us_000_0034_8k.wav"), ctx)
     for profile in ("bbc", "dcmp-edu", "netflix-en"):
         ctx_p = asr_ctx("faster-whisper", captions={"profile": profile})
-        done = caption.run(job, ctx_p)
+        done = call_stage(caption, job, ctx_p)
         limit = PROFILES[profile].max_chars_per_line
         cues = parse_srt(_read(ctx_p, done, "srt"))
         assert all(len(line) <= limit for c in cues for line in c.lines), profile
@@ -102,9 +104,9 @@ def test_empty_transcript_gives_valid_empty_captions(
         webvtt_validate: Any, caplog: pytest.LogCaptureFixture) -> None:
     ctx = asr_ctx()
     silence = make_media(tmp_path / "s.wav", "-f", "lavfi", "-i", "anullsrc=cl=mono", "-t", "3")
-    job = transcribe.run(make_job(ctx, silence), ctx)
+    job = call_stage(transcribe, make_job(ctx, silence), ctx)
     with caplog.at_level(logging.WARNING):
-        job = caption.run(job, ctx)
+        job = call_stage(caption, job, ctx)
     assert _read(ctx, job, "vtt") == "WEBVTT\n"
     assert webvtt_validate(ctx.workspace.abs(job.files["vtt"])) == {"errors": [], "cues": []}
     assert _read(ctx, job, "srt") == ""
@@ -116,8 +118,8 @@ def test_empty_transcript_gives_valid_empty_captions(
 def test_missing_transcript_is_a_clear_error(asr_ctx: MakeCtx, make_job: MakeJob,
                                              shared_audio: Path) -> None:
     ctx = asr_ctx()
-    with pytest.raises(PipelineError, match="no transcript to caption"):
-        caption.run(make_job(ctx, shared_audio / "jfk.flac"), ctx)
+    with pytest.raises(PipelineError, match=r"needs the transcript_words .* never made"):
+        call_stage(caption, make_job(ctx, shared_audio / "jfk.flac"), ctx)
 
 
 @pytest.mark.slow

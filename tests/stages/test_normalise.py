@@ -11,10 +11,11 @@ from mutagen.mp3 import MP3, BitrateMode
 
 from pipeline.audio.loudness import PROFILES
 from pipeline.errors import PipelineError
-from pipeline.stages import encode, normalise
+from pipeline.runner import call_stage
+from pipeline.stages import encode
 from pipeline.workspace import Context
 from tests.conftest import MakeMedia
-from tests.stages.finishing import ebur128, make_job, speech_at, with_settings
+from tests.stages.finishing import ebur128, make_job, speech_at, upto, with_settings
 
 
 def _sample_rate(path: Path) -> int:
@@ -51,13 +52,13 @@ def test_audio_reaches_profile_on_the_mp3(ctx: Context, shared_audio: Path, tmp_
     if name == "loud-clipping":
         assert measured_in["tp"] >= -0.1, measured_in  # peaks at 0 dBFS
 
-    job = normalise.run(make_job(ctx, src), ctx)
+    job = upto(ctx, make_job(ctx, src), "normalise")
     master = ctx.workspace.abs(job.files["master_audio"])
     assert master.suffix == ".flac" and _sample_rate(master) == 44100
-    job = encode.run(job, ctx)
+    job = call_stage(encode, job, ctx)
 
     target = PROFILES[profile].integrated
-    mp3 = ctx.workspace.abs(job.files["audio"])
+    mp3 = ctx.workspace.abs(job.files["encoded_audio"])
     got = _check_within(ctx.ffmpeg, mp3, target)
     info = MP3(mp3).info
     assert info.sample_rate == 44100
@@ -65,13 +66,12 @@ def test_audio_reaches_profile_on_the_mp3(ctx: Context, shared_audio: Path, tmp_
     assert info.bitrate_mode == BitrateMode.CBR  # LAME's Info header: constant bitrate
     assert abs(info.bitrate - (96000 if channels == 1 else 128000)) < 500
 
-    loud = job.measurements["loudness"]
-    assert loud["profile"] == profile
-    assert abs(loud["before"]["integrated"] - measured_in["i"]) <= 0.3
-    assert abs(loud["final"]["audio"]["integrated"] - got["i"]) <= 0.3
-    assert set(loud["master"]) == {"integrated", "true_peak", "lra"}
+    loud = job.results.loudness
+    assert loud is not None and loud.profile == profile
+    assert abs(loud.before.integrated - measured_in["i"]) <= 0.3
+    assert abs(loud.final["audio"].integrated - got["i"]) <= 0.3
     if name == "loud-clipping":
-        assert loud["limited"] is False and loud["gain_db"] < -8
+        assert loud.limited is False and loud.gain_db < -8
 
 
 def test_peaky_quiet_recording_is_limited_and_recorded(ctx: Context, shared_audio: Path,
@@ -85,18 +85,18 @@ def test_peaky_quiet_recording_is_limited_and_recorded(ctx: Context, shared_audi
                     "adelay=delays=5000:all=1", "-filter_complex",
                     "[0:a][1:a]amix=inputs=2:duration=first:normalize=0", "-c:a", "pcm_s16le",
                     str(knock)], check=True)
-    job = encode.run(normalise.run(make_job(ctx, knock), ctx), ctx)
-    loud = job.measurements["loudness"]
-    assert loud["limited"] is True and loud["gain_db"] > 15, loud
-    _check_within(ctx.ffmpeg, ctx.workspace.abs(job.files["audio"]), -16.0)
+    job = upto(ctx, make_job(ctx, knock), "encode")
+    loud = job.results.loudness
+    assert loud is not None and loud.limited is True and loud.gain_db > 15, loud
+    _check_within(ctx.ffmpeg, ctx.workspace.abs(job.files["encoded_audio"]), -16.0)
 
 
 def test_telephone_8k_is_upsampled_explicitly(ctx: Context, shared_audio: Path) -> None:
-    job = normalise.run(make_job(ctx, shared_audio / "OSR_us_000_0034_8k.wav"), ctx)
+    job = upto(ctx, make_job(ctx, shared_audio / "OSR_us_000_0034_8k.wav"), "normalise")
     master = ctx.workspace.abs(job.files["master_audio"])
     assert _sample_rate(master) == 44100  # never 192 kHz, never left at 8 kHz
-    job = encode.run(job, ctx)
-    _check_within(ctx.ffmpeg, ctx.workspace.abs(job.files["audio"]),
+    job = call_stage(encode, job, ctx)
+    _check_within(ctx.ffmpeg, ctx.workspace.abs(job.files["encoded_audio"]),
                   PROFILES["apple-podcast-mono"].integrated)
 
 
@@ -107,14 +107,14 @@ def test_video_48k_both_deliverables_verified(ctx: Context, make_media: MakeMedi
                       "sine=frequency=300:sample_rate=48000:duration=6,"
                       "volume='0.05+0.04*sin(2*PI*t)':eval=frame",
                       "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-ac", "2")
-    job = normalise.run(make_job(ctx, clip), ctx)
+    job = upto(ctx, make_job(ctx, clip), "normalise")
     assert _sample_rate(ctx.workspace.abs(job.files["master_audio"])) == 48000
-    job = encode.run(job, ctx)
-    mp4 = ctx.workspace.abs(job.files["video"])
+    job = call_stage(encode, job, ctx)
+    mp4 = ctx.workspace.abs(job.files["encoded_video"])
     _check_within(ctx.ffmpeg, mp4, -16.0)
     assert _sample_rate(mp4) == 48000
-    _check_within(ctx.ffmpeg, ctx.workspace.abs(job.files["audio"]), -16.0)
-    assert set(job.measurements["loudness"]["final"]) == {"audio", "video"}
+    _check_within(ctx.ffmpeg, ctx.workspace.abs(job.files["encoded_audio"]), -16.0)
+    assert set(job.results.loudness.final) == {"audio", "video"}
 
 
 @pytest.mark.parametrize(("profile", "target", "tolerance"),
@@ -123,8 +123,8 @@ def test_other_profiles(ctx: Context, shared_audio: Path, tmp_path: Path, profil
                         target: float, tolerance: float) -> None:
     ctx = with_settings(ctx, loudness={"profile": profile})
     src = speech_at(ctx.ffmpeg, shared_audio / "jfk.flac", tmp_path / "in.wav", -14.0)
-    job = encode.run(normalise.run(make_job(ctx, src), ctx), ctx)
-    _check_within(ctx.ffmpeg, ctx.workspace.abs(job.files["audio"]), target,
+    job = upto(ctx, make_job(ctx, src), "encode")
+    _check_within(ctx.ffmpeg, ctx.workspace.abs(job.files["encoded_audio"]), target,
                   tolerance=tolerance)
 
 
@@ -132,10 +132,11 @@ def test_encode_fails_with_figures_when_off_target(ctx: Context, shared_audio: P
                                                    tmp_path: Path) -> None:
     """A master that was never normalised must not become a deliverable."""
     src = speech_at(ctx.ffmpeg, shared_audio / "jfk.flac", tmp_path / "in.wav", -30.0)
-    job = make_job(ctx, src)  # normalise skipped: encode falls back to the source audio
+    job = make_job(ctx, src)  # a "master" that is the untouched source: normalise skipped
+    job = job.with_file("master_audio", job.files["source_audio"])
     with pytest.raises(PipelineError, match=r"misses the apple-podcast loudness target: "
                                             r"measured -3\d\.\d LUFS"):
-        encode.run(job, ctx)
+        call_stage(encode, job, ctx)
     assert not list(ctx.workspace.job_dir(job.id).glob("*.mp3"))
 
 
@@ -144,4 +145,4 @@ def test_silence_is_refused_with_advice(ctx: Context, make_media: MakeMedia,
     src = make_media(tmp_path / "silent.wav", "-f", "lavfi", "-i",
                      "anullsrc=r=44100:cl=mono", "-t", "3")
     with pytest.raises(PipelineError, match="silent or nearly so"):
-        normalise.run(make_job(ctx, src), ctx)
+        upto(ctx, make_job(ctx, src), "normalise")

@@ -14,7 +14,7 @@ def test_prepare_extracts_lossless_audio_and_downmixes_surround(
         ctx: Context, db: StateDB, make_media) -> None:
     make_media(ctx.workspace.inbox / "surround.mkv", "-f", "lavfi", "-i",
                "sine=frequency=300:duration=2.5:sample_rate=48000", "-ac", "6")
-    report = process_inbox(ctx, db)
+    report = process_inbox(ctx)
     [outcome] = report.processed
     job = db.get(outcome.job_id)
     assert job is not None and job.probe is not None
@@ -34,7 +34,7 @@ def test_working_copy_of_an_mp3_has_full_size_flac_blocks(
     later stage decode 1.7 million blocks for a 30-minute podcast."""
     make_media(ctx.workspace.inbox / "podcast.mp3", "-f", "lavfi", "-i",
                "sine=frequency=300:duration=3:sample_rate=44100", "-c:a", "libmp3lame")
-    [outcome] = process_inbox(ctx, db).processed
+    [outcome] = process_inbox(ctx).processed
     job = db.get(outcome.job_id)
     assert job is not None
     with av.open(str(ctx.workspace.abs(job.files["source_audio"]))) as flac:

@@ -20,7 +20,8 @@ from pipeline.feeds.podcast2 import PODCAST_NS
 from pipeline.feeds.publish import publish_show
 from pipeline.feeds.validate import FeedValidationError
 from pipeline.models import Status
-from pipeline.stages import publish
+from pipeline.runner import call_stage
+from pipeline.stages import publish, upload
 from pipeline.state import StateDB
 from pipeline.storage import open_storage
 from pipeline.workspace import Context
@@ -38,24 +39,23 @@ def _feed(ctx: Context, key: str = "feeds/learning-weekly/podcast.xml") -> bytes
     return stored.read_bytes()
 
 
-def test_stage_uploads_chapters_then_publishes_feeds(ctx: Context, db: StateDB,
-                                                     add_episode: AddEpisode) -> None:
+def test_upload_then_publish_puts_chapters_and_feeds_in_storage(
+        ctx: Context, db: StateDB, add_episode: AddEpisode) -> None:
     add_episode("Already out")
-    job = add_episode("New one", status=Status.PROCESSING, seconds=3.0)
+    job = add_episode("New one", status=Status.PROCESSING, seconds=3.0, upload=False)
     chapters = ctx.workspace.job_dir(job.id) / "chapters.json"
     chapters.write_text(json.dumps({"version": "1.2.0", "chapters": [
         {"startTime": 0, "title": "Start"}]}))
     job = job.with_file("chapters", ctx.workspace.rel(chapters))
 
-    out = publish.run(job, ctx)
+    out = call_stage(publish, call_stage(upload, job, ctx), ctx)
 
     obj = out.objects["chapters"]
-    assert open_storage(ctx.workspace).stat(obj["key"]).size == chapters.stat().st_size
-    assert obj["content_type"] == "application/json+chapters"
-    assert out.measurements["audio_duration_s"] == pytest.approx(3.0, abs=0.1)
-    assert "published_at" in out.measurements
-    assert out.measurements["feeds"] == {
-        "audio": "http://localhost:8080/feeds/learning-weekly/podcast.xml"}
+    assert open_storage(ctx.workspace).stat(obj.key).size == chapters.stat().st_size
+    assert obj.content_type == "application/json+chapters"
+    record = out.results.publication
+    assert record is not None and record.published_at <= dt.datetime.now(dt.UTC)
+    assert record.feeds == {"audio": "http://localhost:8080/feeds/learning-weekly/podcast.xml"}
     data = _feed(ctx)
     assert (ctx.workspace.feeds / "learning-weekly" / "podcast.xml").read_bytes() == data
     pp = podcastparser.parse("http://localhost:8080/feeds/learning-weekly/podcast.xml",
@@ -63,24 +63,24 @@ def test_stage_uploads_chapters_then_publishes_feeds(ctx: Context, db: StateDB,
     assert sorted(e["title"] for e in pp["episodes"]) == ["Already out", "New one"]
     root = etree.fromstring(data)
     (url,) = root.xpath("//item[title='New one']/podcast:chapters/@url", namespaces=NS)
-    assert url == obj["url"]
-    assert (ctx.workspace.public / obj["key"]).read_bytes() == chapters.read_bytes()
+    assert url == obj.url
+    assert (ctx.workspace.public / obj.key).read_bytes() == chapters.read_bytes()
 
 
 def test_stage_without_uploaded_media_fails_clearly(ctx: Context,
                                                     add_episode: AddEpisode) -> None:
     job = add_episode("Not uploaded", status=Status.PROCESSING, upload=False)
     with pytest.raises(PipelineError, match="upload stage must run first"):
-        publish.run(job, ctx)
+        call_stage(publish, job, ctx)
     assert not (ctx.workspace.public / "feeds").exists()
 
 
 def test_stage_refuses_objects_missing_from_storage(ctx: Context,
                                                     add_episode: AddEpisode) -> None:
     job = add_episode("Deleted behind our back", status=Status.PROCESSING)
-    open_storage(ctx.workspace).delete(job.objects["vtt"]["key"])
+    open_storage(ctx.workspace).delete(job.objects["vtt"].key)
     with pytest.raises(PipelineError, match=r"uploaded vtt of episode .* is missing in storage"):
-        publish.run(job, ctx)
+        call_stage(publish, job, ctx)
     assert not (ctx.workspace.public / "feeds").exists()
 
 
@@ -89,7 +89,7 @@ def test_invalid_feed_is_not_uploaded(ctx: Context, add_episode: AddEpisode,
     make_artwork(workspace_dir / "assets" / "artwork.png", (800, 600))
     job = add_episode("Blocked by artwork", status=Status.PROCESSING)
     with pytest.raises(FeedValidationError) as info:
-        publish.run(job, ctx)
+        call_stage(publish, job, ctx)
     assert "is 800x600 px; Apple requires a square image" in str(info.value)
     assert "Apple requires 1400–3000 px" in str(info.value)
     assert not (ctx.workspace.public / "feeds").exists()
@@ -100,7 +100,7 @@ def test_runner_publishes_an_ingested_episode(ctx: Context, db: StateDB, tone) -
     (ctx.workspace.inbox / "welcome.yaml").write_text(
         "title: Welcome aboard\nchapters:\n  - {start: 0, title: Hello}\n"
         "  - {start: 1, title: Next}\n")
-    report = runner.process_inbox(ctx, db)
+    report = runner.process_inbox(ctx)
     [outcome] = report.processed
     done = db.get(outcome.job_id)
 
@@ -109,10 +109,10 @@ def test_runner_publishes_an_ingested_episode(ctx: Context, db: StateDB, tone) -
     assert "chapters" in done.objects
     root = etree.fromstring(_feed(ctx))
     assert root.xpath("channel/item/title/text()") == ["Welcome aboard"]
-    stored = ctx.workspace.public / done.objects["audio"]["key"]
+    stored = ctx.workspace.public / done.objects["audio"].key
     assert root.xpath("string(channel/item/enclosure/@length)") == str(stored.stat().st_size)
     assert root.xpath("channel/item/podcast:chapters/@url", namespaces=NS) == [
-        done.objects["chapters"]["url"]]
+        done.objects["chapters"].url]
 
 
 def test_watch_adds_a_scheduled_episode_when_its_time_comes(
@@ -120,10 +120,10 @@ def test_watch_adds_a_scheduled_episode_when_its_time_comes(
     soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
     add_episode("Out now")
     add_episode("In two seconds", publish_date=soon.isoformat())
-    publish_show(ctx, db, "learning-weekly")
+    publish_show(ctx, "learning-weekly")
     assert etree.fromstring(_feed(ctx)).xpath("channel/item/title/text()") == ["Out now"]
     stop = threading.Event()
-    watcher = threading.Thread(target=runner.watch, args=(ctx, db, stop))
+    watcher = threading.Thread(target=runner.watch, args=(ctx, stop))
     watcher.start()
     try:
         deadline = time.monotonic() + 30
@@ -143,9 +143,9 @@ def test_run_adds_episodes_that_became_due(ctx: Context, db: StateDB,
     now = dt.datetime.now(dt.UTC)
     add_episode("Old")
     add_episode("Due an hour ago", publish_date=(now - dt.timedelta(hours=1)).isoformat())
-    publish_show(ctx, db, "learning-weekly", now=now - dt.timedelta(hours=2))
+    publish_show(ctx, "learning-weekly", now=now - dt.timedelta(hours=2))
     assert etree.fromstring(_feed(ctx)).xpath("channel/item/title/text()") == ["Old"]
-    runner.process_inbox(ctx, db, wait=False)
+    runner.process_inbox(ctx, wait=False)
     assert etree.fromstring(_feed(ctx)).xpath("channel/item/title/text()") == [
         "Due an hour ago", "Old"]
 

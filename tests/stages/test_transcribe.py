@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import PipelineError
+from pipeline.runner import call_stage
 from pipeline.stages import transcribe
 from tests.asr.fixtures import MakeCtx, MakeJob, normalise_text, references
 
@@ -22,10 +23,10 @@ def _load(ctx_: object, job: object) -> dict[str, object]:
 def test_transcribes_jfk_into_words_json(asr_ctx: MakeCtx, make_job: MakeJob,
                                          shared_audio: Path) -> None:
     ctx = asr_ctx()
-    job = transcribe.run(make_job(ctx, shared_audio / "jfk.flac"), ctx)
+    job = call_stage(transcribe, make_job(ctx, shared_audio / "jfk.flac"), ctx)
     data = _load(ctx, job)
     assert data["language"] == "en" and data["engine"] == "openai-whisper"
-    assert data["model_source"] == "bundled" and data["input"] == "source_audio"
+    assert data["model_source"] == "bundled"
     words = data["words"]
     assert isinstance(words, list) and len(words) == 22
     assert set(words[0]) == {"word", "start", "end", "probability"}
@@ -37,18 +38,20 @@ def test_transcribes_jfk_into_words_json(asr_ctx: MakeCtx, make_job: MakeJob,
     assert Path(job.files["transcript_words"]).parts[0] == "work"  # workspace-relative
 
 
-def test_prefers_master_then_trimmed_then_source(asr_ctx: MakeCtx, make_job: MakeJob,
-                                                 shared_audio: Path, tone: object,
-                                                 tmp_path: Path) -> None:
+def test_reads_its_declared_input_only(asr_ctx: MakeCtx, make_job: MakeJob,
+                                       shared_audio: Path, tone: object,
+                                       tmp_path: Path) -> None:
+    """The runner hands transcribe the master; other audio the episode has is not its input."""
     ctx = asr_ctx("faster-whisper")
     beep = tone(tmp_path / "beep.wav", seconds=2.0)  # type: ignore[operator]
     job = make_job(ctx, beep, "source_audio")
     speech = make_job(ctx, shared_audio / "jfk.flac", "master_audio")
     job = job.with_file("master_audio", speech.files["master_audio"])
     job = job.with_file("trimmed_audio", job.files["source_audio"])
-    job = transcribe.run(job, ctx)
-    data = _load(ctx, job)
-    assert data["input"] == "master_audio" and job.measurements["transcript_words"] == 22
+    job = call_stage(transcribe, job, ctx)
+    assert job.measurements["transcript_words"] == 22
+    assert job.results.transcription is not None
+    assert job.results.transcription.engine == "faster-whisper"
 
 
 def test_glossary_from_show_and_sidecar_prompts_and_corrects(
@@ -57,7 +60,7 @@ def test_glossary_from_show_and_sidecar_prompts_and_corrects(
     ctx = asr_ctx("faster-whisper", shows=shows)
     job = make_job(ctx, shared_audio / "fw_hotwords.mp3", show="tools",
                    glossary=["Stable Diffusion", "comfyui"])
-    job = transcribe.run(job, ctx)
+    job = call_stage(transcribe, job, ctx)
     data = _load(ctx, job)
     assert "ComfyUI folder" in str(data["text"])
     glossary = data["glossary"]
@@ -79,7 +82,7 @@ def test_music_only_input_gives_an_empty_transcript_and_a_warning(
         "anoisesrc=d=12:c=pink:a=0.05", "-filter_complex",
         "[0][1][2][3]amix=inputs=4,tremolo=f=4:d=0.7,aecho=0.8:0.7:200:0.3")
     with caplog.at_level(logging.WARNING):
-        job = transcribe.run(make_job(ctx, music), ctx)
+        job = call_stage(transcribe, make_job(ctx, music), ctx)
     assert _load(ctx, job)["words"] == []
     assert job.measurements["speech_detected"] is False
     assert "no speech recognised" in caplog.text
@@ -92,7 +95,7 @@ def test_silent_input_skips_recognition(asr_ctx: MakeCtx, make_job: MakeJob,
     silence = make_media(tmp_path / "silence.wav",  # type: ignore[operator]
                          "-f", "lavfi", "-i", "anullsrc=r=44100:cl=mono", "-t", "5")
     with caplog.at_level(logging.WARNING):
-        job = transcribe.run(make_job(ctx, silence), ctx)
+        job = call_stage(transcribe, make_job(ctx, silence), ctx)
     data = _load(ctx, job)
     assert data["words"] == [] and data["segments"] == [] and data["duration_s"] == 5.0
     assert data["model_source"] == "not loaded"
@@ -103,8 +106,9 @@ def test_missing_audio_is_a_clear_error(asr_ctx: MakeCtx, make_job: MakeJob,
                                         shared_audio: Path) -> None:
     ctx = asr_ctx()
     job = make_job(ctx, shared_audio / "jfk.flac")
-    ctx.workspace.abs(job.files["source_audio"]).unlink()
-    with pytest.raises(PipelineError, match="is missing; run `learncast retry"):
-        transcribe.run(job, ctx)
-    with pytest.raises(PipelineError, match="no audio to transcribe"):
-        transcribe.run(job.replace(files={}), ctx)
+    ctx.workspace.abs(job.files["master_audio"]).unlink()
+    with pytest.raises(PipelineError, match=r"needs the master_audio .* is missing\. Run "
+                                            r"`learncast retry job\d+ --from normalise`"):
+        call_stage(transcribe, job, ctx)
+    with pytest.raises(PipelineError, match="it was never made"):
+        call_stage(transcribe, job.replace(files={}), ctx)

@@ -5,19 +5,32 @@ from __future__ import annotations
 import itertools
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 import pytest
 
 from pipeline.audio.silence import detect, window_levels
-from pipeline.stages import encode, normalise, trim
+from pipeline.models import Job
+from pipeline.runner import call_stage
+from pipeline.stages import trim
 from pipeline.workspace import Context
 from tests.conftest import MakeMedia
-from tests.stages.finishing import duration, make_job, pcm, with_settings
+from tests.stages.finishing import duration, make_job, pcm, upto, with_settings
 
 RATE = 48000
 
+
+
+def _cut(job: Job) -> dict[str, Any]:
+    """What trim decided, in recording time: from the Timeline and the TrimResult."""
+    timeline, result = job.timeline, job.results.trim
+    assert result is not None
+    return {"start_s": timeline.kept[0][0], "end_s": timeline.kept[-1][1],
+            "cut_head_s": timeline.kept[0][0],
+            "cut_tail_s": timeline.source_duration_s - timeline.kept[-1][1],
+            "removed_pauses": result.removed_pauses, "video_path": result.video_path}
 
 def _bursts(make_media: MakeMedia, path: Path, *, noise: float, length: float = 10.0,
             bursts: str = "between(t,3,4.5)+between(t,6,7)") -> Path:
@@ -33,8 +46,8 @@ def test_cuts_to_first_and_last_sound_plus_padding(ctx: Context, make_media: Mak
     """Same content at two noise floors ~32 dB apart: a fixed dBFS gate could not get both
     right; the floor-relative threshold does."""
     src = _bursts(make_media, tmp_path / "bursts.wav", noise=noise)
-    job = trim.run(make_job(ctx, src), ctx)
-    cut = job.measurements["trim"]
+    job = call_stage(trim, make_job(ctx, src), ctx)
+    cut = _cut(job)
     assert cut["start_s"] == pytest.approx(3.0 - 0.3, abs=0.03)
     assert cut["end_s"] == pytest.approx(7.0 + 0.3, abs=0.03)
     assert cut["cut_head_s"] == pytest.approx(2.7, abs=0.03)
@@ -53,8 +66,8 @@ def test_padding_is_configurable_and_pauses_kept_by_default(ctx: Context,
                                                             make_media: MakeMedia,
                                                             tmp_path: Path) -> None:
     src = _bursts(make_media, tmp_path / "b.wav", noise=0.002)
-    job = trim.run(make_job(ctx, src), with_settings(ctx, trim={"padding_s": 1.0}))
-    cut = job.measurements["trim"]
+    job = call_stage(trim, make_job(ctx, src), with_settings(ctx, trim={"padding_s": 1.0}))
+    cut = _cut(job)
     assert (cut["start_s"], cut["end_s"]) == (pytest.approx(2.0, abs=0.03),
                                               pytest.approx(8.0, abs=0.03))
     assert cut["removed_pauses"] == []  # the 1.5 s gap stays: shortening is off by default
@@ -65,8 +78,8 @@ def test_shortens_long_pauses_when_enabled(ctx: Context, make_media: MakeMedia,
     src = _bursts(make_media, tmp_path / "p.wav", noise=0.002, length=14.0,
                   bursts="between(t,2,3)+between(t,8,9)+between(t,9.8,10.5)")
     ctx2 = with_settings(ctx, trim={"shorten_pauses": True, "max_pause_s": 1.0})
-    job = trim.run(make_job(ctx, src), ctx2)
-    cut = job.measurements["trim"]
+    job = call_stage(trim, make_job(ctx, src), ctx2)
+    cut = _cut(job)
     assert len(cut["removed_pauses"]) == 1  # the 5 s pause; the 0.8 s one is left alone
     a, b = cut["removed_pauses"][0]
     assert (a, b) == (pytest.approx(3.5, abs=0.03), pytest.approx(7.5, abs=0.03))
@@ -78,15 +91,15 @@ def test_shortens_long_pauses_when_enabled(ctx: Context, make_media: MakeMedia,
 def test_nothing_to_cut_in_continuous_sound(ctx: Context, tone: object,
                                             tmp_path: Path) -> None:
     src = tone(tmp_path / "tone.wav", seconds=3.0)  # type: ignore[operator]
-    job = trim.run(make_job(ctx, src), ctx)
-    assert job.measurements["trim"]["cut_head_s"] == 0.0
-    assert job.measurements["trim"]["cut_tail_s"] == 0.0
+    job = call_stage(trim, make_job(ctx, src), ctx)
+    assert _cut(job)["cut_head_s"] == 0.0
+    assert _cut(job)["cut_tail_s"] == 0.0
 
 
 def test_disabled_keeps_everything(ctx: Context, make_media: MakeMedia,
                                    tmp_path: Path) -> None:
     src = _bursts(make_media, tmp_path / "b.wav", noise=0.002)
-    job = trim.run(make_job(ctx, src), with_settings(ctx, trim={"enabled": False}))
+    job = call_stage(trim, make_job(ctx, src), with_settings(ctx, trim={"enabled": False}))
     assert duration(ctx.workspace.abs(job.files["trimmed_audio"])) == pytest.approx(10.0,
                                                                                     abs=0.03)
 
@@ -156,8 +169,8 @@ def test_av_cut_identically_and_in_sync(ctx: Context, make_media: MakeMedia, tmp
                                         expected_path: str) -> None:
     src = _flash_and_beep(make_media, tmp_path / "sync.mkv")
     ctx = with_settings(ctx, trim=trim_cfg)
-    job = trim.run(make_job(ctx, src), ctx)
-    cut = job.measurements["trim"]
+    job = call_stage(trim, make_job(ctx, src), ctx)
+    cut = _cut(job)
     assert cut["video_path"] == expected_path
     assert cut["start_s"] > 2.5  # the head was really cut
     assert len(cut["removed_pauses"]) == (1 if "shorten_pauses" in trim_cfg else 0)
@@ -167,8 +180,8 @@ def test_av_cut_identically_and_in_sync(ctx: Context, make_media: MakeMedia, tmp
     assert flashes[0] == pytest.approx(4.0 - cut["start_s"], abs=1 / FPS)
     _assert_in_sync(flashes, _beep_times(ctx.ffmpeg, audio))
     # and still in sync in the deliverable (picture copied, AAC audio muxed in)
-    job = encode.run(normalise.run(job, ctx), ctx)
-    mp4 = ctx.workspace.abs(job.files["video"])
+    job = upto(ctx, job, "encode", first="normalise")
+    mp4 = ctx.workspace.abs(job.files["encoded_video"])
     _assert_in_sync(_flash_times(mp4), _beep_times(ctx.ffmpeg, mp4))
 
 
@@ -203,9 +216,9 @@ def test_trimmed_speech_transcript_unchanged(ctx: Context, shared_audio: Path, t
                     "[0:a]aresample=16000,adelay=delays=3000:all=1,apad=pad_dur=4[s];"
                     "[s][1:a]amix=inputs=2:duration=first:normalize=0", "-ac", "1",
                     str(padded)], check=True)
-    job = trim.run(make_job(ctx, padded), ctx)
-    assert job.measurements["trim"]["cut_head_s"] > 2.0
-    assert job.measurements["trim"]["cut_tail_s"] > 2.0
+    job = call_stage(trim, make_job(ctx, padded), ctx)
+    assert _cut(job)["cut_head_s"] > 2.0
+    assert _cut(job)["cut_tail_s"] > 2.0
     trimmed = ctx.workspace.abs(job.files["trimmed_audio"])
     before, after = _transcript(whisper_model, padded), _transcript(whisper_model, trimmed)
     assert after == before

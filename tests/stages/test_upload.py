@@ -10,14 +10,15 @@ import pytest
 
 from pipeline import runner
 from pipeline.errors import PipelineError
+from pipeline.feeds.publish import unpublish
 from pipeline.fsutil import sha256_file, slugify
 from pipeline.models import Job, Status
+from pipeline.runner import call_stage
 from pipeline.sidecar import EpisodeMetadata
 from pipeline.stages import upload
 from pipeline.state import StateDB
 from pipeline.storage.base import http_content_type
 from pipeline.storage.local import META_SUFFIX
-from pipeline.storage.publish import unpublish
 from pipeline.workspace import Context, open_workspace
 from tests.conftest import MakeMedia, learncast
 from tests.storage.s3fixtures import BUCKET, FaultProxy, fail_first, raw_client
@@ -66,66 +67,66 @@ EXPECTED_TYPES = {"audio": "audio/mpeg", "video": "video/mp4", "vtt": "text/vtt"
 
 def test_upload_to_local_storage(ctx: Context, make_media: MakeMedia) -> None:
     job = make_job(ctx, make_media)
-    done = upload.run(job, ctx)
+    done = call_stage(upload, job, ctx)
     assert set(done.objects) == set(EXPECTED_TYPES)
     keys = set()
     for artifact, obj in done.objects.items():
         local = ctx.workspace.abs(job.files[artifact])
-        assert KEY_RE.match(obj["key"]) and obj["key"].isascii(), obj["key"]
-        assert obj["key"].startswith(f"learning-weekly/{job.slug}/")
-        assert obj["sha256"] == sha256_file(local)
-        assert obj["sha256"][:12] in obj["key"]
-        assert obj["size"] == local.stat().st_size
-        assert obj["content_type"] == EXPECTED_TYPES[artifact]  # bare, for the feeds
-        served = json.loads((ctx.workspace.public / (obj["key"] + META_SUFFIX)).read_text())
+        assert KEY_RE.match(obj.key) and obj.key.isascii(), obj.key
+        assert obj.key.startswith(f"learning-weekly/{job.slug}/")
+        assert obj.sha256 == sha256_file(local)
+        assert obj.sha256[:12] in obj.key
+        assert obj.size == local.stat().st_size
+        assert obj.content_type == EXPECTED_TYPES[artifact]  # bare, for the feeds
+        served = json.loads((ctx.workspace.public / (obj.key + META_SUFFIX)).read_text())
         assert served["content_type"] == http_content_type(EXPECTED_TYPES[artifact])
-        assert obj["url"] == f"http://localhost:8080/{obj['key']}"
-        assert (ctx.workspace.public / obj["key"]).read_bytes() == local.read_bytes()
-        keys.add(obj["key"])
+        assert obj.url == f"http://localhost:8080/{obj.key}"
+        assert (ctx.workspace.public / obj.key).read_bytes() == local.read_bytes()
+        keys.add(obj.key)
     assert len(keys) == len(EXPECTED_TYPES)  # one key per rendition
-    assert done.objects["audio"]["key"].endswith(".mp3")
-    assert done.objects["chapters"]["key"].endswith(".chapters.json")
+    assert done.objects["audio"].key.endswith(".mp3")
+    assert done.objects["chapters"].key.endswith(".chapters.json")
     assert done.measurements["upload"]["uploaded"] == len(EXPECTED_TYPES)
 
 
 def test_reupload_skips_unchanged_and_rekeys_changed(ctx: Context,
                                                      make_media: MakeMedia) -> None:
-    job = upload.run(make_job(ctx, make_media, video=False), ctx)
-    again = upload.run(job, ctx)
+    job = call_stage(upload, make_job(ctx, make_media, video=False), ctx)
+    again = call_stage(upload, job, ctx)
     assert again.objects == job.objects
     assert again.measurements["upload"]["uploaded"] == 0
     assert again.measurements["upload"]["unchanged"] == 6
     vtt = ctx.workspace.abs(job.files["vtt"])
     vtt.write_text("WEBVTT\n\n00:00.000 --> 00:02.000\nHello everyone\n")
-    changed = upload.run(again, ctx)
+    changed = call_stage(upload, again, ctx)
     assert changed.measurements["upload"]["uploaded"] == 1
-    assert changed.objects["vtt"]["key"] != job.objects["vtt"]["key"]  # no stale cache hit
+    assert changed.objects["vtt"].key != job.objects["vtt"].key  # no stale cache hit
     assert changed.objects["audio"] == job.objects["audio"]
-    assert changed.measurements["upload"]["superseded"] == [job.objects["vtt"]["key"]]
+    assert changed.results.upload.superseded == [job.objects["vtt"].key]
 
 
 def test_missing_artifact_file_fails_with_advice(ctx: Context, make_media: MakeMedia) -> None:
     job = make_job(ctx, make_media, video=False)
     ctx.workspace.abs(job.files["srt"]).unlink()
     with pytest.raises(PipelineError, match="learncast retry"):
-        upload.run(job, ctx)
+        call_stage(upload, job, ctx)
 
 
 def test_upload_to_s3(workspace_dir: Path, ffmpeg: str, make_media: MakeMedia,
                       s3_workspace_env: dict[str, str], moto_server: str) -> None:
     ws = open_workspace(workspace_dir)
     ws.ensure()
-    ctx = Context(workspace=ws, ffmpeg=ffmpeg)
-    job = upload.run(make_job(ctx, make_media), ctx)
+    ctx = Context(workspace=ws, ffmpeg=ffmpeg, state=StateDB(ws.state_db))
+    job = call_stage(upload, make_job(ctx, make_media), ctx)
     client = raw_client(moto_server)
     for artifact, obj in job.objects.items():
-        head = client.head_object(Bucket=BUCKET, Key=f"podcasts/{obj['key']}")
+        head = client.head_object(Bucket=BUCKET, Key=f"podcasts/{obj.key}")
         assert head["ContentType"] == http_content_type(EXPECTED_TYPES[artifact])
         assert head["CacheControl"] == "public, max-age=31536000, immutable"
-        assert head["Metadata"]["sha256"] == obj["sha256"]
-        assert obj["url"] == f"{moto_server}/{BUCKET}/podcasts/{obj['key']}"
+        assert head["Metadata"]["sha256"] == obj.sha256
+        assert obj.url == f"{moto_server}/{BUCKET}/podcasts/{obj.key}"
     assert "storage" in ctx.resources  # one client per process, reused by later stages
-    assert upload.run(job, ctx).measurements["upload"]["uploaded"] == 0
+    assert call_stage(upload, job, ctx).measurements["upload"]["uploaded"] == 0
 
 
 def insert(db: StateDB, job: Job) -> Job:
@@ -143,11 +144,11 @@ def test_runner_retries_upload_after_dropped_connections(
         monkeypatch.setenv("LEARNCAST_STORAGE__PUBLIC_BASE_URL", "https://cdn.example.org")
         ws = open_workspace(workspace_dir)
         ws.ensure()
-        ctx = Context(workspace=ws, ffmpeg=ffmpeg)
         db = StateDB(ws.state_db)
+        ctx = Context(workspace=ws, ffmpeg=ffmpeg, state=db)
         try:
             job = insert(db, make_job(ctx, make_media, video=False))
-            done = runner._run_stage(ctx, db, job, runner.Stage("upload", upload.run), None)
+            done = runner._run_stage(ctx, job, runner.Stage.of(upload), None)
             assert done.status is not Status.FAILED, done.error
             assert db.stage_status(job.id)["upload"]["attempts"] == 3
             assert [e["kind"] for e in db.events(job.id)].count("retry") == 2
@@ -155,7 +156,7 @@ def test_runner_retries_upload_after_dropped_connections(
         finally:
             db.close()
         assert proxy.count(outcome="drop") == 2
-    assert done.objects["audio"]["url"].startswith("https://cdn.example.org/podcasts/")
+    assert done.objects["audio"].url.startswith("https://cdn.example.org/podcasts/")
 
 
 def test_upload_stage_is_in_the_pipeline() -> None:
@@ -166,22 +167,16 @@ def test_upload_stage_is_in_the_pipeline() -> None:
 # --- unpublish ---------------------------------------------------------------------------
 
 
-def test_unpublish_marks_rebuilds_then_deletes(ctx: Context, db: StateDB,
-                                               make_media: MakeMedia) -> None:
-    job = upload.run(insert(db, make_job(ctx, make_media, video=False)), ctx)
+def test_unpublish_rebuilds_the_feeds_then_deletes(ctx: Context, db: StateDB,
+                                                   make_media: MakeMedia) -> None:
+    job = call_stage(upload, insert(db, make_job(ctx, make_media, video=False)), ctx)
     job = job.replace(status=Status.PUBLISHED)
     db.save(job)
-    files = [ctx.workspace.public / o["key"] for o in job.objects.values()]
-    seen: list[tuple[str, str, bool]] = []
-
-    def rebuild(show: str) -> None:  # what the feeds see at that moment
-        stored = db.get(job.id)
-        assert stored is not None
-        seen.append((show, str(stored.status), all(f.exists() for f in files)))
-
-    deleted = unpublish(ctx, db, job, delete_objects=True, rebuild_feeds=rebuild)
-    assert seen == [("learning-weekly", "unpublished", True)]  # feeds first, objects after
-    assert sorted(deleted) == sorted(o["key"] for o in job.objects.values())
+    feed = ctx.workspace.public / "feeds" / "learning-weekly" / "podcast.xml"
+    files = [ctx.workspace.public / o.key for o in job.objects.values()]
+    deleted = unpublish(ctx, job, delete_objects=True)
+    assert feed.is_file() and job.objects["audio"].url not in feed.read_text()
+    assert sorted(deleted) == sorted(o.key for o in job.objects.values())
     assert not any(f.exists() for f in files)
     after = db.get(job.id)
     assert after is not None and after.status is Status.UNPUBLISHED and after.objects == {}
@@ -189,18 +184,19 @@ def test_unpublish_marks_rebuilds_then_deletes(ctx: Context, db: StateDB,
     assert db.claim_next() is None  # workers leave it alone
 
 
-def test_unpublish_refuses_to_delete_before_feeds_are_rebuilt(
+def test_unpublish_deletes_nothing_when_the_feeds_cannot_be_rebuilt(
         ctx: Context, db: StateDB, make_media: MakeMedia) -> None:
-    job = upload.run(insert(db, make_job(ctx, make_media, video=False)), ctx)
-    db.save(job)
+    job = call_stage(upload, insert(db, make_job(ctx, make_media, video=False)), ctx)
+    db.save(job.replace(status=Status.PUBLISHED))
+    (ctx.workspace.root / ctx.settings.show(None).artwork).unlink()  # the feed is now invalid
     with pytest.raises(PipelineError, match="learncast publish"):
-        unpublish(ctx, db, job, delete_objects=True)
-    assert all((ctx.workspace.public / o["key"]).exists() for o in job.objects.values())
+        unpublish(ctx, job, delete_objects=True)
+    assert all((ctx.workspace.public / o.key).exists() for o in job.objects.values())
 
 
 def test_cli_unpublish(ctx: Context, db: StateDB, make_media: MakeMedia,
                        workspace_dir: Path) -> None:
-    job = upload.run(insert(db, make_job(ctx, make_media, video=False)), ctx)
+    job = call_stage(upload, insert(db, make_job(ctx, make_media, video=False)), ctx)
     db.save(job.replace(status=Status.PUBLISHED))
     result = learncast(workspace_dir, "unpublish", job.id[:8])
     assert result.returncode == 0, result.stderr

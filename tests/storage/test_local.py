@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import PipelineError
+from pipeline.feeds.publish import PublishItem, publish_files
 from pipeline.fsutil import sha256_file
 from pipeline.storage import open_storage
 from pipeline.storage.base import check_key, content_type_for
 from pipeline.storage.local import META_SUFFIX, LocalStorage
-from pipeline.storage.publish import PublishItem, publish_files
 from pipeline.workspace import Context
 
 CC = "public, max-age=31536000, immutable"

@@ -12,9 +12,9 @@ import pytest
 
 from pipeline.config import ConfigError, Settings, load_settings
 from pipeline.errors import PipelineError, RetryableError
+from pipeline.feeds.publish import PublishItem, publish_files
 from pipeline.fsutil import sha256_file
 from pipeline.storage import BACKENDS, open_storage
-from pipeline.storage.publish import PublishItem, publish_files
 from pipeline.storage.s3 import S3Storage, translate_error
 from pipeline.workspace import open_workspace
 from tests.storage.s3fixtures import (

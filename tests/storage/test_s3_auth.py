@@ -23,7 +23,7 @@ import boto3
 import pytest
 
 from pipeline.errors import PipelineError, RetryableError
-from pipeline.storage.publish import PublishItem, publish_files
+from pipeline.feeds.publish import PublishItem, publish_files
 from pipeline.storage.s3 import S3Storage
 from tests.storage.s3fixtures import BUCKET, REGION, free_port, s3_settings
 

@@ -19,10 +19,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from pipeline.artifacts import Artifact
+from pipeline.errors import InputError
 from pipeline.fsutil import pid_alive
 from pipeline.media import Probe
-from pipeline.models import Job, Status
+from pipeline.models import Job, Results, Status, StoredArtifact
 from pipeline.sidecar import EpisodeMetadata
+from pipeline.state.migrations import migrate
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS episodes (
@@ -41,6 +44,7 @@ CREATE TABLE IF NOT EXISTS episodes (
     files TEXT NOT NULL DEFAULT '{}',
     measurements TEXT NOT NULL DEFAULT '{}',
     objects TEXT NOT NULL DEFAULT '{}',
+    results TEXT NOT NULL DEFAULT '{}',
     owner TEXT,
     heartbeat REAL,
     created_at TEXT NOT NULL,
@@ -132,6 +136,7 @@ class StateDB:
         self.path = path
         self.owner = process_token()
         self._lock = threading.RLock()
+        self._depth = 0
         self._conn = sqlite3.connect(path, timeout=30.0, isolation_level=None,
                                      check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
@@ -142,27 +147,52 @@ class StateDB:
         for attempt in range(100):
             try:
                 self._conn.execute("PRAGMA journal_mode=WAL")
-                self._conn.executescript(SCHEMA)
                 break
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or attempt == 99:
                     raise
                 time.sleep(0.05)
 
+        with self.transaction() as c:
+            migrate(c, SCHEMA)
+
     def close(self) -> None:
         self._conn.close()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE: take the write lock up front so read-then-write cannot race."""
+        """BEGIN IMMEDIATE: take the write lock up front so read-then-write cannot race.
+
+        Nested use joins the outer transaction (see `locked`)."""
         with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self._conn
+                finally:
+                    self._depth -= 1
+                return
             self._conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
             try:
                 yield self._conn
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
+            finally:
+                self._depth -= 1
             self._conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def locked(self, job_id: str) -> Iterator[Job]:
+        """The episode as it is now, with the write lock held until the block ends: a check
+        ("is this still revision 3?") and the write that depends on it are one step, across
+        threads and processes. Keep the block short (other writers wait)."""
+        with self.transaction():
+            job = self.get(job_id)
+            if job is None:
+                raise InputError(f"episode {job_id} no longer exists; reload the page")
+            yield job
 
     # --- episodes -------------------------------------------------------------------------
 
@@ -171,26 +201,24 @@ class StateDB:
         with self.transaction() as c:
             c.execute(
                 "INSERT INTO episodes (id, sha256, show, title, slug, source, original, status,"
-                " stage, error, probe, metadata, files, measurements, objects, created_at,"
-                " updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " stage, error, probe, metadata, files, measurements, objects, results,"
+                " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (job.id, job.sha256, job.show, job.title, job.slug, job.source, job.original,
                  job.status.value, job.stage, job.error,
                  json.dumps(job.probe.to_dict()) if job.probe else None,
-                 job.metadata.model_dump_json(), json.dumps(job.files),
-                 json.dumps(job.measurements), json.dumps(job.objects),
-                 job.created_at.isoformat(), now),
+                 job.metadata.model_dump_json(), *_payload(job), job.created_at.isoformat(),
+                 now),
             )
 
     def save(self, job: Job) -> None:
         with self.transaction() as c:
             c.execute(
                 "UPDATE episodes SET show=?, title=?, slug=?, original=?, status=?, stage=?,"
-                " error=?, probe=?, metadata=?, files=?, measurements=?, objects=?,"
+                " error=?, probe=?, metadata=?, files=?, measurements=?, objects=?, results=?,"
                 " updated_at=?, heartbeat=? WHERE id=?",
                 (job.show, job.title, job.slug, job.original, job.status.value, job.stage,
                  job.error, json.dumps(job.probe.to_dict()) if job.probe else None,
-                 job.metadata.model_dump_json(), json.dumps(job.files),
-                 json.dumps(job.measurements), json.dumps(job.objects), _now(), time.time(),
+                 job.metadata.model_dump_json(), *_payload(job), _now(), time.time(),
                  job.id),
             )
 
@@ -293,10 +321,9 @@ class StateDB:
         """Save the job's new artifacts and mark the stage done in one transaction."""
         with self.transaction() as c:
             c.execute(
-                "UPDATE episodes SET files=?, measurements=?, objects=?, title=?, updated_at=?,"
-                " heartbeat=? WHERE id=?",
-                (json.dumps(job.files), json.dumps(job.measurements), json.dumps(job.objects),
-                 job.title, _now(), time.time(), job.id),
+                "UPDATE episodes SET files=?, measurements=?, objects=?, results=?, title=?,"
+                " updated_at=?, heartbeat=? WHERE id=?",
+                (*_payload(job), job.title, _now(), time.time(), job.id),
             )
             c.execute("UPDATE stage_runs SET status='done', finished_at=?, seconds=?, error=NULL"
                       " WHERE episode_id=? AND stage=?", (_now(), seconds, job.id, stage))
@@ -396,6 +423,14 @@ class StateDB:
         return [dict(r) for r in rows]
 
 
+def _payload(job: Job) -> tuple[str, str, str, str]:
+    """files, measurements, objects and results as the JSON the database keeps."""
+    return (json.dumps({a.value: p for a, p in job.files.items()}),
+            json.dumps(job.measurements),
+            json.dumps({a.value: o.model_dump() for a, o in job.objects.items()}),
+            job.results.model_dump_json(exclude_none=True))
+
+
 def _job(row: sqlite3.Row) -> Job:
     return Job(
         id=row["id"], sha256=row["sha256"], show=row["show"], title=row["title"],
@@ -403,7 +438,10 @@ def _job(row: sqlite3.Row) -> Job:
         probe=Probe.from_dict(json.loads(row["probe"])) if row["probe"] else None,
         metadata=EpisodeMetadata.model_validate_json(row["metadata"]),
         status=Status(row["status"]), stage=row["stage"], error=row["error"],
-        files=json.loads(row["files"]), measurements=json.loads(row["measurements"]),
-        objects=json.loads(row["objects"]),
+        files={Artifact(k): v for k, v in json.loads(row["files"]).items()},
+        measurements=json.loads(row["measurements"]),
+        objects={Artifact(k): StoredArtifact.model_validate(v)
+                 for k, v in json.loads(row["objects"]).items()},
+        results=Results.model_validate_json(row["results"]),
         created_at=dt.datetime.fromisoformat(row["created_at"]),
     )
