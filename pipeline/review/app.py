@@ -31,7 +31,8 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 
 from pipeline.captions.writers import timestamp as caption_timestamp
-from pipeline.errors import ConfigError, InputError
+from pipeline.errors import ConfigError, InputError, PipelineError
+from pipeline.media import probe
 from pipeline.models import Job, Status
 from pipeline.review import cues as cuelib
 from pipeline.review import service
@@ -228,6 +229,16 @@ def create_app(ctx: Context, db: StateDB, *, host: str = "127.0.0.1",
         return redirect(url_for("episode", job_id=job.id, _anchor=f"cue-{anchor + 1}"),
                         code=303)
 
+    def media_duration(job: Job) -> float | None:
+        """Length of the media the reviewer plays (the captions' timeline), if readable."""
+        artifact = service.media_artifact(job)
+        if artifact is None:
+            return None
+        try:
+            return probe(ctx.workspace.abs(job.files[artifact])).duration_s or None
+        except (PipelineError, OSError):
+            return None
+
     @app.post("/episodes/<job_id>/cues/<int:number>/edit")
     def edit_cue(job_id: str, number: int) -> Any:
         try:
@@ -236,8 +247,10 @@ def create_app(ctx: Context, db: StateDB, *, host: str = "127.0.0.1",
         except InputError as exc:
             return render_episode(job_or_404(job_id), f"cue {number}: {exc}", 400)
         text = request.form.get("text", "")
+        duration = media_duration(job_or_404(job_id))
         return changed(job_id, lambda cues: cuelib.edit(cues, number - 1, text=text,
-                                                        start=start, end=end),
+                                                        start=start, end=end,
+                                                        duration=duration),
                        f"edited cue {number}", number - 1)
 
     @app.post("/episodes/<job_id>/cues/<int:number>/split")

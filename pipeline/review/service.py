@@ -241,6 +241,7 @@ def save_cues(ctx: Context, db: StateDB, job: Job, cues: list[Cue], *, reviewer:
                          "Wait until it is awaiting review or published, then edit")
     if not cues:
         raise InputError("the captions would have no cues left; keep at least one")
+    cuelib.check_writable(cues)
     ws = ctx.workspace
     vtt_path = _target(ctx, job, "vtt", "vtt")
     if "asr_vtt" not in job.files and vtt_path.is_file():

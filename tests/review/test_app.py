@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -12,6 +13,7 @@ from pipeline.models import Job, Status
 from pipeline.review.app import create_app
 from pipeline.state import StateDB
 from pipeline.workspace import Context
+from tests.captions.readback import CONTROL, HOSTILE_TEXTS, ffmpeg_cues
 from tests.review.conftest import MakeEpisode
 
 
@@ -96,6 +98,56 @@ def test_edit_through_the_form_rewrites_files(ctx: Context, db: StateDB, episode
     assert split.status_code == 303
     job = db.get(episode.id)
     assert job is not None and job.measurements["caption_cues"] == 5
+
+
+#: (start, end, what the 400 page says): none may crash, none may reach a caption file.
+BAD_TIMES = [
+    ("2.2", "inf", "is not a time"), ("2.2", "1" * 300, "is not a time"),
+    ("nan", "4", "is not a time"), ("2.2", "1e309", "is not a time"),
+    ("2.2", "-inf", "is not a time"), ("00:00:02.200", "00:00:" + "9" * 300 + ".000",
+                                        "is not a time"),
+    ("2.2", "100", "after the end of the media"), ("2.2", "25:00:00.000", "is not a time"),
+    ("7.9", "8.9", "after the end of the media"), ("5", "4", "after the start"),
+]
+
+
+def test_cue_times_are_validated_before_anything_is_written(ctx: Context, db: StateDB,
+                                                            episode: Job) -> None:
+    client = client_for(ctx, db)
+    token = csrf(client.get(f"/episodes/{episode.id}").get_data(as_text=True))
+    vtt = ctx.workspace.abs(episode.files["vtt"])
+    before = vtt.read_bytes()
+    for start, end, message in BAD_TIMES:
+        response = client.post(f"/episodes/{episode.id}/cues/2/edit", data={
+            "csrf_token": token, "revision": "1", "reviewer": "Ana", "start": start,
+            "end": end, "text": "x"})
+        page = response.get_data(as_text=True)
+        assert response.status_code == 400, (start, end, response.status_code)
+        assert message in page, (start, end, page[-600:])
+    assert vtt.read_bytes() == before
+    assert db.get(episode.id).measurements.get("caption_revision", 1) == 1  # type: ignore[union-attr]
+
+
+def test_typed_text_never_breaks_the_caption_files(ctx: Context, db: StateDB, episode: Job,
+                                                   ffmpeg: str, webvtt_validate: Any) -> None:
+    """Timing lines, blank lines and control characters typed into a cue: every saved VTT and
+    SRT still holds exactly four cues for ffmpeg and the W3C parser, and no control bytes."""
+    client = client_for(ctx, db)
+    token = csrf(client.get(f"/episodes/{episode.id}").get_data(as_text=True))
+    for revision, text in enumerate(HOSTILE_TEXTS, 1):
+        response = client.post(f"/episodes/{episode.id}/cues/2/edit", data={
+            "csrf_token": token, "revision": str(revision), "reviewer": "Ana",
+            "start": "00:00:02.200", "end": "4.0", "text": text})
+        assert response.status_code == 303, (text, response.get_data(as_text=True)[-600:])
+        job = db.get(episode.id)
+        assert job is not None
+        for key in ("vtt", "srt"):
+            path = ctx.workspace.abs(job.files[key])
+            assert ffmpeg_cues(ffmpeg, path) == [(0.5, 2.0), (2.2, 4.0), (4.2, 6.0),
+                                                 (6.2, 7.6)], (text, path.read_text())
+            assert not CONTROL.search(path.read_text(encoding="utf-8")), (text, key)
+        checked = webvtt_validate(ctx.workspace.abs(job.files["vtt"]))
+        assert checked["errors"] == [] and len(checked["cues"]) == 4, (text, checked)
 
 
 def test_approve_through_the_form(ctx: Context, db: StateDB, episode: Job) -> None:
