@@ -340,7 +340,9 @@ class ReviewSettings(Section):
                       "address other than loopback requires `token`.")
     port: int = Field(8090, ge=1, le=65535, description="Port `learncast review` listens on.")
     token: str = Field("", description="Access token for the review page (better set as "
-                       "LEARNCAST_REVIEW__TOKEN); required when not bound to loopback.")
+                       "LEARNCAST_REVIEW__TOKEN); required when not bound to loopback. At "
+                       "least 32 random characters: python3 -c \"import secrets; "
+                       "print(secrets.token_urlsafe(32))\".")
 
 
 def _default_shows() -> list[ShowSettings]:

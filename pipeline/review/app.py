@@ -67,7 +67,7 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';
 #: on a page reachable from the network is worse than none, since it looks safe.
 MIN_TOKEN_CHARS = 32
 MIN_TOKEN_DISTINCT = 8
-MAKE_TOKEN = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+MAKE_TOKEN = 'python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
 
 
 def token_problem(token: str) -> str | None:
