@@ -24,7 +24,6 @@ import pytest
 from pipeline.serve import PublicServer, make_server, parse_range
 from pipeline.storage.local import LocalStorage
 from tests.conftest import REPO, TEST_ENV
-from tests.review.browser import browser  # noqa: F401  (fixture)
 from tests.storage.s3fixtures import free_port
 
 AUDIO = os.urandom(5000)
@@ -625,8 +624,7 @@ LESSON = """<!DOCTYPE html>
 
 
 def test_an_lms_page_on_another_origin_plays_the_video_with_captions(
-        workspace_dir: Path, tmp_path: Path, make_media: Any,
-        browser: Any) -> None:  # noqa: F811  (the fixture imported above)
+        workspace_dir: Path, tmp_path: Path, make_media: Any, browser: Any) -> None:
     """Chromium loads a lesson page from one origin; the MP4 and its WebVTT track come from
     `learncast serve` on another (`<video crossorigin>`): the video plays, the cues load."""
     storage = LocalStorage(workspace_dir / "public", "http://localhost:8080")
