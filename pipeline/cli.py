@@ -315,7 +315,7 @@ def cmd_unpublish(args: argparse.Namespace) -> int:
 def cmd_review(args: argparse.Namespace) -> int:
     from werkzeug.serving import make_server
 
-    from pipeline.review.app import create_app
+    from pipeline.review.app import ReviewRequestHandler, create_app
 
     with _session(args) as ctx:
         cfg = ctx.settings.review
@@ -323,7 +323,8 @@ def cmd_review(args: argparse.Namespace) -> int:
         port = cfg.port if args.port is None else args.port
         app = create_app(ctx, ctx.db, host=host, token=cfg.token)
         try:
-            server = make_server(host, port, app, threaded=True)
+            server = make_server(host, port, app, threaded=True,
+                                 request_handler=ReviewRequestHandler)
         except OSError as exc:
             raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); choose "
                               "another --port or stop what uses it") from None

@@ -340,7 +340,9 @@ class ReviewSettings(Section):
                       "address other than loopback requires `token`.")
     port: int = Field(8090, ge=1, le=65535, description="Port `learncast review` listens on.")
     token: str = Field("", description="Access token for the review page (better set as "
-                       "LEARNCAST_REVIEW__TOKEN); required when not bound to loopback.")
+                       "LEARNCAST_REVIEW__TOKEN); required when not bound to loopback. At "
+                       "least 32 random characters: python3 -c \"import secrets; "
+                       "print(secrets.token_urlsafe(32))\".")
 
 
 def _default_shows() -> list[ShowSettings]:
@@ -455,7 +457,8 @@ def _allowed_keys(loc: tuple[Any, ...], data: Any) -> list[str]:
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     """`LEARNCAST_INGEST__SETTLE_SECONDS=1` → {"ingest": {"settle_seconds": 1}}.
 
-    Values are read as TOML when they parse (numbers, booleans, arrays), else as strings.
+    Values are read as TOML when they parse (numbers, booleans, arrays), else as strings;
+    a setting declared as text keeps the value as written (`LEARNCAST_REVIEW__TOKEN=0123...`).
     `LEARNCAST_WORKSPACE` is not a setting and is skipped.
     """
     out: dict[str, Any] = {}
@@ -467,11 +470,24 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
             value: Any = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             value = raw
+        if not isinstance(value, str) and _is_text(parts):
+            value = raw  # a token of digits stays the token, not a number
         node = out
         for part in parts[:-1]:
             node = node.setdefault(part, {})
         node[parts[-1]] = value
     return out
+
+
+def _is_text(parts: list[str]) -> bool:
+    """Whether the setting at `parts` (section, key) is declared as plain text (`str`)."""
+    model: Any = Settings
+    for part in parts:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return False
+        model = field.annotation
+    return model is str
 
 
 def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,9 +3,24 @@
 Podcast apps (Apple's above all) seek in enclosures with byte ranges and refuse servers that
 ignore them, so this serves `Range` (including suffix `-500` and open `500-` ranges) with 206,
 `HEAD`, validators (`ETag`, `Last-Modified`, conditional requests → 304) and the content type
-recorded at upload. Web players fetch transcripts and chapters from other origins, so those
-carry CORS headers. Nothing else is exposed: no directory listings, no metadata sidecars, no
-hidden files, and no path — however it is encoded — that leaves the public folder.
+recorded at upload. Web players and LMS pages on other origins play the media with its captions
+(`<video crossorigin>` + `<track>`), so every file carries CORS headers and preflights are
+answered. Nothing else is exposed: no directory listings, no metadata sidecars, no hidden files,
+no symlinks, and no path — however it is encoded — that leaves the public folder.
+
+Hostile or broken clients cannot take it down or make it lie:
+
+- Each file is opened once, walking from a descriptor of the public folder one component at a
+  time with `O_NOFOLLOW` (a symlink swapped in mid-request is refused, not followed), and its
+  length, ETag and bytes all come from that open file: a feed replaced atomically meanwhile is
+  sent whole, old or new, never a mix.
+- Connections are bounded (below the open-files limit) and timed: a request's head must arrive
+  within `request_timeout` of the connection becoming ready for it (idle keep-alive included),
+  a client that stops reading is dropped after `send_timeout`, and when every slot is taken
+  the longest-waiting idle connection makes room for the new one.
+- A request body (GET has none) is read and discarded, or the connection is closed, so it can
+  never be read as a second request; range numbers of any length are parsed without `int()`
+  on thousands of digits; control characters are escaped in the log.
 
 It is the standard library's threaded HTTP server: fine for a team's intranet or a laptop
 demo. Large audiences belong on object storage and a CDN (the s3 backend).
@@ -13,11 +28,20 @@ demo. Large audiences belong on object storage and a CDN (the s3 backend).
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
+import errno
+import json
 import logging
+import os
 import re
+import resource
 import socket
+import stat
+import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -25,48 +49,128 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from pipeline.storage.base import content_type_for, http_content_type
-from pipeline.storage.local import is_internal, read_meta
+from pipeline.storage.local import META_SUFFIX, is_internal
 
 log = logging.getLogger(__name__)
 
-#: Transcripts and chapters: web players load them cross-origin.
-CORS_TYPES = ("text/vtt", "application/x-subrip", "text/plain", "text/html",
-              "application/json", "application/json+chapters")
 DEFAULT_CACHE_CONTROL = "no-cache"
-RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+RANGE_RE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.ASCII)
+#: More digits than this is beyond any file's size: no int() on thousands of digits.
+MAX_RANGE_DIGITS = 18
+#: Connections served at once (lowered to fit the open-files limit, see `connection_cap`).
+DEFAULT_MAX_CONNECTIONS = 256
+#: Seconds from a connection being ready for a request (new, or idle after one) until the
+#: request's head must have arrived in full.
+DEFAULT_REQUEST_TIMEOUT_S = 20.0
+#: Seconds a client may stop reading (or sending) before the connection is dropped.
+DEFAULT_SEND_TIMEOUT_S = 60.0
+#: A request body this small is read and thrown away; a larger one closes the connection.
+MAX_DISCARDED_BODY = 64 * 1024
+#: Open files per connection at most (socket, folder while walking, file, its metadata)
+#: and those kept for the server itself (listening socket, log files, the interpreter).
+FDS_PER_CONNECTION, FDS_RESERVED = 4, 64
+MAX_META_BYTES = 64 * 1024
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers":
+        "Content-Length, Content-Range, Accept-Ranges, ETag, Last-Modified",
+}
+PREFLIGHT_HEADERS = {
+    "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
+    "Access-Control-Allow-Headers": "Range, If-None-Match, If-Modified-Since, If-Range",
+    "Access-Control-Max-Age": "86400",
+}
+#: Control characters (and the backslash that escapes them) as they are written to the log.
+LOG_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+LOG_ESCAPES[ord("\\")] = "\\\\"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+
+
+def _bounded_int(digits: str) -> int:
+    """Decimal digits → int; anything past MAX_RANGE_DIGITS digits reads as 10**18."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= MAX_RANGE_DIGITS else 10 ** MAX_RANGE_DIGITS
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | str | None:
     """One byte range → (first, last) inclusive; "unsatisfiable"; or None to send it all.
 
     Several ranges or a malformed header are answered with the whole file, which RFC 9110
-    allows; a range that starts beyond the end is unsatisfiable (416).
+    allows; a range that starts beyond the end is unsatisfiable (416). Numbers of any length
+    are accepted as the RFC says, without converting thousands of digits.
     """
-    m = RANGE_RE.match(header.strip())
+    m = RANGE_RE.fullmatch(header.strip())
     if not m or (not m.group(1) and not m.group(2)):
         return None
     first_s, last_s = m.groups()
     if not first_s:  # suffix range: the last N bytes
-        n = int(last_s)
+        n = _bounded_int(last_s)
         if n == 0 or size == 0:
             return "unsatisfiable"
         return max(0, size - n), size - 1
-    first = int(first_s)
-    if last_s and int(last_s) < first:
+    first = _bounded_int(first_s)
+    last = _bounded_int(last_s) if last_s else None
+    if last is not None and last < first:
         return None  # malformed
     if first >= size:
         return "unsatisfiable"
-    return first, min(int(last_s), size - 1) if last_s else size - 1
+    return first, size - 1 if last is None else min(last, size - 1)
+
+
+def connection_cap(wanted: int) -> int:
+    """`wanted`, lowered so that connections can never exhaust the open-files limit (then
+    `accept` would fail and the server could answer nobody)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, (soft - FDS_RESERVED) // FDS_PER_CONNECTION))
+
+
+@dataclass
+class _Slot:
+    """One open connection: since when it waits for a request head (None: serving one)."""
+
+    sock: socket.socket
+    waiting_since: float | None
+
+
+@dataclass(frozen=True)
+class PublicFile:
+    """A public file, opened: everything about the response comes from this descriptor."""
+
+    fd: int
+    st: os.stat_result
+    meta: dict[str, Any]
 
 
 class PublicServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128
 
-    def __init__(self, root: Path, address: tuple[str, int]) -> None:
+    def __init__(self, root: Path, address: tuple[str, int], *,
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS,
+                 request_timeout: float = DEFAULT_REQUEST_TIMEOUT_S,
+                 send_timeout: float = DEFAULT_SEND_TIMEOUT_S) -> None:
         self.root = root.resolve()
+        self.max_connections = connection_cap(max_connections)
+        self.request_timeout = request_timeout
+        self.send_timeout = send_timeout
+        self._slots: dict[socket.socket, _Slot] = {}
+        self._slots_lock = threading.Lock()
+        self._last_accept_warning = 0.0
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
-        super().__init__(address, PublicHandler)
+        # The folder, held open: every file is opened relative to it, never by a full path.
+        self.root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            super().__init__(address, PublicHandler)
+        except BaseException:
+            os.close(self.root_fd)
+            raise
+        if self.max_connections < max_connections:
+            log.info("[serve] at most %d connections at once (the open-files limit, ulimit -n, "
+                     "allows no more)", self.max_connections)
 
     @property
     def url(self) -> str:
@@ -74,59 +178,208 @@ class PublicServer(ThreadingHTTPServer):
         host = f"[{host}]" if ":" in str(host) else host
         return f"http://{host}:{port}"
 
+    # --- connection slots (the accept loop's thread and the handlers' threads) -------------
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        try:
+            return super().get_request()
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                # Out of descriptors despite the cap (other code in this process): wait a
+                # little instead of polling the listening socket in a busy loop.
+                now = time.monotonic()
+                if now - self._last_accept_warning > 60:
+                    self._last_accept_warning = now
+                    log.warning("[serve] cannot accept connections (%s); raise the open-files "
+                                "limit (ulimit -n)", exc.strerror)
+                time.sleep(0.1)
+            raise
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """Take a slot for a new connection; when all are taken, close the longest-idle
+        connection, or turn the new one away with 503 when every slot is busy serving."""
+        with self._slots_lock:
+            if len(self._slots) >= self.max_connections:
+                idle = [s for s in self._slots.values() if s.waiting_since is not None]
+                if not idle:
+                    self._turn_away(request)
+                    return False
+                victim = min(idle, key=lambda s: s.waiting_since or 0.0)
+                self._close_slot(victim)
+            self._slots[request] = _Slot(request, time.monotonic())
+        return True
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._slots_lock:
+            self._slots.pop(request, None)
+        super().shutdown_request(request)
+
+    def service_actions(self) -> None:
+        """Between accepts: close connections whose request head is overdue (idle
+        keep-alive, or a head trickling in a byte at a time)."""
+        deadline = time.monotonic() - self.request_timeout
+        with self._slots_lock:
+            for slot in list(self._slots.values()):
+                if slot.waiting_since is not None and slot.waiting_since < deadline:
+                    self._close_slot(slot)
+
+    def mark(self, sock: socket.socket, *, waiting: bool) -> None:
+        with self._slots_lock:
+            slot = self._slots.get(sock)
+            if slot is not None:
+                slot.waiting_since = time.monotonic() if waiting else None
+
+    def _close_slot(self, slot: _Slot) -> None:
+        """Wake the handler blocked reading from `slot` (it sees end of file and finishes)."""
+        self._slots.pop(slot.sock, None)
+        with contextlib.suppress(OSError):
+            slot.sock.shutdown(socket.SHUT_RDWR)
+
+    @staticmethod
+    def _turn_away(sock: socket.socket) -> None:
+        body = b"busy: every connection is serving a file; try again in a few seconds\n"
+        try:
+            sock.setblocking(False)
+            sock.send(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\n"
+                      b"Connection: close\r\nContent-Type: text/plain\r\nContent-Length: "
+                      + str(len(body)).encode() + b"\r\n\r\n" + body)
+        except OSError:
+            pass
+
+    def server_close(self) -> None:
+        super().server_close()
+        with contextlib.suppress(OSError):
+            os.close(self.root_fd)
+
+    # --- files ---------------------------------------------------------------------------
+
+    def open_public(self, parts: list[str]) -> PublicFile | None:
+        """Open root/parts[0]/.../parts[-1], refusing symlinks and anything but a regular file
+        at every step; None when there is no such public file."""
+        folder = self.root_fd
+        try:
+            for part in parts[:-1]:
+                inner = os.open(part, _DIR_FLAGS, dir_fd=folder)
+                if folder != self.root_fd:
+                    os.close(folder)
+                folder = inner
+            name = parts[-1]
+            # Checked before opening too: opening a FIFO or a device has effects of its own.
+            if not stat.S_ISREG(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode):
+                return None
+            fd = os.open(name, _FILE_FLAGS, dir_fd=folder)
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                os.close(fd)
+                return None
+            return PublicFile(fd, st, _read_meta_at(folder, name + META_SUFFIX))
+        except (OSError, ValueError):
+            return None  # missing, a symlink (ELOOP), not a folder (ENOTDIR), a NUL...
+        finally:
+            if folder != self.root_fd:
+                os.close(folder)
+
+
+def _read_meta_at(folder: int, name: str) -> dict[str, Any]:
+    """A file's metadata sidecar, read through the same folder descriptor ({} if none)."""
+    try:
+        fd = os.open(name, _FILE_FLAGS, dir_fd=folder)
+    except OSError:
+        return {}
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return {}
+        data = json.loads(os.read(fd, MAX_META_BYTES).decode("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    finally:
+        os.close(fd)
+    return data if isinstance(data, dict) else {}
+
 
 class PublicHandler(BaseHTTPRequestHandler):
     server: PublicServer
     server_version = "learncast"
+    sys_version = ""
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.send_timeout)
+
+    def handle_one_request(self) -> None:
+        self.server.mark(self.connection, waiting=True)
+        self._responded = False
+        try:
+            super().handle_one_request()
+        except (TimeoutError, ConnectionError):
+            self.close_connection = True  # the client went quiet or away: normal
+        except Exception:  # a bug: answer 500 (if still possible) rather than go silent
+            log.exception("[serve] internal error on %s",
+                          self._escaped(getattr(self, "requestline", "")))
+            if not self._responded:
+                with contextlib.suppress(OSError):
+                    self.send_error(HTTPStatus.INTERNAL_SERVER_ERROR)
+            self.close_connection = True
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self._responded = True
+        super().send_response(code, message)
 
     # --- resolving --------------------------------------------------------------------------
 
-    def _resolve(self) -> tuple[Path, Path] | None:
-        """(path as requested, real file) for a public file, or None (→ 404)."""
+    def _parts(self) -> list[str] | None:
+        """The requested path's segments, or None (→ 404) for anything not a public name."""
         raw = urlsplit(self.path).path
         if not raw.startswith("/"):
             return None
-        decoded = unquote(raw, errors="strict") if "%" in raw else raw
+        try:
+            decoded = unquote(raw, errors="strict") if "%" in raw else raw
+        except UnicodeDecodeError:
+            return None
         if "\x00" in decoded or "\\" in decoded:
             return None
         parts = [p for p in decoded.split("/") if p]
         # `..` and `.` segments, hidden files, sidecars and half-written temp files: never.
         if not parts or any(p.startswith(".") or is_internal(p) for p in parts):
             return None
-        root = self.server.root
-        requested = root.joinpath(*parts)
-        try:
-            real = requested.resolve(strict=True)
-        except (OSError, RuntimeError):
-            return None
-        if not real.is_relative_to(root) or not real.is_file():
-            return None  # a symlink out of the public folder, or a folder: no listings
-        return requested, real
+        return parts
+
+    def _open(self) -> tuple[str, PublicFile] | None:
+        """(file name, the open file) for the requested public file, or None."""
+        parts = self._parts()
+        found = self.server.open_public(parts) if parts else None
+        return (parts[-1], found) if parts and found else None
 
     # --- methods ----------------------------------------------------------------------------
 
     def do_GET(self) -> None:
-        self._serve(body=True)
+        if self._discard_body():
+            self._serve(body=True)
 
     def do_HEAD(self) -> None:
-        self._serve(body=False)
+        if self._discard_body():
+            self._serve(body=False)
 
     def do_OPTIONS(self) -> None:
         """CORS preflight (a player asking whether it may send `Range`)."""
-        found = self._resolve_safely()
+        if not self._discard_body():
+            return
+        found = self._open()
+        if found is None:
+            self.send_error(HTTPStatus.NOT_FOUND, "Not Found")
+            return
+        os.close(found[1].fd)
         self.send_response(HTTPStatus.NO_CONTENT)
         self.send_header("Allow", "GET, HEAD, OPTIONS")
-        if found and self._cors(found[0]):
-            self._cors_headers()
-            self.send_header("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
-            self.send_header("Access-Control-Allow-Headers", "Range, If-None-Match, "
-                             "If-Modified-Since, If-Range")
-            self.send_header("Access-Control-Max-Age", "86400")
+        for name, value in {**CORS_HEADERS, **PREFLIGHT_HEADERS}.items():
+            self.send_header(name, value)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
     def _not_allowed(self) -> None:
+        if not self._discard_body():
+            return
         self.send_response(HTTPStatus.METHOD_NOT_ALLOWED)
         self.send_header("Allow", "GET, HEAD, OPTIONS")
         self.send_header("Content-Length", "0")
@@ -134,47 +387,60 @@ class PublicHandler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_DELETE = do_PATCH = _not_allowed
 
+    def _discard_body(self) -> bool:
+        """Read and drop a request body so it is never parsed as the next request; answer
+        400/413 and close when that cannot be done safely. False when answered here."""
+        if self.headers.get("Transfer-Encoding") is not None:
+            self.send_error(HTTPStatus.BAD_REQUEST, "request bodies are not accepted here")
+            return False
+        lengths = self.headers.get_all("Content-Length") or []
+        if not lengths:
+            self.server.mark(self.connection, waiting=False)  # the request is in: serve it
+            return True
+        value = lengths[0].strip()
+        if len(lengths) > 1 or not value.isascii() or not value.isdigit() or len(value) > 18:
+            self.send_error(HTTPStatus.BAD_REQUEST, "invalid Content-Length")
+            return False
+        length = int(value)
+        if length > MAX_DISCARDED_BODY:
+            self.send_error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                            "request bodies are not accepted here")
+            return False
+        while length > 0:  # still within the request's deadline: a trickled body is cut off
+            chunk = self.rfile.read(min(length, 16384))
+            if not chunk:
+                self.close_connection = True
+                return False
+            length -= len(chunk)
+        self.server.mark(self.connection, waiting=False)  # the request is in: serve it
+        return True
+
     # --- serving ----------------------------------------------------------------------------
 
-    def _resolve_safely(self) -> tuple[Path, Path] | None:
-        try:
-            return self._resolve()
-        except (UnicodeDecodeError, ValueError):
-            return None
-
-    def _cors(self, requested: Path) -> bool:
-        ctype = read_meta(requested).get("content_type") or content_type_for(requested.name)
-        return ctype.split(";")[0].strip() in CORS_TYPES
-
-    def _cors_headers(self) -> None:
-        self.send_header("Access-Control-Allow-Origin", "*")
-        self.send_header("Access-Control-Expose-Headers",
-                         "Content-Length, Content-Range, Accept-Ranges, ETag, Last-Modified")
-
     def _serve(self, *, body: bool) -> None:
-        found = self._resolve_safely()
+        found = self._open()
         if found is None:
             self.send_error(HTTPStatus.NOT_FOUND, "Not Found")
             return
-        requested, real = found
-        meta = read_meta(requested)
-        try:
-            st = real.stat()
-        except OSError:  # deleted (unpublished) between the lookup and now
-            self.send_error(HTTPStatus.NOT_FOUND, "Not Found")
-            return
+        name, public = found
+        with os.fdopen(public.fd, "rb") as fh:
+            self._respond(name, fh, public.st, public.meta, body=body)
+
+    def _respond(self, name: str, fh: Any, st: os.stat_result, meta: dict[str, Any], *,
+                 body: bool) -> None:
         size = st.st_size
-        etag = f'"{st.st_size:x}-{st.st_mtime_ns:x}"'
+        etag = f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"'
         last_modified = email.utils.formatdate(st.st_mtime, usegmt=True)
-        ctype = meta.get("content_type") or http_content_type(content_type_for(requested.name))
+        ctype = str(meta.get("content_type") or "") or http_content_type(
+            content_type_for(name))
         common: dict[str, str] = {
             "ETag": etag, "Last-Modified": last_modified, "Accept-Ranges": "bytes",
-            "Cache-Control": meta.get("cache_control") or DEFAULT_CACHE_CONTROL,
-            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": str(meta.get("cache_control") or "") or DEFAULT_CACHE_CONTROL,
+            "X-Content-Type-Options": "nosniff", **CORS_HEADERS,
         }
 
         if self._not_modified(etag, st.st_mtime):
-            self._head(HTTPStatus.NOT_MODIFIED, common, cors=ctype, length=None)
+            self._head(HTTPStatus.NOT_MODIFIED, common, length=None)
             return
 
         wanted = self.headers.get("Range")
@@ -184,20 +450,19 @@ class PublicHandler(BaseHTTPRequestHandler):
         span = parse_range(wanted, size) if wanted else None
         if span == "unsatisfiable":
             self._head(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE,
-                       {**common, "Content-Range": f"bytes */{size}"}, cors=ctype, length=0)
+                       {**common, "Content-Range": f"bytes */{size}"}, length=0)
             return
         if isinstance(span, tuple):
             first, last = span
             self._head(HTTPStatus.PARTIAL_CONTENT,
                        {**common, "Content-Type": ctype,
                         "Content-Range": f"bytes {first}-{last}/{size}"},
-                       cors=ctype, length=last - first + 1)
+                       length=last - first + 1)
         else:
             first, last = 0, size - 1
-            self._head(HTTPStatus.OK, {**common, "Content-Type": ctype}, cors=ctype,
-                       length=size)
+            self._head(HTTPStatus.OK, {**common, "Content-Type": ctype}, length=size)
         if body and last >= first:
-            self._send_bytes(real, first, last - first + 1)
+            self._send_bytes(fh, first, last - first + 1)
 
     def _not_modified(self, etag: str, mtime: float) -> bool:
         inm = self.headers.get("If-None-Match")
@@ -208,40 +473,53 @@ class PublicHandler(BaseHTTPRequestHandler):
         if ims:
             try:
                 since = email.utils.parsedate_to_datetime(ims).timestamp()
-            except (TypeError, ValueError, IndexError):
+            except (TypeError, ValueError, IndexError, OverflowError):
                 return False
             return int(mtime) <= since
         return False
 
-    def _head(self, status: HTTPStatus, headers: dict[str, str], *, cors: str,
+    def _head(self, status: HTTPStatus, headers: dict[str, str], *,
               length: int | None) -> None:
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
-        if cors.split(";")[0].strip() in CORS_TYPES:
-            self._cors_headers()
         if length is not None:
             self.send_header("Content-Length", str(length))
         self.end_headers()
 
-    def _send_bytes(self, path: Path, offset: int, count: int) -> None:
+    def _send_bytes(self, fh: Any, offset: int, count: int) -> None:
         try:
-            with open(path, "rb") as fh:
-                self.connection.sendfile(fh, offset, count)
+            sent = self.connection.sendfile(fh, offset, count)
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True  # the player went away (seeking, closing): normal
-        except OSError as exc:  # the file went away after the headers: end the response
-            log.warning("[serve] could not send %s: %s", path.name, exc)
+            return
+        except OSError as exc:
+            log.warning("[serve] could not send %s: %s", self._escaped(self.path), exc)
+            self.close_connection = True
+            return
+        if sent != count:  # the file was cut short in place: end the response visibly
+            log.warning("[serve] %s shrank while being sent (%d of %d bytes); files in the "
+                        "public folder must be replaced, not rewritten in place",
+                        self._escaped(self.path), sent, count)
             self.close_connection = True
 
+    # --- logging ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _escaped(text: str) -> str:
+        return text.translate(LOG_ESCAPES)
+
     def log_message(self, format: str, *args: Any) -> None:
-        log.info("[serve] %s %s", self.address_string(), format % args)
+        log.info("[serve] %s %s", self.address_string(), self._escaped(format % args))
 
 
-def make_server(root: Path, host: str = "127.0.0.1", port: int = 8080) -> PublicServer:
-    """A server bound (port 0 = any free port) but not yet serving; call `serve_forever`."""
+def make_server(root: Path, host: str = "127.0.0.1", port: int = 8080,
+                **limits: Any) -> PublicServer:
+    """A server bound (port 0 = any free port) but not yet serving; call `serve_forever`.
+
+    `limits`: max_connections, request_timeout, send_timeout (see PublicServer)."""
     root.mkdir(parents=True, exist_ok=True)
-    return PublicServer(root, (host, port))
+    return PublicServer(root, (host, port), **limits)
 
 
 def serve(root: Path, host: str, port: int, *, public_base_url: str = "",

@@ -88,6 +88,18 @@ def test_environment_errors_are_named(tmp_path: Path) -> None:
         load_settings(tmp_path, env={"LEARNCAST_INGEST__SETTLE_SECONDS": "soon"})
 
 
+@pytest.mark.parametrize("raw", ["1234567890" * 4, "0x1F2E3D4C5B6A79881726354453627180",
+                                 "1_000_000_000_000_000_000_000_000_000_000", "1e400",
+                                 "true", "2026-01-01", "007"])
+def test_text_settings_from_the_environment_stay_text(tmp_path: Path, raw: str) -> None:
+    """A token of digits (or anything TOML would read as a number, date or boolean) is kept
+    exactly as set: text fields take the variable's value as it is."""
+    s = load_settings(tmp_path, env={"LEARNCAST_REVIEW__TOKEN": raw})
+    assert s.review.token == raw
+    quoted = load_settings(tmp_path, env={"LEARNCAST_REVIEW__TOKEN": '"spaced value"'})
+    assert quoted.review.token == "spaced value"  # a TOML string is still read as one
+
+
 def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
     config = init_workspace(tmp_path / "ws")
     config.write_text("# mine\n")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -38,6 +39,29 @@ def timestamp(seconds: float, marker: str = ".", always_hours: bool = True) -> s
     secs, ms = divmod(ms, 1000)
     head = f"{hours:02d}:" if always_hours or hours else ""
     return f"{head}{minutes:02d}:{secs:02d}{marker}{ms:03d}"
+
+
+def caption_line(text: str) -> str:
+    """One line of cue text that cannot end or split a cue in any caption format.
+
+    Recogniser output and reviewers' typing may hold line breaks (also U+2028, NEL, VT...) and
+    control characters (NUL, ESC); a line break inside a cue's text is a blank-line cue break
+    in WebVTT and SRT, and control bytes reach players and terminals. Whitespace of any kind
+    becomes one space; other control characters and lone surrogates are dropped.
+    """
+    words = ("".join(ch for ch in word if unicodedata.category(ch) not in ("Cc", "Cs"))
+             for word in text.split())
+    return " ".join(w for w in words if w)
+
+
+def caption_lines(lines: tuple[str, ...] | list[str]) -> list[str]:
+    """The non-empty `caption_line`s of a cue (an empty one would be a cue break)."""
+    return [line for line in map(caption_line, lines) if line]
+
+
+def shown_cues(cues: list[Cue]) -> list[Cue]:
+    """Cues with text left to show: an empty cue would be a malformed SRT block."""
+    return [cue for cue in cues if caption_lines(cue.lines)]
 
 
 def paragraphs(words: list[Word]) -> list[list[Word]]:
@@ -75,10 +99,11 @@ class WebVTT(Writer):
 
     def render(self, doc: Document) -> str:
         out = ["WEBVTT", ""]
-        for k, cue in enumerate(doc.cues, 1):
-            lines = [self.escape(line) for line in cue.lines]
-            if cue.speaker:
-                lines[0] = f"<v {self.escape(cue.speaker)}>{lines[0]}"
+        for k, cue in enumerate(shown_cues(doc.cues), 1):
+            lines = [self.escape(line) for line in caption_lines(cue.lines)]
+            speaker = caption_line(cue.speaker or "")
+            if speaker:
+                lines[0] = f"<v {self.escape(speaker)}>{lines[0]}"
             out += [str(k), f"{timestamp(cue.start)} --> {timestamp(cue.end)}", *lines, ""]
         return "\n".join(out)
 
@@ -87,12 +112,21 @@ class SubRip(Writer):
     suffix = "srt"
     media_type = "application/x-subrip"
 
+    @staticmethod
+    def escape(text: str) -> str:
+        # SubRip has no escapes, and ffmpeg starts a new cue at any line holding a timing
+        # line: `-->` is written `->` (as whisper does), also inside longer arrows.
+        while "-->" in text:
+            text = text.replace("-->", "->")
+        return text
+
     def render(self, doc: Document) -> str:
         out: list[str] = []
-        for k, cue in enumerate(doc.cues, 1):
-            lines = list(cue.lines)
-            if cue.speaker:
-                lines[0] = f"{cue.speaker}: {lines[0]}"
+        for k, cue in enumerate(shown_cues(doc.cues), 1):
+            lines = [self.escape(line) for line in caption_lines(cue.lines)]
+            speaker = caption_line(cue.speaker or "")
+            if speaker:
+                lines[0] = f"{self.escape(speaker)}: {lines[0]}"
             out += [str(k), f"{timestamp(cue.start, ',')} --> {timestamp(cue.end, ',')}",
                     *lines, ""]
         return "\n".join(out)

@@ -1,21 +1,29 @@
 """The caption review web app (Flask, server-rendered, no front-end build).
 
 Safe by default: `learncast review` binds to 127.0.0.1 and then accepts only loopback Host
-headers (no DNS rebinding); bound anywhere else it refuses to start without a token. Every
-state-changing request carries a per-session CSRF token and a same-origin check. Templates
-autoescape, and the Content-Security-Policy forbids inline script, so transcript text such as
-`<script>` can only ever render as text.
+headers (no DNS rebinding); bound anywhere else it refuses to start without a token. A token
+must be long and random (refused at start-up otherwise), is compared in constant time, never
+reaches the access log, and a client address that sends too many wrong ones is locked out for
+a while (429). Every state-changing request carries a per-session CSRF token and a same-origin
+check. Templates autoescape, and the Content-Security-Policy forbids inline script, so
+transcript text such as `<script>` can only ever render as text.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import hmac
 import ipaddress
 import logging
+import math
 import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote_plus, urlencode, urlsplit
 
 from flask import (
     Flask,
@@ -29,11 +37,13 @@ from flask import (
     session,
     url_for,
 )
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, TooManyRequests
+from werkzeug.serving import WSGIRequestHandler
 
 from pipeline.artifacts import Artifact
 from pipeline.captions.writers import timestamp as caption_timestamp
-from pipeline.errors import ConfigError, InputError
+from pipeline.errors import ConfigError, InputError, PipelineError
+from pipeline.media import probe
 from pipeline.models import Job, Status
 from pipeline.review import cues as cuelib
 from pipeline.review import service
@@ -55,6 +65,103 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';
        "frame-ancestors 'none'")
 
 
+#: A token must be at least this long and use this many different characters: a guessable one
+#: on a page reachable from the network is worse than none, since it looks safe.
+MIN_TOKEN_CHARS = 32
+MIN_TOKEN_DISTINCT = 8
+MAKE_TOKEN = 'python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
+
+
+def token_problem(token: str) -> str | None:
+    """Why `token` is too weak to protect the page, or None when it will do."""
+    if len(token) < MIN_TOKEN_CHARS:
+        return f"is {len(token)} characters long; it needs at least {MIN_TOKEN_CHARS}"
+    if len(set(token)) < MIN_TOKEN_DISTINCT:
+        return (f"uses only {len(set(token))} different characters; a random one uses at "
+                f"least {MIN_TOKEN_DISTINCT}")
+    return None
+
+
+class TokenGuard:
+    """Locks a client address out after too many wrong tokens (answered 429 meanwhile).
+
+    Without it anyone who can reach the page may guess as fast as the server answers (about
+    700 guesses a second on one connection). After `max_failures` wrong tokens within
+    `window_s` the address is locked out for `lockout_s`, the right token included; a right
+    token clears the count. IPv6 clients count per /64, the block one host usually holds. At most
+    `max_clients` addresses are remembered (the oldest are forgotten). `clock` is for tests.
+    """
+
+    def __init__(self, *, max_failures: int = 10, window_s: float = 600.0,
+                 lockout_s: float = 600.0, max_clients: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_failures, self.window_s, self.lockout_s = max_failures, window_s, lockout_s
+        self.max_clients, self.clock = max_clients, clock
+        self._failures: OrderedDict[str, list[float]] = OrderedDict()
+        self._locked: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def client(address: str | None) -> str:
+        try:
+            ip = ipaddress.ip_address((address or "").split("%")[0])
+        except ValueError:
+            return address or "?"
+        if isinstance(ip, ipaddress.IPv6Address):
+            if ip.ipv4_mapped is not None:
+                return str(ip.ipv4_mapped)
+            return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+        return str(ip)
+
+    def wait(self, client: str) -> float:
+        """Seconds `client` is still locked out (0: it may try)."""
+        with self._lock:
+            until = self._locked.get(client, 0.0)
+            left = until - self.clock()
+            if left <= 0 and until:
+                del self._locked[client]
+            return max(left, 0.0)
+
+    def failed(self, client: str) -> None:
+        """Record a wrong token; the `max_failures`-th within the window locks `client` out."""
+        with self._lock:
+            now = self.clock()
+            recent = [t for t in self._failures.pop(client, []) if now - t < self.window_s]
+            recent.append(now)
+            if len(recent) >= self.max_failures:
+                self._locked[client] = now + self.lockout_s
+                return
+            self._failures[client] = recent
+            while len(self._failures) > self.max_clients:
+                self._failures.popitem(last=False)
+
+    def succeeded(self, client: str) -> None:
+        with self._lock:
+            self._failures.pop(client, None)
+
+
+def redact_tokens(text: str) -> str:
+    """`?token=...` in a logged request line → `?token=[redacted]` (however the name is
+    encoded: Flask decodes `%74oken` to `token` too)."""
+    if "?" not in text:
+        return text
+    head, _, rest = text.partition("?")
+    query, space, tail = rest.partition(" ")
+    parts = []
+    for part in query.split("&"):
+        name = part.split("=", 1)[0]
+        parts.append(f"{name}=[redacted]" if unquote_plus(name).strip() == "token" else part)
+    return f"{head}?{'&'.join(parts)}{space}{tail}"
+
+
+class ReviewRequestHandler(WSGIRequestHandler):
+    """werkzeug's request handler, with the review token blanked out of every log line."""
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        super().log(type, message, *(redact_tokens(a) if isinstance(a, str) else a
+                                     for a in args))
+
+
 def is_loopback(host: str) -> bool:
     if host.strip("[]").lower() in LOOPBACK_NAMES:
         return True
@@ -65,13 +172,21 @@ def is_loopback(host: str) -> bool:
 
 
 def create_app(ctx: Context, db: StateDB, *, host: str = "127.0.0.1",
-               token: str = "") -> Flask:
+               token: str = "", guard: TokenGuard | None = None) -> Flask:
     """The app for one workspace. `host` is where it listens: loopback without a token only
-    answers loopback Host names; any other address needs `token`."""
+    answers loopback Host names; any other address needs `token`. `guard` counts wrong
+    tokens per client (a fresh TokenGuard unless given)."""
     if not is_loopback(host) and not token:
         raise ConfigError(f"the review page would listen on {host}, reachable from other "
                          "machines, without a token; set LEARNCAST_REVIEW__TOKEN (or [review] "
-                         "token) to a long random value, or use --host 127.0.0.1")
+                         f"token) to a long random value, made with: {MAKE_TOKEN}; or use "
+                         "--host 127.0.0.1")
+    weak = token_problem(token) if token else None
+    if weak:
+        raise ConfigError(f"the review token (review.token / LEARNCAST_REVIEW__TOKEN) {weak}; "
+                          f"set a random one, made with: {MAKE_TOKEN}")
+    tokens = guard or TokenGuard()
+    token_digest = hashlib.sha256(token.encode()).digest()
     ctx = dataclasses.replace(ctx, state=db)
     app = Flask(__name__)
     app.config.update(
@@ -101,8 +216,23 @@ def create_app(ctx: Context, db: StateDB, *, host: str = "127.0.0.1",
         if token:
             supplied = request.args.get("token") or _bearer()
             if supplied is not None:
-                if not hmac.compare_digest(supplied.encode(), token.encode()):
-                    abort(401, "the token is wrong; use the link `learncast review` printed")
+                client = TokenGuard.client(request.remote_addr)
+                wait = tokens.wait(client)
+                if not wait:
+                    digest = hashlib.sha256(supplied.encode("utf-8", "surrogatepass")).digest()
+                    if hmac.compare_digest(digest, token_digest):
+                        tokens.succeeded(client)
+                    else:
+                        tokens.failed(client)
+                        abort(401, "the token is wrong; use the link `learncast review` "
+                                   "printed")
+                if wait:
+                    raise TooManyRequests(
+                        f"too many wrong tokens from your address ({tokens.max_failures} "
+                        f"within {tokens.window_s / 60:.0f} minutes); try again in "
+                        f"{math.ceil(wait / 60)} minute(s) with the link `learncast review` "
+                        "printed",
+                        retry_after=max(1, round(wait)))
                 session["auth"] = True
                 if request.method == "GET" and "token" in request.args:
                     rest = {k: v for k, v in request.args.items() if k != "token"}
@@ -133,9 +263,10 @@ def create_app(ctx: Context, db: StateDB, *, host: str = "127.0.0.1",
         return response
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> tuple[str, int]:
+    def http_error(exc: HTTPException) -> tuple[str, int, dict[str, str]]:
+        retry = {k: v for k, v in exc.get_headers() if k == "Retry-After"}
         return render_template("error.html", code=exc.code, name=exc.name,
-                               message=exc.description), exc.code or 500
+                               message=exc.description), exc.code or 500, retry
 
     def job_or_404(job_id: str) -> Job:
         job = db.get(job_id)
@@ -232,6 +363,16 @@ def create_app(ctx: Context, db: StateDB, *, host: str = "127.0.0.1",
         return redirect(url_for("episode", job_id=job.id, _anchor=f"cue-{anchor + 1}"),
                         code=303)
 
+    def media_duration(job: Job) -> float | None:
+        """Length of the media the reviewer plays (the captions' timeline), if readable."""
+        artifact = service.media_artifact(job)
+        if artifact is None:
+            return None
+        try:
+            return probe(ctx.workspace.abs(job.files[artifact])).duration_s or None
+        except (PipelineError, OSError):
+            return None
+
     @app.post("/episodes/<job_id>/cues/<int:number>/edit")
     def edit_cue(job_id: str, number: int) -> Any:
         try:
@@ -240,8 +381,10 @@ def create_app(ctx: Context, db: StateDB, *, host: str = "127.0.0.1",
         except InputError as exc:
             return render_episode(job_or_404(job_id), f"cue {number}: {exc}", 400)
         text = request.form.get("text", "")
+        duration = media_duration(job_or_404(job_id))
         return changed(job_id, lambda cues: cuelib.edit(cues, number - 1, text=text,
-                                                        start=start, end=end),
+                                                        start=start, end=end,
+                                                        duration=duration),
                        f"edited cue {number}", number - 1)
 
     @app.post("/episodes/<job_id>/cues/<int:number>/split")

@@ -10,6 +10,7 @@ transcripts are rendered from cues here, since the caption stage builds those fr
 from __future__ import annotations
 
 import html
+import math
 import re
 from dataclasses import replace
 from typing import Any
@@ -23,6 +24,7 @@ from pipeline.captions.writers import (
     Document,
     SubRip,
     WebVTT,
+    caption_lines,
     transcript_html,
     transcript_text,
 )
@@ -30,7 +32,14 @@ from pipeline.errors import InputError
 
 __all__ = ["Cue", "check_cues", "distribution"]
 
-TIMESTAMP = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{3})$")
+#: `HH:MM:SS.mmm` or `MM:SS.mmm` (1-3 decimals on a form), ASCII digits only, bounded length.
+TIMESTAMP = re.compile(r"(?:([0-9]{1,2}):)?([0-9]{1,2}):([0-9]{2})[.,]([0-9]{1,3})")
+#: Plain seconds as typed on the form: at most 6 digits and 3 decimals (no exponents, no inf).
+SECONDS = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,3})?")
+#: No episode lasts a day: the bound for a time when the media's own length is unknown.
+MAX_TIME_S = 24 * 3600.0
+#: How far past the media's end a cue may run (containers round the duration).
+END_SLACK_S = 0.5
 TIMING_LINE = re.compile(r"^(\S+)\s+-->\s+(\S+)(?:\s+.*)?$")
 VOICE = re.compile(r"^<v(?:\.[^\s>]*)?\s+([^>]*)>")
 TAG = re.compile(r"</?[a-zA-Z][^>]*>|<\d[^>]*>")
@@ -51,20 +60,50 @@ def low_confidence_threshold(settings: Any) -> float:
 
 
 def parse_time(text: str) -> float:
-    """`01:02:03.500`, `02:03.500` or plain seconds (`123.5`) → seconds."""
+    """`01:02:03.500`, `02:03.500` or plain seconds (`123.5`) → seconds.
+
+    Only what a caption file can hold: finite, 0 to 24 hours, millisecond precision, minutes
+    and seconds below 60. `inf`, exponents and 300-digit numbers are refused here, before
+    they can crash a writer or end up in a file.
+    """
     text = text.strip()
-    m = TIMESTAMP.match(text)
+    shown = text if len(text) <= 24 else f"{text[:20]}... ({len(text)} characters)"
+    problem = (f"{shown!r} is not a time; write seconds (12.5) or HH:MM:SS.mmm (00:00:12.500), "
+               f"between 0 and {MAX_TIME_S:.0f} seconds")
+    m = TIMESTAMP.fullmatch(text)
     if m:
         hours, minutes, secs, ms = m.groups()
-        return int(hours or 0) * 3600 + int(minutes) * 60 + int(secs) + int(ms) / 1000
-    try:
+        if (hours is not None and int(minutes) >= 60) or int(secs) >= 60:
+            raise InputError(problem)
+        value = (int(hours or 0) * 3600 + int(minutes) * 60 + int(secs)
+                 + int(ms.ljust(3, "0")) / 1000)
+    elif SECONDS.fullmatch(text):
         value = float(text)
-    except ValueError:
-        raise InputError(f"{text!r} is not a time; write seconds (12.5) or "
-                         "HH:MM:SS.mmm (00:00:12.500)") from None
-    if value < 0 or value != value:
-        raise InputError(f"time {text!r} must be zero or more seconds")
+    else:
+        raise InputError(problem)
+    if value > MAX_TIME_S:
+        raise InputError(problem)
     return value
+
+
+def check_time(value: float, what: str, limit: float = MAX_TIME_S) -> None:
+    """A time a caption file can hold: finite, not negative, within `limit`."""
+    if not math.isfinite(value) or not 0 <= value <= limit:
+        raise InputError(f"{what} is {value!r} seconds; a caption time must be between 0 and "
+                         f"{limit:.3f} seconds")
+
+
+def check_writable(cues: list[Cue]) -> None:
+    """Every cue can be written: finite times within a day, never ending before it starts.
+
+    The last check before a save, whatever built the list (edit, split, merge, a parsed file).
+    """
+    for k, cue in enumerate(cues, 1):
+        check_time(cue.start, f"the start of cue {k}")
+        check_time(cue.end, f"the end of cue {k}")
+        if cue.end < cue.start:
+            raise InputError(f"cue {k} ends ({cue.end:.3f} s) before it starts "
+                             f"({cue.start:.3f} s); fix its times")
 
 
 # --- WebVTT in and out ------------------------------------------------------------------
@@ -150,20 +189,30 @@ def wrap(text: str, max_chars: int) -> tuple[str, ...]:
 
 
 def clean_lines(text: str) -> tuple[str, ...]:
-    lines = tuple(" ".join(line.split()) for line in text.replace("\r", "").split("\n"))
-    return tuple(line for line in lines if line)
+    """The lines a reviewer typed, each one caption line: no blank lines, no control bytes."""
+    return tuple(caption_lines(text.replace("\r\n", "\n").replace("\r", "\n").split("\n")))
 
 
-def edit(cues: list[Cue], index: int, *, text: str, start: float, end: float) -> list[Cue]:
-    """Cue `index` with new text and timing; the list stays sorted by start time."""
+def edit(cues: list[Cue], index: int, *, text: str, start: float, end: float,
+         duration: float | None = None) -> list[Cue]:
+    """Cue `index` with new text and timing; the list stays sorted by start time.
+
+    `duration` is the length of the media the captions belong to: a cue may not run past it
+    (by more than END_SLACK_S); unknown, the bound is MAX_TIME_S.
+    """
     _check_index(cues, index)
     lines = clean_lines(text)
     if not lines:
         raise InputError(f"cue {index + 1} would be empty; type its text, or merge it with "
                          "a neighbour instead")
+    check_time(start, f"the start of cue {index + 1}")
+    check_time(end, f"the end of cue {index + 1}")
     if end <= start:
         raise InputError(f"cue {index + 1}: the end ({end:.3f} s) must be after the start "
                          f"({start:.3f} s)")
+    if duration is not None and end > duration + END_SLACK_S:
+        raise InputError(f"cue {index + 1} would end at {end:.3f} s, after the end of the "
+                         f"media ({duration:.3f} s); choose times within the recording")
     out = list(cues)
     out[index] = replace(out[index], start=start, end=end, lines=lines)
     return sorted(out, key=lambda c: (c.start, c.end))

@@ -244,6 +244,7 @@ def save_cues(ctx: Context, job_id: str, cues: list[Cue], *, reviewer: str,
     reviewer = _check_reviewer(reviewer)
     if not cues:
         raise InputError("the captions would have no cues left; keep at least one")
+    cuelib.check_writable(cues)
     with ctx.db.locked(job_id) as job:
         _check_fresh(job, expected_revision)
         if job.status not in EDITABLE:

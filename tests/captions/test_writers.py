@@ -6,12 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from lxml import html as lxml_html
 
 from pipeline.asr.types import Word
 from pipeline.captions.profiles import PROFILES
 from pipeline.captions.segmenter import Cue, segment
 from pipeline.captions.writers import WRITERS, Document, timestamp
+from tests.captions.readback import CONTROL, HOSTILE_TEXTS, ffmpeg_cues
 from tests.captions.srt import parse_srt
 
 
@@ -66,7 +68,27 @@ def test_srt_is_strict_and_keeps_text_raw() -> None:
     cues = parse_srt(WRITERS["srt"].render(_doc()))
     assert len(cues) == 1 and cues[0].index == 1
     assert cues[0].start == 3725.5
-    assert " ".join(cues[0].lines) == "Use <b> & --> arrows & \"quotes\" in R&D."
+    # SubRip has no escapes: an arrow in the text is written `->` so it is never a timing line
+    assert " ".join(cues[0].lines) == "Use <b> & -> arrows & \"quotes\" in R&D."
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXTS)
+def test_recognised_text_never_forms_a_timing_line_or_a_cue_break(
+        text: str, tmp_path: Path, ffmpeg: str, webvtt_validate: Any) -> None:
+    """Text straight from a recogniser (or a glossary, or a speaker name) is made safe by the
+    writers themselves: ffmpeg and the W3C parser read back exactly the cues written."""
+    cues = [Cue(0.5, 2.0, ("before",)), Cue(3.0, 4.0, (text, "second line"), text),
+            Cue(5.0, 6.0, (text,))]
+    doc = Document(title="t", language="en", cues=cues, words=[])
+    for name in ("vtt", "srt"):
+        path = tmp_path / f"r.{name}"
+        path.write_text(WRITERS[name].render(doc), encoding="utf-8")
+        assert ffmpeg_cues(ffmpeg, path) == [(0.5, 2.0), (3.0, 4.0), (5.0, 6.0)], \
+            path.read_text()
+        assert not CONTROL.search(path.read_text(encoding="utf-8")), path.read_text()
+    checked = webvtt_validate(tmp_path / "r.vtt")
+    assert checked["errors"] == [] and len(checked["cues"]) == 3
+    assert [c.start for c in parse_srt((tmp_path / "r.srt").read_text())] == [0.5, 3.0, 5.0]
 
 
 def test_html_is_accessible_and_escaped() -> None:

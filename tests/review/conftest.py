@@ -20,7 +20,6 @@ from pipeline.review import cues as cuelib
 from pipeline.review.cues import Cue
 from pipeline.state import StateDB
 from pipeline.workspace import Context
-from tests.review.browser import axe_source, browser  # noqa: F401  (fixtures)
 
 #: (start, end, lines) — cue 3 carries markup a reviewer must see as text, never as HTML.
 CUES = [

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import http.client
 import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from flask.testing import FlaskClient
@@ -11,10 +15,16 @@ from pipeline.artifacts import Timeline
 from pipeline.errors import ConfigError
 from pipeline.models import Job, Status
 from pipeline.review import service
-from pipeline.review.app import create_app
+from pipeline.review.app import TokenGuard, create_app
 from pipeline.state import StateDB
 from pipeline.workspace import Context
+from tests.captions.readback import CONTROL, HOSTILE_TEXTS, ffmpeg_cues
+from tests.conftest import learncast
+from tests.review.browser import ReviewServer
 from tests.review.conftest import MakeEpisode
+
+#: A token as `python -c "import secrets; print(secrets.token_urlsafe(32))"` makes one.
+TOKEN = "Zt7q-Lx2mVb9Rk4NwP8sYc3HdJ6gFa1E_oQ5uT0iWnM"
 
 
 def client_for(ctx: Context, db: StateDB, **kwargs: str) -> FlaskClient:
@@ -100,6 +110,56 @@ def test_edit_through_the_form_rewrites_files(ctx: Context, db: StateDB, episode
     assert job is not None and job.measurements["caption_cues"] == 5
 
 
+#: (start, end, what the 400 page says): none may crash, none may reach a caption file.
+BAD_TIMES = [
+    ("2.2", "inf", "is not a time"), ("2.2", "1" * 300, "is not a time"),
+    ("nan", "4", "is not a time"), ("2.2", "1e309", "is not a time"),
+    ("2.2", "-inf", "is not a time"), ("00:00:02.200", "00:00:" + "9" * 300 + ".000",
+                                        "is not a time"),
+    ("2.2", "100", "after the end of the media"), ("2.2", "25:00:00.000", "is not a time"),
+    ("7.9", "8.9", "after the end of the media"), ("5", "4", "after the start"),
+]
+
+
+def test_cue_times_are_validated_before_anything_is_written(ctx: Context, db: StateDB,
+                                                            episode: Job) -> None:
+    client = client_for(ctx, db)
+    token = csrf(client.get(f"/episodes/{episode.id}").get_data(as_text=True))
+    vtt = ctx.workspace.abs(episode.files["vtt"])
+    before = vtt.read_bytes()
+    for start, end, message in BAD_TIMES:
+        response = client.post(f"/episodes/{episode.id}/cues/2/edit", data={
+            "csrf_token": token, "revision": "1", "reviewer": "Ana", "start": start,
+            "end": end, "text": "x"})
+        page = response.get_data(as_text=True)
+        assert response.status_code == 400, (start, end, response.status_code)
+        assert message in page, (start, end, page[-600:])
+    assert vtt.read_bytes() == before
+    assert db.get(episode.id).measurements.get("caption_revision", 1) == 1  # type: ignore[union-attr]
+
+
+def test_typed_text_never_breaks_the_caption_files(ctx: Context, db: StateDB, episode: Job,
+                                                   ffmpeg: str, webvtt_validate: Any) -> None:
+    """Timing lines, blank lines and control characters typed into a cue: every saved VTT and
+    SRT still holds exactly four cues for ffmpeg and the W3C parser, and no control bytes."""
+    client = client_for(ctx, db)
+    token = csrf(client.get(f"/episodes/{episode.id}").get_data(as_text=True))
+    for revision, text in enumerate(HOSTILE_TEXTS, 1):
+        response = client.post(f"/episodes/{episode.id}/cues/2/edit", data={
+            "csrf_token": token, "revision": str(revision), "reviewer": "Ana",
+            "start": "00:00:02.200", "end": "4.0", "text": text})
+        assert response.status_code == 303, (text, response.get_data(as_text=True)[-600:])
+        job = db.get(episode.id)
+        assert job is not None
+        for key in ("vtt", "srt"):
+            path = ctx.workspace.abs(job.files[key])
+            assert ffmpeg_cues(ffmpeg, path) == [(0.5, 2.0), (2.2, 4.0), (4.2, 6.0),
+                                                 (6.2, 7.6)], (text, path.read_text())
+            assert not CONTROL.search(path.read_text(encoding="utf-8")), (text, key)
+        checked = webvtt_validate(ctx.workspace.abs(job.files["vtt"]))
+        assert checked["errors"] == [] and len(checked["cues"]) == 4, (text, checked)
+
+
 def test_approve_through_the_form(ctx: Context, db: StateDB, episode: Job) -> None:
     client = client_for(ctx, db)
     token = csrf(client.get(f"/episodes/{episode.id}").get_data(as_text=True))
@@ -139,16 +199,94 @@ def test_loopback_binding_refuses_foreign_host_names(ctx: Context, db: StateDB,
 def test_token_is_required_off_loopback(ctx: Context, db: StateDB, episode: Job) -> None:
     with pytest.raises(ConfigError, match="LEARNCAST_REVIEW__TOKEN"):
         create_app(ctx, db, host="0.0.0.0")
-    client = client_for(ctx, db, host="0.0.0.0", token="s3cret-token")
+    client = client_for(ctx, db, host="0.0.0.0", token=TOKEN)
     denied = client.get("/", headers={"Host": "review.example"})
     assert denied.status_code == 401 and "?token=" in denied.get_data(as_text=True)
     assert client.get("/?token=wrong").status_code == 401
     assert client.get(f"/episodes/{episode.id}/media/vtt").status_code == 401
-    entered = client.get("/?token=s3cret-token&filter=approved")
+    entered = client.get(f"/?token={TOKEN}&filter=approved")
     assert entered.status_code == 303 and entered.location == "/?filter=approved"
     assert client.get("/").status_code == 200  # the session remembers the token
-    bearer = client_for(ctx, db, host="0.0.0.0", token="s3cret-token")
-    assert bearer.get("/", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+    bearer = client_for(ctx, db, host="0.0.0.0", token=TOKEN)
+    assert bearer.get("/", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+
+
+@pytest.mark.parametrize("weak", [
+    "ab", "s3cret-token", "x" * 64, "abcdabcdabcdabcdabcdabcdabcdabcdabcd",
+    "correct horse battery staple", "0123456789abcdefghijklmnopqrstu"])
+def test_weak_tokens_are_refused_at_start_up(ctx: Context, db: StateDB, weak: str) -> None:
+    for host in ("0.0.0.0", "127.0.0.1"):
+        with pytest.raises(ConfigError, match=r"secrets\.token_urlsafe\(32\)"):
+            create_app(ctx, db, host=host, token=weak)
+    create_app(ctx, db, host="0.0.0.0", token="7" * 2 + "1234567890" * 3 + "5" * 2)  # digits
+
+
+def test_cli_refuses_a_short_token_and_takes_an_all_digit_one(workspace_dir: Path) -> None:
+    short = learncast(workspace_dir, "review", "--port", "0",
+                      env={"LEARNCAST_REVIEW__TOKEN": "ab"}, timeout=60)
+    assert short.returncode == 2, short.stderr
+    assert "2 characters" in short.stderr and "secrets.token_urlsafe(32)" in short.stderr
+    digits = "3141592653589793238462643383279502884197"
+    srv = ReviewServer(workspace_dir, env={"LEARNCAST_REVIEW__TOKEN": digits})
+    try:
+        assert srv.url.endswith(f"?token={digits}")
+    finally:
+        srv.close()
+
+
+def test_wrong_tokens_lock_the_address_out(ctx: Context, db: StateDB, episode: Job) -> None:
+    now = [1000.0]
+    guard = TokenGuard(clock=lambda: now[0])
+    app = create_app(ctx, db, host="0.0.0.0", token=TOKEN, guard=guard)
+    mallory = app.test_client()
+    here = {"REMOTE_ADDR": "203.0.113.9"}
+    statuses = [mallory.get(f"/?token=guess-{i}", environ_base=here).status_code
+                for i in range(guard.max_failures + 5)]
+    assert statuses == [401] * guard.max_failures + [429] * 5
+    locked = mallory.get(f"/?token={TOKEN}", environ_base=here)  # even the right one
+    assert locked.status_code == 429 and int(locked.headers["Retry-After"]) > 0
+    assert "too many wrong tokens" in locked.get_data(as_text=True)
+    bearer = mallory.get("/", headers={"Authorization": "Bearer nope"}, environ_base=here)
+    assert bearer.status_code == 429
+    # the same IPv6 /64 is one client; another address is not affected
+    six = app.test_client()
+    for i in range(guard.max_failures):
+        six.get(f"/?token=g{i}", environ_base={"REMOTE_ADDR": f"2001:db8::{i + 1}"})
+    assert six.get("/?token=g", environ_base={"REMOTE_ADDR": "2001:db8::ffff"}).status_code \
+        == 429
+    other = app.test_client()
+    assert other.get(f"/?token={TOKEN}",
+                     environ_base={"REMOTE_ADDR": "198.51.100.7"}).status_code == 303
+    now[0] += guard.lockout_s + 1
+    assert mallory.get(f"/?token={TOKEN}", environ_base=here).status_code == 303
+    assert mallory.get("/", environ_base=here).status_code == 200
+
+
+def test_token_guessing_and_the_access_log_on_a_real_server(workspace_dir: Path,
+                                                            make_episode: MakeEpisode) -> None:
+    """`learncast review` as started: the token never reaches the log, guessing is stopped."""
+    make_episode("video")
+    srv = ReviewServer(workspace_dir, env={"LEARNCAST_REVIEW__TOKEN": TOKEN})
+    target = urlsplit(srv.url)
+    statuses = []
+    try:
+        conn = http.client.HTTPConnection(str(target.hostname), int(target.port or 80),
+                                          timeout=10)
+        for path in (f"/?token={TOKEN}", f"/?filter=all&%74oken={TOKEN}",
+                     *(f"/?token=guess-{i}" for i in range(40))):
+            conn.request("GET", path)
+            response = conn.getresponse()
+            response.read()
+            statuses.append(response.status)
+        conn.close()
+    finally:
+        srv.close()
+    log = srv.proc.stderr.read()  # type: ignore[union-attr]
+    assert statuses[:2] == [303, 303]
+    assert statuses[2:].count(401) == TokenGuard().max_failures, statuses
+    assert statuses[-1] == 429
+    assert TOKEN not in log and "guess-3" not in log, log[-2000:]
+    assert log.count("token=[redacted]") >= 40, log[-2000:]
 
 
 def test_plots_render_as_svg(ctx: Context, db: StateDB, episode: Job) -> None:

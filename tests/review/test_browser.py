@@ -24,6 +24,7 @@ from pipeline.workspace import Context
 from tests.conftest import learncast
 from tests.review.browser import ReviewServer, axe_violations
 from tests.review.conftest import MakeEpisode
+from tests.review.test_app import TOKEN
 
 ACTIVE_CUE = """() => {
     const track = document.getElementById('player').textTracks[0];
@@ -180,9 +181,9 @@ def test_a_token_protects_the_page_off_loopback(workspace_dir: Path, make_episod
                         timeout=60)
     assert refused.returncode == 2 and "LEARNCAST_REVIEW__TOKEN" in refused.stderr
     srv = ReviewServer(workspace_dir, "--host", "0.0.0.0",
-                       env={"LEARNCAST_REVIEW__TOKEN": "a-long-random-token"})
+                       env={"LEARNCAST_REVIEW__TOKEN": TOKEN})
     try:
-        assert srv.url.endswith("?token=a-long-random-token")
+        assert srv.url.endswith(f"?token={TOKEN}")
         context = browser.new_context()
         page = context.new_page()
         bare = srv.url.split("?")[0].replace("0.0.0.0", "127.0.0.1")

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from pipeline.captions.profiles import get_profile
 from pipeline.errors import InputError
 from pipeline.review import cues as cuelib
 from pipeline.review.cues import Cue
+from tests.captions.readback import CONTROL, HOSTILE_TEXTS, ffmpeg_cues
+from tests.captions.srt import parse_srt
 
 SAMPLE = [Cue(0.5, 2.0, ("Hello & welcome.",), "Ana"),
           Cue(2.2, 4.0, ("a --> b <script>x</script>", "second line"))]
@@ -48,6 +54,61 @@ def test_parse_time_accepts_seconds_and_timestamps() -> None:
     for bad in ("soon", "-1", "nan"):
         with pytest.raises(InputError, match="seconds"):
             cuelib.parse_time(bad)
+
+
+@pytest.mark.parametrize("bad", [
+    "inf", "-inf", "Infinity", "nan", "1e309", "1e3", "1" * 300, "1" * 20 + ".5",
+    "00:00:" + "0" * 300 + ".000", "0x10", "1_000", "\uff11\uff12", "00:99:00.000",
+    "00:00:75.000", "01:02.3456", "25:00:00.000", "86401", "", "  ", "12.34567"])
+def test_parse_time_refuses_what_no_caption_file_can_hold(bad: str) -> None:
+    """Non-finite, absurdly long or out-of-range times never reach a caption file."""
+    with pytest.raises(InputError, match="seconds"):
+        cuelib.parse_time(bad)
+
+
+def test_parse_time_keeps_what_the_page_shows() -> None:
+    assert cuelib.parse_time("23:59:59.999") == pytest.approx(86399.999)
+    assert cuelib.parse_time("00:00:12,5") == pytest.approx(12.5)
+    assert cuelib.parse_time(" 4.1 ") == pytest.approx(4.1)
+    assert cuelib.parse_time("86400") == 86400.0
+
+
+def test_edit_keeps_times_finite_ordered_and_inside_the_media() -> None:
+    cues = [Cue(0.0, 2.0, ("one",)), Cue(2.5, 4.0, ("two",))]
+    for start, end in ((0.0, math.inf), (math.nan, 1.0), (-1.0, 1.0), (0.0, 1e300)):
+        with pytest.raises(InputError, match="seconds"):
+            cuelib.edit(cues, 0, text="x", start=start, end=end)
+    with pytest.raises(InputError, match="after the end of the media"):
+        cuelib.edit(cues, 0, text="x", start=1.0, end=9.0, duration=8.0)
+    with pytest.raises(InputError, match="after the end of the media"):
+        cuelib.edit(cues, 0, text="x", start=8.9, end=9.0, duration=8.0)
+    edited = cuelib.edit(cues, 1, text="x", start=7.0, end=8.2, duration=8.0)  # within slack
+    assert edited[1].end == 8.2
+    with pytest.raises(InputError, match="seconds"):
+        cuelib.check_writable([Cue(0.0, math.inf, ("x",))])
+    cuelib.check_writable(cues)
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXTS)
+def test_edited_text_never_forms_a_timing_line_or_a_cue_break(
+        text: str, tmp_path: Path, ffmpeg: str, webvtt_validate: Any) -> None:
+    """Whatever a reviewer types, ffmpeg and the W3C parser read back exactly three cues."""
+    cues = [Cue(0.5, 2.0, ("before",)), Cue(2.5, 3.0, ("old",)), Cue(5.0, 6.0, ("after",),
+                                                                       "Ana")]
+    edited = cuelib.edit(cues, 1, text=text, start=3.0, end=4.0)
+    vtt, srt = tmp_path / "e.vtt", tmp_path / "e.srt"
+    vtt.write_text(cuelib.render_vtt(edited), encoding="utf-8")
+    srt.write_text(cuelib.render_srt(edited), encoding="utf-8")
+    for path in (vtt, srt):
+        assert ffmpeg_cues(ffmpeg, path) == [(0.5, 2.0), (3.0, 4.0), (5.0, 6.0)], \
+            path.read_text()
+        assert not CONTROL.search(path.read_text(encoding="utf-8")), path.read_text()
+    checked = webvtt_validate(vtt)
+    assert checked["errors"] == [] and len(checked["cues"]) == 3
+    assert [c.start for c in parse_srt(srt.read_text(encoding="utf-8"))] == [0.5, 3.0, 5.0]
+    back = cuelib.parse_vtt(vtt.read_text(encoding="utf-8"))
+    assert [(c.start, c.end) for c in back] == [(0.5, 2.0), (3.0, 4.0), (5.0, 6.0)]
+    assert back[1] == edited[1]  # the VTT round-trips what was saved
 
 
 def test_edit_split_merge() -> None:
