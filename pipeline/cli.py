@@ -21,8 +21,8 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline import __version__, runner
-from pipeline.errors import ConfigError, PipelineError
-from pipeline.media import find_ffmpeg
+from pipeline.errors import ConfigError, PipelineError, ToolError
+from pipeline.ffmpeg import find_ffmpeg, require_ffmpeg
 from pipeline.models import Job
 from pipeline.state import StateDB
 from pipeline.workspace import Context, init_workspace, open_workspace, resolve_root
@@ -52,10 +52,16 @@ def _setup_logging(verbosity: int) -> None:
 
 
 @contextmanager
-def _session(args: argparse.Namespace) -> Iterator[tuple[Context, StateDB]]:
+def _session(args: argparse.Namespace, *, probe_ffmpeg: bool = True,
+             ) -> Iterator[tuple[Context, StateDB]]:
     ws = open_workspace(resolve_root(args.workspace))
     ws.ensure()
-    ctx = Context(workspace=ws, ffmpeg=find_ffmpeg(ws.settings.ffmpeg.path or None))
+    # Refuse an ffmpeg that cannot do the work now, not halfway through an episode. Commands
+    # that run no ffmpeg (status, retry, publish, unpublish) skip the probe, so they still
+    # answer while the configured ffmpeg is broken.
+    ffmpeg = (require_ffmpeg(ws.settings.ffmpeg.path, cache_dir=ws.state_db.parent)
+              if probe_ffmpeg else find_ffmpeg(ws.settings.ffmpeg.path or None))
+    ctx = Context(workspace=ws, ffmpeg=ffmpeg)
     db = StateDB(ws.state_db)
     try:
         yield ctx, db
@@ -171,7 +177,7 @@ def _episode_dict(job: Job, ctx: Context) -> dict[str, Any]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    with _session(args) as (ctx, db):
+    with _session(args, probe_ffmpeg=False) as (ctx, db):
         jobs = db.all(show=args.show)
         if args.json:
             sys.stdout.write(json.dumps([_episode_dict(j, ctx) for j in jobs], indent=2) + "\n")
@@ -208,7 +214,7 @@ def _one_episode(db: StateDB, prefix: str) -> Job:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    with _session(args) as (ctx, db):
+    with _session(args, probe_ffmpeg=False) as (ctx, db):
         out.print(runner.retry(ctx, db, _one_episode(db, args.id)))
     return EXIT_OK
 
@@ -228,7 +234,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from pipeline.feeds.publish import PublishError, publish_all
 
     failures: dict[str, str] = {}
-    with _session(args) as (ctx, db):
+    with _session(args, probe_ffmpeg=False) as (ctx, db):
         if args.show and args.show not in ctx.settings.show_ids:
             raise ConfigError(f"no show {args.show!r}; configured shows: "
                               f"{', '.join(ctx.settings.show_ids)}")
@@ -272,7 +278,7 @@ def cmd_unpublish(args: argparse.Namespace) -> int:
     from pipeline.feeds.publish import publish_show
     from pipeline.storage.publish import unpublish
 
-    with _session(args) as (ctx, db):
+    with _session(args, probe_ffmpeg=False) as (ctx, db):
         job = _one_episode(db, args.id)
 
         def rebuild(show: str) -> None:  # before any object the episode used is deleted
@@ -367,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(-1 if args.quiet else args.verbose)
     try:
         return int(args.func(args))
-    except ConfigError as exc:
+    except (ConfigError, ToolError) as exc:  # the set-up, not a recording, is at fault
         err.print(f"learncast: {exc}", markup=False)
         return EXIT_USAGE
     except PipelineError as exc:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline import ingest
-from pipeline.errors import HoldForReview, PipelineError, RetryableError
+from pipeline.errors import HoldForReview, PipelineError, RetryableError, ToolError
 from pipeline.fsutil import atomic_write_text, remove_stale_temp_files
 from pipeline.models import Job, Status
 from pipeline.stages import (
@@ -157,6 +157,9 @@ def _run_stage(ctx: Context, db: StateDB, job: Job, stage: Stage,
             if on_progress:
                 on_progress(job, stage.name, "held")
             return job
+        except ToolError as exc:  # a broken ffmpeg is not the episode's fault: keep it queued
+            _shelve(db, job, stage.name, exc)
+            raise
         except RetryableError as exc:
             if attempt >= settings.retry_attempts:
                 return _fail(ctx, db, job, stage.name,
@@ -202,6 +205,19 @@ def _pause_for_tests(ctx: Context, job: Job, stage: str) -> None:
     marker.write_text(str(os.getpid()))
     while True:
         time.sleep(0.5)
+
+
+def _shelve(db: StateDB, job: Job, stage: str, exc: ToolError) -> None:
+    """Put the episode back in the queue as if `stage` had not started; the run then stops
+    with the tool's error, and the next run (with a working tool) takes it from there.
+
+    Not retried here with backoff: a binary that cannot start or crashes will do so again,
+    and giving up after N attempts would fail a good recording for good."""
+    db.reset_stages(job.id, [stage])
+    db.save(job.replace(status=Status.QUEUED, stage=stage, error=None))
+    db.release(job.id)
+    db.event(job.id, "tool-error", f"{stage}: {exc}")
+    log.error("[%s] %s stays queued: %s", stage, job.id, exc)
 
 
 def _fail(ctx: Context, db: StateDB, job: Job, stage: str, reason: str) -> Job:
@@ -333,26 +349,33 @@ def work_queue(ctx: Context, db: StateDB, *, stop: threading.Event | None = None
     workers = ctx.settings.runner.worker_count
     outcomes: list[Outcome] = []
     lock = threading.Lock()
+    broken: list[ToolError] = []  # set by the first worker whose ffmpeg failed; all stop
 
     def worker(wctx: Context) -> None:
-        while not (stop is not None and stop.is_set()):
+        while not (stop is not None and stop.is_set()) and not broken:
             job = db.claim_next()
             if job is None:
                 return
-            job = process_job(wctx, db, job, stop=stop, on_progress=on_progress)
+            try:
+                job = process_job(wctx, db, job, stop=stop, on_progress=on_progress)
+            except ToolError as exc:
+                broken.append(exc)
+                return
             with lock:
                 outcomes.append(Outcome(job.id, job.source, job.title, job.status, job.error))
 
     if workers == 1:
         worker(ctx)
-        return outcomes
-    threads = [threading.Thread(target=worker, args=(dataclasses.replace(ctx, resources={}),),
-                                name=f"learncast-worker-{i}", daemon=True)
-               for i in range(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    else:
+        threads = [threading.Thread(target=worker, name=f"learncast-worker-{i}", daemon=True,
+                                    args=(dataclasses.replace(ctx, resources={}),))
+                   for i in range(workers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    if broken:
+        raise broken[0]
     return outcomes
 
 
