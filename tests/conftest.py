@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.media import find_ffmpeg
+from pipeline.ffmpeg import find_ffmpeg, require_ffmpeg
 from pipeline.state import StateDB
 from pipeline.workspace import Context, init_workspace, open_workspace
 
@@ -35,7 +35,17 @@ TEST_ENV = {
 
 @pytest.fixture(scope="session")
 def ffmpeg() -> str:
+    """The ffmpeg tests make and re-measure media with: always the bundled build (it has
+    every encoder and option the fixtures use), whichever one the pipeline runs."""
     return find_ffmpeg()
+
+
+@pytest.fixture(scope="session")
+def pipeline_ffmpeg() -> str:
+    """The ffmpeg the pipeline runs: the bundled one, or `LEARNCAST_FFMPEG__PATH` when set
+    (`make test-system-ffmpeg` sets Debian's), probed as the CLI probes it. CLI runs in
+    child processes inherit the variable, so they run the same binary."""
+    return require_ffmpeg(os.environ.get("LEARNCAST_FFMPEG__PATH", ""))
 
 
 @pytest.fixture(scope="session")
@@ -60,10 +70,10 @@ def workspace_dir(tmp_path: Path, test_env: dict[str, str]) -> Path:
 
 
 @pytest.fixture
-def ctx(workspace_dir: Path, ffmpeg: str) -> Context:
+def ctx(workspace_dir: Path, pipeline_ffmpeg: str) -> Context:
     ws = open_workspace(workspace_dir)
     ws.ensure()
-    return Context(workspace=ws, ffmpeg=ffmpeg)
+    return Context(workspace=ws, ffmpeg=pipeline_ffmpeg)
 
 
 @pytest.fixture

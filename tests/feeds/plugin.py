@@ -132,14 +132,14 @@ SHOWS: dict[str, dict[str, Any]] = {
 
 
 @pytest.fixture
-def make_ctx(workspace_dir: Path, ffmpeg: str) -> Callable[..., Context]:
+def make_ctx(workspace_dir: Path, pipeline_ffmpeg: str) -> Callable[..., Context]:
     """A Context on the test workspace with extra settings (shows, storage base URL)."""
     from pipeline.workspace import open_workspace
 
     def make(**overrides: Any) -> Context:
         ws = open_workspace(workspace_dir, overrides=overrides)
         ws.ensure()
-        return Context(workspace=ws, ffmpeg=ffmpeg)
+        return Context(workspace=ws, ffmpeg=pipeline_ffmpeg)
 
     return make
 

@@ -17,6 +17,9 @@ from pipeline.workspace import Context
 from tests.conftest import MakeMedia
 from tests.stages.finishing import add_artwork, duration, ebur128, make_job, with_settings
 
+#: Run again with the system ffmpeg by `make test-system-ffmpeg`.
+pytestmark = pytest.mark.whole_recording
+
 SHOW = {"id": "learning-weekly", "title": "Learning Weekly", "author": "L&D Team"}
 
 
