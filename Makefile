@@ -4,8 +4,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 TORCH_VERSION ?= 2.13.0
+SYSTEM_FFMPEG ?= /usr/bin/ffmpeg
 
-.PHONY: setup test test-slow lint run watch status bench docs clean
+.PHONY: setup test test-slow test-system-ffmpeg lint run watch status bench docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +28,13 @@ test: $(PY)
 test-slow: $(PY)
 	scripts/ensure-chromium.sh
 	$(PY) -m pytest -m slow -q
+
+# The whole-recording tests (marker whole_recording, slow ones included) again, with the
+# pipeline running a distribution's ffmpeg (Debian 12: 5.1) selected as users select one.
+test-system-ffmpeg: $(PY)
+	scripts/ensure-chromium.sh
+	SYSTEM_FFMPEG=$(SYSTEM_FFMPEG) scripts/ensure-system-ffmpeg.sh
+	LEARNCAST_FFMPEG__PATH=$(SYSTEM_FFMPEG) $(PY) -m pytest -m whole_recording -q
 
 lint: $(PY)
 	$(PY) -m ruff check pipeline tests bench scripts

@@ -21,8 +21,8 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline import __version__, runner
-from pipeline.errors import ConfigError, PipelineError
-from pipeline.media import find_ffmpeg
+from pipeline.errors import ConfigError, PipelineError, ToolError
+from pipeline.ffmpeg import find_ffmpeg, require_ffmpeg
 from pipeline.models import Job
 from pipeline.state import StateDB
 from pipeline.workspace import Context, init_workspace, open_workspace, resolve_root
@@ -52,11 +52,16 @@ def _setup_logging(verbosity: int) -> None:
 
 
 @contextmanager
-def _session(args: argparse.Namespace) -> Iterator[Context]:
+def _session(args: argparse.Namespace, *, probe_ffmpeg: bool = True) -> Iterator[Context]:
     ws = open_workspace(resolve_root(args.workspace))
     ws.ensure()
+    # Refuse an ffmpeg that cannot do the work now, not halfway through an episode. Commands
+    # that run no ffmpeg (status, retry, publish, unpublish, failed) skip the probe, so they
+    # still answer while the configured ffmpeg is broken.
+    ffmpeg = (require_ffmpeg(ws.settings.ffmpeg.path, cache_dir=ws.state_db.parent)
+              if probe_ffmpeg else find_ffmpeg(ws.settings.ffmpeg.path or None))
     db = StateDB(ws.state_db)
-    ctx = Context(workspace=ws, ffmpeg=find_ffmpeg(ws.settings.ffmpeg.path or None), state=db)
+    ctx = Context(workspace=ws, ffmpeg=ffmpeg, state=db)
     try:
         yield ctx
     finally:
@@ -178,7 +183,7 @@ def _episode_dict(job: Job, ctx: Context) -> dict[str, Any]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    with _session(args) as ctx:
+    with _session(args, probe_ffmpeg=False) as ctx:
         jobs = ctx.db.all(show=args.show)
         if args.json:
             sys.stdout.write(json.dumps([_episode_dict(j, ctx) for j in jobs], indent=2) + "\n")
@@ -215,7 +220,7 @@ def _one_episode(db: StateDB, prefix: str) -> Job:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    with _session(args) as ctx:
+    with _session(args, probe_ffmpeg=False) as ctx:
         out.print(runner.retry(ctx, _one_episode(ctx.db, args.id), from_stage=args.from_stage))
     return EXIT_OK
 
@@ -223,7 +228,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 def cmd_failed(args: argparse.Namespace) -> int:
     from pipeline import failures
 
-    with _session(args) as ctx:
+    with _session(args, probe_ffmpeg=False) as ctx:
         notes = failures.door_rejections(ctx.workspace)
         if args.clear is not None:
             wanted = [n for n in notes if not args.clear or n.file.name == args.clear]
@@ -259,7 +264,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from pipeline.feeds.publish import PublishError, publish_all
 
     failures: dict[str, str] = {}
-    with _session(args) as ctx:
+    with _session(args, probe_ffmpeg=False) as ctx:
         if args.show and args.show not in ctx.settings.show_ids:
             raise ConfigError(f"no show {args.show!r}; configured shows: "
                               f"{', '.join(ctx.settings.show_ids)}")
@@ -302,7 +307,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_unpublish(args: argparse.Namespace) -> int:
     from pipeline.feeds.publish import unpublish
 
-    with _session(args) as ctx:
+    with _session(args, probe_ffmpeg=False) as ctx:
         job = _one_episode(ctx.db, args.id)
         deleted = unpublish(ctx, job, delete_objects=args.delete_objects)
         out.print(f"episode {job.id} ({job.title}) unpublished; its show's feeds no longer "
@@ -401,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(-1 if args.quiet else args.verbose)
     try:
         return int(args.func(args))
-    except ConfigError as exc:
+    except (ConfigError, ToolError) as exc:  # the set-up, not a recording, is at fault
         err.print(f"learncast: {exc}", markup=False)
         return EXIT_USAGE
     except PipelineError as exc:

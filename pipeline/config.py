@@ -87,7 +87,8 @@ class FfmpegSettings(Section):
 
     path: str = Field(
         "", description="Which ffmpeg runs: empty = the one bundled in imageio-ffmpeg (tested); "
-        "`system` = `ffmpeg` on PATH; or a path to an ffmpeg binary."
+        "`system` = `ffmpeg` on PATH; or a path to an ffmpeg binary (5.1 or newer; checked at "
+        "start-up for everything the pipeline uses)."
     )
 
 

@@ -20,6 +20,14 @@ class ConfigError(PipelineError):
     """The configuration is invalid; the CLI exits 2 with this message."""
 
 
+class ToolError(PipelineError):
+    """A tool the pipeline runs (ffmpeg) could not be started or died of a signal.
+
+    Not the recording's fault: the file stays in the inbox or its episode stays queued, and
+    the run stops with this message (the CLI exits 2) instead of blaming the producer.
+    """
+
+
 class InputError(PipelineError):
     """The dropped recording or its sidecar is unusable; it goes to `failed/` with this reason."""
 

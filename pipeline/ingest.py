@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pipeline import failures, media
 from pipeline.artifacts import Artifact
-from pipeline.errors import InputError
+from pipeline.errors import InputError, ToolError
 from pipeline.fsutil import fit_name, sha256_file, slugify, unique_path
 from pipeline.models import Job, Status
 from pipeline.sidecar import SIDECAR_SUFFIXES, EpisodeMetadata, find_sidecar, load_sidecar
@@ -144,15 +144,24 @@ def ingest_claim(ctx: Context, folder: Path) -> IngestResult | None:
     files = [p for p in folder.iterdir() if p.name != OWNER_FILE]
     media_files = [p for p in files if is_candidate(p)]
     if not media_files:  # only a sidecar survived a crash: give it back to the inbox
-        for p in files:
-            os.rename(p, unique_path(ctx.workspace.inbox, p.name))
-        shutil.rmtree(folder, ignore_errors=True)
+        _unclaim(ctx, folder, files)
         return None
     path = media_files[0]
     sidecar = find_sidecar(path)
-    result = _ingest(ctx, path, sidecar)
+    try:
+        result = _ingest(ctx, path, sidecar)
+    except ToolError:  # ffmpeg is broken, not the file: leave it for a run with a working one
+        _unclaim(ctx, folder, [p for p in folder.iterdir() if p.name != OWNER_FILE])
+        raise
     shutil.rmtree(folder, ignore_errors=True)
     return result
+
+
+def _unclaim(ctx: Context, folder: Path, files: list[Path]) -> None:
+    """Give claimed files back to the inbox, untouched, and drop the claim folder."""
+    for p in files:
+        os.rename(p, unique_path(ctx.workspace.inbox, p.name))
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _ingest(ctx: Context, path: Path, sidecar: Path | None) -> IngestResult:

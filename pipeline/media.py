@@ -1,8 +1,10 @@
-"""Finding ffmpeg, probing media and running ffmpeg with errors a producer can act on.
+"""Probing media and checking that a recording decodes, with errors a producer can act on.
 
 No `ffprobe` is needed: probing uses PyAV (FFmpeg's libraries, shipped in its wheel), and
-processing uses one ffmpeg binary — the configured one, else the one on PATH, else the static
-build inside the `imageio-ffmpeg` wheel, so a fresh machine needs no system packages.
+processing uses one ffmpeg binary, chosen and checked by `pipeline.ffmpeg` (the static build
+inside the `imageio-ffmpeg` wheel unless `[ffmpeg] path` says otherwise), so a fresh machine
+needs no system packages. `find_ffmpeg` and `run_ffmpeg` live there and are re-exported here
+for the stages that import them from this module.
 """
 
 from __future__ import annotations
@@ -10,9 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import struct
-import subprocess
+import tempfile
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -20,36 +21,14 @@ from typing import Any
 
 import av
 
-from pipeline.errors import InputError, PipelineError
+from pipeline import ffmpeg as ffmpeg_tool
+from pipeline.errors import InputError
+from pipeline.ffmpeg import find_ffmpeg, run_ffmpeg
+
+__all__ = ["FLAC_OUTPUT", "AudioInfo", "Probe", "VideoInfo", "check_decodes", "find_ffmpeg",
+           "probe", "run_ffmpeg"]
 
 log = logging.getLogger(__name__)
-
-
-def find_ffmpeg(configured: str | None = None) -> str:
-    """Resolve the ffmpeg binary: the bundled one unless `[ffmpeg] path` says otherwise.
-
-    The bundled build (imageio-ffmpeg) is the one every test runs against, so it is the
-    default even when another ffmpeg is on PATH: a producer's distribution ffmpeg may lack
-    options or encoders the pipeline uses. `system` takes `ffmpeg` from PATH; anything else
-    is a path (or a command name) to run.
-    """
-    if configured == "system":
-        on_path = shutil.which("ffmpeg")
-        if not on_path:
-            raise PipelineError("ffmpeg.path = 'system' but there is no `ffmpeg` on PATH; "
-                                "install one, or clear [ffmpeg] path to use the bundled ffmpeg")
-        return on_path
-    if configured:
-        path = shutil.which(configured) or (configured if Path(configured).is_file() else None)
-        if not path:
-            raise PipelineError(
-                f"ffmpeg.path = {configured!r} does not exist or is not executable; "
-                "fix [ffmpeg] path in config/learncast.toml or remove it to use the bundled ffmpeg"
-            )
-        return path
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
 
 
 #: Output options for the lossless working copies (prepare, trim, normalise). ffmpeg's FLAC
@@ -59,17 +38,6 @@ def find_ffmpeg(configured: str | None = None) -> str:
 #: first frame made ffmpeg refuse to write at all ("invalid block size"). 4608 is the
 #: encoder's own choice at 44.1/48 kHz.
 FLAC_OUTPUT = ("-c:a", "flac", "-frame_size", "4608")
-
-
-def run_ffmpeg(ffmpeg: str, args: list[str], *, what: str) -> subprocess.CompletedProcess[str]:
-    """Run ffmpeg quietly; on failure raise a PipelineError quoting ffmpeg's own last words."""
-    cmd = [ffmpeg, "-hide_banner", "-nostdin", "-y", *args]
-    log.debug("ffmpeg: %s", " ".join(cmd))
-    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", check=False)
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
-        raise PipelineError(f"ffmpeg failed while {what} (exit {proc.returncode}):\n{tail}")
-    return proc
 
 
 @dataclass(frozen=True)
@@ -199,19 +167,21 @@ def check_decodes(ffmpeg: str, path: Path, probe_: Probe) -> None:
     duration for a file whose second half is missing.
     """
     _check_wav_size(path, probe_)
-    proc = subprocess.run(
-        [ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-v", "error", "-i", str(path),
-         "-map", "0:a:0", "-f", "null", "-progress", "pipe:1", "-"],
-        capture_output=True, text=True, errors="replace", check=False,
-    )
-    errors = [line for line in proc.stderr.splitlines() if _DECODE_ERROR.search(line)]
-    if proc.returncode != 0 or errors:
-        detail = "; ".join((errors or proc.stderr.strip().splitlines() or ["no detail"])[:3])
+    with tempfile.TemporaryFile() as progress:  # a file: a full stdout pipe would stall it
+        result = ffmpeg_tool.run(ffmpeg, ["-i", str(path), "-map", "0:a:0", "-f", "null",
+                                          "-progress", "pipe:1", "-"],
+                                 what=f"decoding {path.name}", stdout=progress)
+        progress.seek(0)
+        progress_text = progress.read().decode("utf-8", "replace")
+    lines = [ffmpeg_tool.strip_context(line) for line in result.log.errors]
+    errors = [line for line in lines if _DECODE_ERROR.search(line)]
+    if result.returncode != 0 or errors:
+        detail = "; ".join((errors or [result.first_error])[:3])
         raise InputError(
             f"the audio cannot be decoded completely, so the file is truncated or damaged "
             f"({detail}). Copy or export the recording again and drop it into the inbox"
         )
-    decoded = _last_out_time(proc.stdout)
+    decoded = _last_out_time(progress_text)
     # An MP3 cut short decodes cleanly; only its header's duration gives it away. Raw ADTS
     # AAC has no such header (ffmpeg guesses from the bitrate), so it is not judged this way.
     if (decoded is not None and probe_.container not in _ESTIMATED_DURATION

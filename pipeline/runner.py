@@ -21,7 +21,7 @@ from types import ModuleType
 
 from pipeline import crashpoints, failures, ingest
 from pipeline.artifacts import Artifact
-from pipeline.errors import HoldForReview, PipelineError, RetryableError
+from pipeline.errors import HoldForReview, PipelineError, RetryableError, ToolError
 from pipeline.fsutil import remove_stale_temp_files
 from pipeline.models import Job, Status
 from pipeline.stages import (
@@ -224,6 +224,9 @@ def _run_stage(ctx: Context, job: Job, stage: Stage, on_progress: ProgressFn | N
             if on_progress:
                 on_progress(job, stage.name, "held")
             return job
+        except ToolError as exc:  # a broken ffmpeg is not the episode's fault: keep it queued
+            _shelve(ctx, job, stage.name, exc)
+            raise
         except RetryableError as exc:
             if attempt >= settings.retry_attempts:
                 return _fail(ctx, job, stage.name, f"{exc} (gave up after {attempt} attempts)")
@@ -261,6 +264,20 @@ def _cpu_seconds() -> float:
     """
     t = os.times()
     return t.user + t.system + t.children_user + t.children_system
+
+
+def _shelve(ctx: Context, job: Job, stage: str, exc: ToolError) -> None:
+    """Put the episode back in the queue as if `stage` had not started; the run then stops
+    with the tool's error, and the next run (with a working tool) takes it from there.
+
+    Not retried here with backoff: a binary that cannot start or crashes will do so again,
+    and giving up after N attempts would fail a good recording for good."""
+    db = ctx.db
+    db.reset_stages(job.id, [stage])
+    db.save(job.replace(status=Status.QUEUED, stage=stage, error=None))
+    db.release(job.id)
+    db.event(job.id, "tool-error", f"{stage}: {exc}")
+    log.error("[%s] %s stays queued: %s", stage, job.id, exc)
 
 
 def _fail(ctx: Context, job: Job, stage: str, reason: str) -> Job:
@@ -368,29 +385,35 @@ def work_queue(ctx: Context, *, stop: threading.Event | None = None,
     workers = ctx.settings.runner.worker_count
     outcomes: list[Outcome] = []
     lock = threading.Lock()
+    broken: list[ToolError] = []  # set by the first worker whose ffmpeg failed; all stop
 
     def worker(wctx: Context) -> None:
-        while not (stop is not None and stop.is_set()):
+        while not (stop is not None and stop.is_set()) and not broken:
             job = wctx.db.claim_next()
             if job is None:
                 return
-            job = process_job(wctx, job, stop=stop, on_progress=on_progress)
+            try:
+                job = process_job(wctx, job, stop=stop, on_progress=on_progress)
+            except ToolError as exc:
+                broken.append(exc)
+                return
             with lock:
                 outcomes.append(Outcome(job.id, job.source, job.title, job.status, job.error))
 
     if workers == 1:
         worker(ctx)
-        return outcomes
-    # Each worker its own resources (ASR model), sharing the storage backend (thread-safe).
-    shared = {k: v for k, v in ctx.resources.items() if k == "storage"}
-    threads = [threading.Thread(target=worker,
-                                args=(dataclasses.replace(ctx, resources=dict(shared)),),
-                                name=f"learncast-worker-{i}", daemon=True)
-               for i in range(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    else:
+        # Each worker its own resources (ASR model), sharing the storage backend.
+        shared = {k: v for k, v in ctx.resources.items() if k == "storage"}
+        threads = [threading.Thread(target=worker, name=f"learncast-worker-{i}", daemon=True,
+                                    args=(dataclasses.replace(ctx, resources=dict(shared)),))
+                   for i in range(workers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    if broken:
+        raise broken[0]
     return outcomes
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.media import find_ffmpeg
+from pipeline.ffmpeg import find_ffmpeg, require_ffmpeg
 from pipeline.state import StateDB
 from pipeline.workspace import Context, init_workspace, open_workspace
 
@@ -37,7 +37,17 @@ TEST_ENV = {
 
 @pytest.fixture(scope="session")
 def ffmpeg() -> str:
+    """The ffmpeg tests make and re-measure media with: always the bundled build (it has
+    every encoder and option the fixtures use), whichever one the pipeline runs."""
     return find_ffmpeg()
+
+
+@pytest.fixture(scope="session")
+def pipeline_ffmpeg() -> str:
+    """The ffmpeg the pipeline runs: the bundled one, or `LEARNCAST_FFMPEG__PATH` when set
+    (`make test-system-ffmpeg` sets Debian's), probed as the CLI probes it. CLI runs in
+    child processes inherit the variable, so they run the same binary."""
+    return require_ffmpeg(os.environ.get("LEARNCAST_FFMPEG__PATH", ""))
 
 
 @pytest.fixture(scope="session")
@@ -62,11 +72,11 @@ def workspace_dir(tmp_path: Path, test_env: dict[str, str]) -> Path:
 
 
 @pytest.fixture
-def ctx(workspace_dir: Path, ffmpeg: str) -> Iterator[Context]:
+def ctx(workspace_dir: Path, pipeline_ffmpeg: str) -> Iterator[Context]:
     ws = open_workspace(workspace_dir)
     ws.ensure()
     state = StateDB(ws.state_db)
-    yield Context(workspace=ws, ffmpeg=ffmpeg, state=state)
+    yield Context(workspace=ws, ffmpeg=pipeline_ffmpeg, state=state)
     state.close()
 
 

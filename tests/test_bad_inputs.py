@@ -24,7 +24,7 @@ import pytest
 from bench.measure import run_measured
 from tests.conftest import REPO, TEST_ENV, learncast
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.whole_recording]
 
 LAVFI_AV = ["-f", "lavfi", "-i", "testsrc=duration=2:size=320x240:rate=25", "-f", "lavfi",
             "-i", "sine=frequency=500:duration=2", "-shortest", "-pix_fmt", "yuv420p"]

@@ -9,7 +9,12 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO, TEST_ENV, learncast
+
+#: Run again with the system ffmpeg by `make test-system-ffmpeg`.
+pytestmark = pytest.mark.whole_recording
 
 
 def test_init_creates_a_documented_workspace_and_refuses_to_overwrite(tmp_path: Path) -> None:
@@ -121,3 +126,22 @@ def test_retry_of_an_unknown_or_healthy_episode_is_refused(workspace_dir: Path, 
     [ep] = json.loads(learncast(workspace_dir, "status", "--json").stdout)
     proc = learncast(workspace_dir, "retry", ep["id"])
     assert proc.returncode == 1 and "not failed" in proc.stderr
+
+
+def test_the_sample_briefing_is_published_as_make_run_does(tmp_path: Path) -> None:
+    """The quick start: the shipped config and sample video, through every stage (with
+    the system ffmpeg too, where `make run` used to fail at normalise)."""
+    import shutil
+
+    ws = tmp_path / "repo"
+    shutil.copytree(REPO / "config", ws / "config")
+    shutil.copytree(REPO / "assets", ws / "assets")
+    (ws / "inbox").mkdir()
+    for sample in (REPO / "assets" / "samples").iterdir():
+        shutil.copy(sample, ws / "inbox" / sample.name)
+    proc = learncast(ws, "run")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "weekly-briefing-feedback.mp4 → episode" in proc.stdout
+    [episode] = json.loads(learncast(ws, "status", "--json").stdout)
+    assert episode["status"] == "published" and episode["kind"] == "video"
+    assert {"audio", "video", "vtt"} <= set(episode["files"])

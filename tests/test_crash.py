@@ -120,7 +120,7 @@ def test_kill_9_at_every_stage_then_rerun(point: str, stage: str, workspace_dir:
                       for p in objects)
     assert suffixes == sorted(
         [".mp3", ".vtt", ".srt", ".txt", ".html", ".chapters.json"]), objects
-    assert {o.key for o in ep["objects"].values()} == {
+    assert {o["key"] for o in ep["objects"].values()} == {
         p.relative_to(ws / "public").as_posix() for p in objects}
 
     # one feed entry, whose enclosure is a stored object

@@ -16,6 +16,9 @@ from pipeline.runner import ingest_ready, process_inbox
 from pipeline.state import StateDB
 from pipeline.workspace import Context
 
+#: Run again with the system ffmpeg by `make test-system-ffmpeg`.
+pytestmark = pytest.mark.whole_recording
+
 
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import logging
 import re
-import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
+from pipeline.ffmpeg import run
 
 log = logging.getLogger(__name__)
 
@@ -96,17 +96,22 @@ def _number(text: str) -> float:
 
 
 def measure(ffmpeg: str, path: Path, *, stream: str = "a:0") -> Loudness:
-    """Measure `path` (audio stream `stream`) in one streaming pass of ffmpeg's ebur128."""
-    cmd = [ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-i", str(path),
-           "-map", f"0:{stream}", "-vn", "-sn", "-dn",
-           "-af", "ebur128=peak=true:framelog=quiet", "-f", "null", "-"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", check=False)
-    match = _SUMMARY.search(proc.stderr.split("Summary:")[-1]) if proc.returncode == 0 else None
+    """Measure `path` (audio stream `stream`) in one streaming pass of ffmpeg's ebur128.
+
+    `framelog=verbose` sends ebur128's line per 100 ms frame to the verbose level, which the
+    info level we run at does not print: only the summary is read (and kept), whatever the
+    recording's length. (`framelog=quiet` would say so more plainly, but ffmpeg 5.1 lacks it;
+    left at its default, ebur128 logs every frame at info: 36,000 lines for an hour.)
+    """
+    result = run(ffmpeg, ["-i", str(path), "-map", f"0:{stream}", "-vn", "-sn", "-dn",
+                          "-af", "ebur128=peak=true:framelog=verbose", "-f", "null", "-"],
+                 what=f"measuring the loudness of {path.name}", loglevel="info",
+                 keep_after="Summary:")
+    match = _SUMMARY.search("\n".join(result.log.kept)) if result.returncode == 0 else None
     if not match:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
-        raise PipelineError(f"could not measure the loudness of {path.name} (ffmpeg exit "
-                            f"{proc.returncode}):\n{tail}\nCheck that the file plays; "
-                            "if it does, report this with the file attached")
+        raise PipelineError(f"could not measure the loudness of {path.name}: ffmpeg said "
+                            f"\"{result.first_error}\" (exit {result.returncode}). Check that "
+                            "the file plays; if it does, report this with the file attached")
     return Loudness(integrated=_number(match["i"]), true_peak=_number(match["tp"]),
                     lra=_number(match["lra"]))
 

@@ -15,16 +15,18 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import PipelineError
+from pipeline.ffmpeg import Log, check_ran, popen
 
 
 def stream_mono(ffmpeg: str, path: Path, rate: int, *, block_samples: int,
                 purpose: str) -> Iterator[np.ndarray]:
     """`path`'s first audio stream as float32 mono blocks of `block_samples` (the last may be
     shorter). ffmpeg's failure is raised after the last block, naming `purpose`."""
-    cmd = [ffmpeg, "-hide_banner", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0",
-           "-vn", "-ac", "1", "-ar", str(rate), "-f", "f32le", "-acodec", "pcm_f32le", "-"]
+    args = ["-i", str(path), "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(rate),
+            "-f", "f32le", "-acodec", "pcm_f32le", "-"]
+    what = f"decoding {path.name} for {purpose}"
     with tempfile.TemporaryFile() as errors:  # a file: a full stderr pipe would stall ffmpeg
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors)
+        proc = popen(ffmpeg, args, what=what, stdout=subprocess.PIPE, stderr=errors)
         assert proc.stdout is not None
         try:
             while data := proc.stdout.read(block_samples * 4):
@@ -35,9 +37,9 @@ def stream_mono(ffmpeg: str, path: Path, rate: int, *, block_samples: int,
                 proc.kill()
             proc.wait()
         errors.seek(0)
-        stderr = errors.read()
+        output = Log().read(errors)
+    check_ran(ffmpeg, proc.returncode, output, what=what)
     if proc.returncode != 0:
-        tail = "\n".join(stderr.decode("utf-8", "replace").strip().splitlines()[-5:])
-        raise PipelineError(f"ffmpeg could not decode {path.name} for {purpose} "
-                            f"(exit {proc.returncode}):\n{tail}\nCheck that the file is intact, "
-                            "then run `learncast retry`")
+        raise PipelineError(f"ffmpeg could not decode {path.name} for {purpose}: "
+                            f"{output.first_error} (exit {proc.returncode}). Check that the "
+                            "file is intact, then run `learncast retry`")

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from pipeline.audio.pcm import stream_mono
 from pipeline.captions.qa import cue_speed
 from pipeline.errors import InputError, PipelineError
+from pipeline.ffmpeg import Log, check_ran, popen
 from pipeline.models import Job
 from pipeline.review import cues as cuelib
 from pipeline.review import service
@@ -100,16 +101,26 @@ def waveform(ctx: Context, job: Job) -> str:
 
 
 def _momentary(ctx: Context, path: str) -> tuple[list[float], list[float]]:
-    proc = subprocess.run([ctx.ffmpeg, "-nostdin", "-hide_banner", "-i",
-                           str(ctx.workspace.abs(path)), "-af", "ebur128",
-                           "-f", "null", "-"], capture_output=True, text=True, check=False)
+    """Momentary loudness every 100 ms, read line by line from ebur128's frame log."""
+    what = f"measuring the momentary loudness of {path}"
+    proc = popen(ctx.ffmpeg, ["-i", str(ctx.workspace.abs(path)), "-map", "0:a:0",
+                              "-af", "ebur128=framelog=info", "-f", "null", "-"],
+                 what=what, loglevel="info", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     times, values = [], []
-    for m in MOMENTARY.finditer(proc.stderr):
-        value = float(m.group(2)) if m.group(2) not in ("-inf", "nan") else float("nan")
-        times.append(float(m.group(1)))
-        values.append(value if value > -70 else float("nan"))
+    output = Log()
+    with proc:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            line = raw.decode("utf-8", "replace")
+            if m := MOMENTARY.search(line):
+                value = float(m.group(2)) if m.group(2) not in ("-inf", "nan") else float("nan")
+                times.append(float(m.group(1)))
+                values.append(value if value > -70 else float("nan"))
+            else:
+                output.feed(line)
+    check_ran(ctx.ffmpeg, proc.returncode, output, what=what)
     if not times:
-        raise InputError(f"could not measure the loudness of {path}")
+        raise InputError(f"could not measure the loudness of {path}: {output.first_error}")
     return times, values
 
 

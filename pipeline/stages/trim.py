@@ -32,6 +32,7 @@ import av
 from pipeline.artifacts import Artifact, Timeline
 from pipeline.audio.silence import detect, window_levels
 from pipeline.config import TrimSettings
+from pipeline.ffmpeg import filter_complex_file
 from pipeline.fsutil import atomic_path, atomic_write_text
 from pipeline.media import FLAC_OUTPUT, VideoInfo, run_ffmpeg
 from pipeline.models import Job, TrimResult
@@ -141,7 +142,7 @@ def _cut_audio(ctx: Context, source: Path, plan: CutPlan, dest: Path) -> None:
         graph = ";".join(parts) + f";{joined}concat=n={len(plan.segments)}:v=0:a=1[out]"
         script = dest.with_suffix(".filter.txt")
         atomic_write_text(script, graph)
-        args = ["-i", str(source), "-/filter_complex", str(script), "-map", "[out]"]
+        args = ["-i", str(source), *filter_complex_file(ctx.ffmpeg, script), "-map", "[out]"]
     with atomic_path(dest) as tmp:
         run_ffmpeg(ctx.ffmpeg, [*args, *FLAC_OUTPUT, str(tmp)],
                    what=f"trimming the audio of {source.name}")

@@ -123,6 +123,7 @@ def test_missing_transcript_is_a_clear_error(asr_ctx: MakeCtx, make_job: MakeJob
 
 
 @pytest.mark.slow
+@pytest.mark.whole_recording
 def test_learncast_run_produces_captions_end_to_end(workspace_dir: Path, shared_audio: Path,
                                                     webvtt_validate: Any) -> None:
     """A producer drops a recording and a sidecar; `learncast run` leaves captions for it."""

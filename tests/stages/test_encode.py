@@ -16,6 +16,9 @@ from pipeline.workspace import Context
 from tests.conftest import MakeMedia
 from tests.stages.finishing import add_artwork, ebur128, make_job, upto, with_settings
 
+#: Run again with the system ffmpeg by `make test-system-ffmpeg`.
+pytestmark = pytest.mark.whole_recording
+
 SHOW = {"id": "learning-weekly", "title": "Learning Weekly", "author": "L&D Team"}
 
 

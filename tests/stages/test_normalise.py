@@ -17,6 +17,9 @@ from pipeline.workspace import Context
 from tests.conftest import MakeMedia
 from tests.stages.finishing import ebur128, make_job, speech_at, upto, with_settings
 
+#: Run again with the system ffmpeg by `make test-system-ffmpeg`.
+pytestmark = pytest.mark.whole_recording
+
 
 def _sample_rate(path: Path) -> int:
     with av.open(str(path)) as c:
@@ -74,17 +77,20 @@ def test_audio_reaches_profile_on_the_mp3(ctx: Context, shared_audio: Path, tmp_
         assert loud.limited is False and loud.gain_db < -8
 
 
-def test_peaky_quiet_recording_is_limited_and_recorded(ctx: Context, shared_audio: Path,
+def test_peaky_quiet_recording_is_limited_and_recorded(ctx: Context, ffmpeg: str,
+                                                       shared_audio: Path,
                                                        tmp_path: Path) -> None:
     """Quiet speech with a loud knock: +19 dB of gain would put the knock far over the
     ceiling, so a true-peak limiter is needed — and the episode says it was used."""
-    speech = speech_at(ctx.ffmpeg, shared_audio / "jfk.flac", tmp_path / "quiet.wav", -35.0)
+    speech = speech_at(ffmpeg, shared_audio / "jfk.flac", tmp_path / "quiet.wav", -35.0)
     knock = tmp_path / "knock.wav"
-    subprocess.run([ctx.ffmpeg, "-v", "error", "-y", "-i", str(speech), "-f", "lavfi", "-i",
+    # stereo (-ac 2) as the -16 LUFS target below assumes; ffmpeg 5.1's amix would mix the
+    # mono knock and the stereo speech down to mono
+    subprocess.run([ffmpeg, "-v", "error", "-y", "-i", str(speech), "-f", "lavfi", "-i",
                     "sine=frequency=1000:sample_rate=44100:duration=0.01,volume=5.6,"
                     "adelay=delays=5000:all=1", "-filter_complex",
-                    "[0:a][1:a]amix=inputs=2:duration=first:normalize=0", "-c:a", "pcm_s16le",
-                    str(knock)], check=True)
+                    "[0:a][1:a]amix=inputs=2:duration=first:normalize=0", "-ac", "2",
+                    "-c:a", "pcm_s16le", str(knock)], check=True)
     job = upto(ctx, make_job(ctx, knock), "encode")
     loud = job.results.loudness
     assert loud is not None and loud.limited is True and loud.gain_db > 15, loud

@@ -3,11 +3,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import av
+import pytest
 
 from pipeline import media
 from pipeline.runner import process_inbox
 from pipeline.state import StateDB
 from pipeline.workspace import Context
+
+#: Run again with the system ffmpeg by `make test-system-ffmpeg`.
+pytestmark = pytest.mark.whole_recording
 
 
 def test_prepare_extracts_lossless_audio_and_downmixes_surround(

@@ -19,6 +19,9 @@ from pipeline.workspace import Context
 from tests.conftest import MakeMedia
 from tests.stages.finishing import duration, make_job, pcm, upto, with_settings
 
+#: Run again with the system ffmpeg by `make test-system-ffmpeg`.
+pytestmark = pytest.mark.whole_recording
+
 RATE = 48000
 
 
