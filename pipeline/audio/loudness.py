@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipeline.errors import PipelineError
 
 log = logging.getLogger(__name__)
@@ -98,14 +100,86 @@ def measure(ffmpeg: str, path: Path, *, stream: str = "a:0") -> Loudness:
            "-map", f"0:{stream}", "-vn", "-sn", "-dn",
            "-af", "ebur128=peak=true:framelog=quiet", "-f", "null", "-"]
     proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", check=False)
-    match = _SUMMARY.search(proc.stderr.split("Summary:")[-1]) if proc.returncode == 0 else None
+    return summary(proc.stderr if proc.returncode == 0 else "", path.name, proc)
+
+
+def summary(stderr: str, name: str, proc: subprocess.CompletedProcess[str] | None = None
+            ) -> Loudness:
+    """The figures of the last ebur128 summary in `stderr` (ffmpeg's log of one run)."""
+    match = _SUMMARY.search(stderr.split("Summary:")[-1]) if "Summary:" in stderr else None
     if not match:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
-        raise PipelineError(f"could not measure the loudness of {path.name} (ffmpeg exit "
-                            f"{proc.returncode}):\n{tail}\nCheck that the file plays; "
-                            "if it does, report this with the file attached")
+        detail = proc.stderr if proc is not None else stderr
+        tail = "\n".join(detail.strip().splitlines()[-5:])
+        code = f" (ffmpeg exit {proc.returncode})" if proc is not None else ""
+        raise PipelineError(f"could not measure the loudness of {name}{code}:\n{tail}\n"
+                            "Check that the file plays; if it does, report this with the file "
+                            "attached")
     return Loudness(integrated=_number(match["i"]), true_peak=_number(match["tp"]),
                     lra=_number(match["lra"]))
+
+
+#: ebur128 reports every 100 ms; momentary loudness covers the last 400 ms, short-term 3 s.
+FRAME_S = 0.1
+MOMENTARY_S = 0.4
+_FRAME = re.compile(r"t:\s*(?P<t>[\d.]+)\s+TARGET:.*?M:\s*(?P<m>-?[\d.]+|-?inf|nan)\s+"
+                    r"S:\s*(?P<s>-?[\d.]+|-?inf|nan)"
+                    r"(?:.*?FTPK:\s*(?P<ftpk>[-\d.\sinf]+?)\s*dBFS)?")
+
+
+@dataclass(frozen=True)
+class LoudnessSeries:
+    """ebur128's frame log of one file: every 100 ms, the momentary (400 ms) and short-term
+    (3 s) loudness ending there, and the frame's true peak (highest channel).
+
+    An hour is 36,000 frames, three float arrays (under 1 MB): the leveler plans its gain
+    curve from them and the sound report compares before with after, without the audio.
+    """
+
+    loudness: Loudness
+    t: np.ndarray  # end of each frame (s)
+    momentary: np.ndarray  # LUFS
+    short_term: np.ndarray  # LUFS
+    frame_peak: np.ndarray  # dBTP (dBFS when measured without true peak)
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.t[-1]) if len(self.t) else 0.0
+
+    def shifted(self, gain_db: float) -> LoudnessSeries:
+        """The same file after a linear gain (exact: every figure moves by the gain)."""
+        lo = self.loudness
+        return LoudnessSeries(Loudness(lo.integrated + gain_db, lo.true_peak + gain_db, lo.lra),
+                              self.t, self.momentary + gain_db, self.short_term + gain_db,
+                              self.frame_peak + gain_db)
+
+
+def parse_series(stderr: str, name: str) -> LoudnessSeries:
+    """A `LoudnessSeries` from the log of an ffmpeg run with `ebur128=framelog=info`."""
+    loud = summary(stderr, name)
+    rows = []
+    for m in _FRAME.finditer(stderr):
+        peaks = [_number(p) for p in (m["ftpk"] or "").split()]
+        rows.append((float(m["t"]), _number(m["m"]), _number(m["s"]),
+                     max(peaks) if peaks else float("nan")))
+    data = np.array(rows, dtype=np.float64).reshape(-1, 4)
+    return LoudnessSeries(loud, data[:, 0], data[:, 1], data[:, 2], data[:, 3])
+
+
+def series_filter() -> str:
+    """The ebur128 instance whose log `parse_series` reads (pass-through audio)."""
+    return "ebur128=framelog=info:peak=true"
+
+
+def measure_series(ffmpeg: str, path: Path, *, stream: str = "a:0") -> LoudnessSeries:
+    """Integrated, true peak and range like `measure`, plus the 100 ms frame log, in the same
+    single streaming pass (the log is ~200 bytes a frame: 7 MB of text for an hour)."""
+    cmd = [ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-i", str(path),
+           "-map", f"0:{stream}", "-vn", "-sn", "-dn", "-af", series_filter(),
+           "-f", "null", "-"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", check=False)
+    if proc.returncode != 0:
+        summary("", path.name, proc)  # raises with ffmpeg's last words
+    return parse_series(proc.stderr, path.name)
 
 
 @dataclass(frozen=True)
@@ -122,23 +196,30 @@ class GainPlan:
                 "ceiling_db": round(self.ceiling_db, 2)}
 
 
+def require_audible(measured: Loudness) -> None:
+    """Refuse a recording with nothing to normalise (BS.1770's gates leave nothing)."""
+    if measured.integrated <= SILENT_LUFS:
+        raise PipelineError(
+            f"the recording is silent or nearly so ({measured}); there is nothing to bring "
+            "to a listening level. Check the microphone/track selection and record again")
+
+
 def plan_gain(measured: Loudness, profile: Profile, *, rate: int, headroom_db: float,
-              extra_gain_db: float = 0.0) -> GainPlan:
+              extra_gain_db: float = 0.0, peak_margin_db: float = 0.0) -> GainPlan:
     """Linear gain to the target; add a true-peak limiter only when the peak would pass.
 
     `headroom_db` keeps the master below the profile ceiling so lossy encoding (which adds
     inter-sample overshoot) still lands under it. The limiter runs at 4x the output rate so it
     catches inter-sample peaks, with `latency` compensation so audio does not shift in time
     (which would break A/V sync), and its auto-level is off so it never changes loudness.
+    `peak_margin_db` adds the limiter already when the peak comes that close to the ceiling
+    (for a peak that was predicted rather than measured).
     """
-    if measured.integrated <= SILENT_LUFS:
-        raise PipelineError(
-            f"the recording is silent or nearly so ({measured}); there is nothing to bring "
-            "to a listening level. Check the microphone/track selection and record again")
+    require_audible(measured)
     gain = profile.integrated - measured.integrated + extra_gain_db
     ceiling = profile.true_peak - headroom_db
     resample = f"aresample={rate}:resampler=soxr:precision=28"
-    if measured.true_peak + gain <= ceiling:
+    if measured.true_peak + gain <= ceiling - peak_margin_db:
         return GainPlan(gain, False, ceiling, f"volume={gain:.3f}dB:precision=double,{resample}")
     limit = max(10 ** (ceiling / 20), 0.0625)
     chain = (f"volume={gain:.3f}dB:precision=double,"
