@@ -1,14 +1,19 @@
-"""Two-pass loudness normalisation into the lossless master (`master_audio`).
+"""Two-pass loudness normalisation into the lossless master (`master_audio`), with the speech
+leveler, noise reduction and hum removal the settings ask for (`pipeline.audio.master`).
 
-Pass 1 measures (integrated, true peak, LRA); pass 2 applies a linear gain — plus a true-peak
-limiter only when the gain would push the peak over the ceiling, recorded as `limited`. When
-the limiter took loudness away, corrective passes (at most three) add the difference back
-(limiting again), so the master lands on target. The output sample rate is explicit: 44.1 kHz
+Pass 1 measures (integrated, true peak, LRA, and ebur128's 100 ms frame log); pass 2 renders
+the master in one ffmpeg process: hum notches and afftdn (per show: `noise_reduction`,
+`hum`), the leveler's gain curve (`[loudness] leveler`), a linear gain to the target — plus
+a true-peak limiter when the peak would reach the ceiling, recorded as `limited`. Off target
+after limiting, corrective passes (at most three) add the difference back. With all of them
+off this is exactly the linear path of before. The output sample rate is explicit: 44.1 kHz
 for audio episodes, 48 kHz for video episodes (the rates their deliverables use), so nothing
-silently resamples to 192 kHz. The master contains the content only; bumpers are added by encode.
+silently resamples to 192 kHz. The master contains the content only; bumpers are added by
+encode (with `normalise_file`, linear).
 
 The final check is on the encoded files (encode re-measures them); the figures measured here
-are stored as `measurements["loudness"]` (`before`, `master`, target and gain plan).
+are stored as `measurements["loudness"]` (`before`, `master`, target and gain plan) and the
+sound report as `measurements["sound"]` (`pipeline.audio.report`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import logging
 from pathlib import Path
 
 from pipeline.audio.loudness import Loudness, Profile, measure, plan_gain, profile_for
+from pipeline.audio.master import SoundOptions, make_master
 from pipeline.errors import PipelineError
 from pipeline.fsutil import atomic_path
 from pipeline.media import FLAC_OUTPUT, run_ffmpeg
@@ -86,15 +92,24 @@ def _apply(ffmpeg: str, source: Path, dest: Path, chain: str, channels: int | No
                    what=f"applying loudness gain to {source.name}")
 
 
+def sound_options(ctx: Context, job: Job) -> SoundOptions:
+    loud, show = ctx.settings.loudness, ctx.settings.show(job.show)
+    return SoundOptions(leveler=loud.leveler, max_gain_db=loud.leveler_max_gain_db,
+                        noise_reduction=show.noise_reduction, hum=show.hum)
+
+
 def run(job: Job, ctx: Context) -> Job:
     ws = ctx.workspace
     source = ws.abs(input_audio(job))
     profile = episode_profile(job, ctx)
     dest = ws.job_dir(job.id) / "master.flac"
-    figures = normalise_file(ctx.ffmpeg, source, dest, profile, rate=output_rate(job),
-                             headroom_db=ctx.settings.loudness.headroom_db)
-    master = Loudness(**figures["master"])  # type: ignore[arg-type]
-    log.info("[normalise] %s: %s → %s (%s, gain %+.1f dB%s)", job.id,
-             Loudness(**figures["before"]), master, profile.name,  # type: ignore[arg-type]
-             figures["gain_db"], ", true-peak limited" if figures["limited"] else "")
-    return job.with_file("master_audio", ws.rel(dest)).with_measurements(loudness=figures)
+    figures, sound = make_master(ctx.ffmpeg, source, dest, profile, rate=output_rate(job),
+                                 headroom_db=ctx.settings.loudness.headroom_db,
+                                 options=sound_options(ctx, job))
+    master = Loudness(**figures["master"])
+    log.info("[normalise] %s: %s → %s (%s, gain %+.1f dB%s%s)", job.id,
+             Loudness(**figures["before"]), master, profile.name, figures["gain_db"],
+             ", levelled" if figures["leveler"] else "",
+             ", true-peak limited" if figures["limited"] else "")
+    return job.with_file("master_audio", ws.rel(dest)).with_measurements(loudness=figures,
+                                                                          sound=sound)

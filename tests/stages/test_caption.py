@@ -12,7 +12,7 @@ from lxml import html as lxml_html
 
 from pipeline.captions.profiles import PROFILES
 from pipeline.errors import PipelineError
-from pipeline.stages import caption, transcribe
+from pipeline.stages import caption, normalise, transcribe
 from tests.asr.fixtures import MakeCtx, MakeJob, references, wer
 from tests.captions.srt import parse_srt
 
@@ -30,6 +30,7 @@ def test_writes_every_format_shifted_by_the_content_offset(
     ctx = asr_ctx()
     job = transcribe.run(make_job(ctx, shared_audio / "jfk.flac", title="Ask not"), ctx)
     base = parse_srt(_read(ctx, caption.run(job, ctx), "srt"))
+    job = normalise.run(job, ctx)  # its sound report goes into the QA report
     shifted = caption.run(job.with_measurements(content_offset_s=4.25), ctx)
     folder = ctx.workspace.transcripts / "learning-weekly"
     for name in FORMATS:
@@ -60,6 +61,7 @@ def test_writes_every_format_shifted_by_the_content_offset(
     assert qa["profile"] == "learncast" and qa["violations"] == [] and qa["conformance"] == 1.0
     assert shifted.measurements["caption_cues"] == qa["cues"] == len(srt)
     assert shifted.measurements["caption_violations"] == 0
+    assert qa["sound"] == job.measurements["sound"] and "section_spread_lu" in qa["sound"]
 
 
 @pytest.mark.parametrize("engine", ["openai-whisper", "faster-whisper"])
