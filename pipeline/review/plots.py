@@ -25,7 +25,7 @@ from pipeline.review import service
 from pipeline.workspace import Context
 
 WAVE_RATE = 4000
-MOMENTARY = re.compile(r"t:\s*([\d.]+)\s+.*?M:\s*(-?[\d.]+|-inf|nan)")
+FRAME = re.compile(r"t:\s*([\d.]+)\s+.*?M:\s*(-?[\d.]+|-inf|nan)\s+S:\s*(-?[\d.]+|-inf|nan)")
 
 
 def _svg(fig: Figure) -> str:
@@ -104,13 +104,14 @@ def waveform(ctx: Context, job: Job) -> str:
     return _svg(fig)
 
 
-def _momentary(ctx: Context, path: str) -> tuple[list[float], list[float]]:
+def _short_term(ctx: Context, path: str) -> tuple[list[float], list[float]]:
+    """Short-term (3 s) loudness every 100 ms, from ebur128's frame log."""
     proc = subprocess.run([ctx.ffmpeg, "-nostdin", "-hide_banner", "-i",
                            str(ctx.workspace.abs(path)), "-af", "ebur128",
                            "-f", "null", "-"], capture_output=True, text=True, check=False)
     times, values = [], []
-    for m in MOMENTARY.finditer(proc.stderr):
-        value = float(m.group(2)) if m.group(2) not in ("-inf", "nan") else float("nan")
+    for m in FRAME.finditer(proc.stderr):
+        value = float(m.group(3)) if m.group(3) not in ("-inf", "nan") else float("nan")
         times.append(float(m.group(1)))
         values.append(value if value > -70 else float("nan"))
     if not times:
@@ -119,17 +120,25 @@ def _momentary(ctx: Context, path: str) -> tuple[list[float], list[float]]:
 
 
 def loudness(ctx: Context, job: Job) -> str:
-    """Momentary loudness (EBU R128, 400 ms) before and after normalisation."""
+    """Short-term loudness (EBU R128, 3 s) before and after the master was made: a leveled
+    master's speech sits in one band, where the recording's wandered with each speaker."""
     before_key = next((k for k in ("trimmed_audio", "source_audio") if k in job.files), None)
     if before_key is None or "master_audio" not in job.files:
         raise InputError(f"episode {job.id} has not been normalised yet")
     fig, ax = _figure()
+    figures = job.measurements.get("loudness") or {}
+    after = "after normalisation (levelled)" if figures.get("leveler") else \
+        "after normalisation"
     for key, label, colour in ((before_key, "before", "#8a8a8a"),
-                               ("master_audio", "after normalisation", "#0b4fa8")):
-        times, values = _momentary(ctx, job.files[key])
+                               ("master_audio", after, "#0b4fa8")):
+        times, values = _short_term(ctx, job.files[key])
         ax.plot(times, values, label=label, color=colour, linewidth=1)
+    target = figures.get("target_i")
+    if isinstance(target, int | float):
+        ax.axhline(target, color="#a30015", linestyle="--", linewidth=1,
+                   label=f"target {target:g} LUFS")
     ax.set_xlabel("time (s)")
-    ax.set_ylabel("momentary loudness (LUFS)")
+    ax.set_ylabel("short-term loudness (LUFS)")
     ax.legend(loc="lower right")
     return _svg(fig)
 
