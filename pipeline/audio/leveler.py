@@ -22,15 +22,18 @@ How the curve is made:
 5. **Smoothed** by a 1 s moving average, so gain changes are glides, not steps.
 
 Why this and not ffmpeg's own filters — measured on the sound bench's inputs (JFK at
--20 LUFS alternating with an LJSpeech voice at -30 LUFS; JFK with a 25 s pause over -60 dBFS
-room tone; `bench/sound.py`): `dynaudnorm` (defaults) left the two voices 12.6 LU apart (its
-15 s Gaussian window averages across speaker turns and it normalises peaks, not loudness) and
-raised the pause's room noise by 12 dB relative to the speech; `speechnorm` (defaults) left
-them 9.9 LU apart, and with stronger expansion (`e=6.25`) 8.4 LU apart with the noise up
-4 dB. This curve: 0.6 LU apart, noise not raised (−2 dB). The power mean (rather than a median)
-as the local level tracks loudness as BS.1770 measures it, and ±3 s was the shortest window
-that did not ride individual phrases (a single steady speaker's gain stays within ±3 dB) and
-the longest that still settled within 8 s speaker turns (±5 s left 3 LU).
+-20 LUFS alternating with an LJSpeech voice at -30 LUFS over -60 dBFS room tone; JFK with a
+25 s pause of that room tone; see `bench/sound.py`): `dynaudnorm` (defaults) left the two
+voices 12.6 LU apart (its 15 s Gaussian window averages across speaker turns, and it
+normalises peaks, not loudness) and raised the room tone in the pause by 11.9 dB relative
+to the speech; `speechnorm` (defaults) left them 9.9 LU apart, and with stronger expansion
+(`e=6.25:r=0.00001:l=1`) 8.4 LU apart with the pause 4.1 dB up. This curve: 0.8 LU apart,
+the pause 2.1 dB *down* relative to the speech. The window was chosen the same way (spread /
+gain range on one steady speaker): ±1.5 s 0.6 LU / ±4.2 dB, ±2 s 0.5 LU / ±4 dB, ±3 s
+0.8 LU / -3.0..+2.7 dB, ±4 s 2.1 LU, ±5 s 4.0 LU: ±3 s is the longest window that still
+settles within an 8 s turn, and it rides a single speaker's phrases least among those that
+do. The power mean (rather than a median) as the local level tracks loudness the way BS.1770
+measures it.
 """
 
 from __future__ import annotations
