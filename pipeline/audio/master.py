@@ -19,6 +19,7 @@ master again: a linear gain moves every figure by exactly the gain.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,17 +117,20 @@ def make_master(ffmpeg: str, source: Path, dest: Path, profile: Profile, *, rate
              else leveler.GainCurve.flat(before))
     dn = denoise.plan(ffmpeg, source, before, mode=options.noise_reduction, hum=options.hum,
                       channels=channels)
-    predicted_i, predicted_peak = leveler.predict(before, curve)
-    predicted = Loudness(predicted_i, predicted_peak, before.loudness.lra)
+    if curve.is_flat:  # ebur128's own figures, exactly as the linear path always used them
+        predicted = before.loudness
+    else:
+        predicted = Loudness(*leveler.predict(before, curve), before.loudness.lra)
     processed = not curve.is_flat or dn.active
     margin = PEAK_MARGIN_DB if processed else 0.0
     plan = plan_gain(predicted, profile, rate=rate, headroom_db=headroom_db,
                      peak_margin_db=margin)
-    envelope = dest.with_name(f".{dest.stem}.gain.f32")
-    render = dict(curve=curve, dn=dn, envelope=envelope, in_rate=in_rate, channels=channels,
-                  duration_s=before.duration_s)
+    render = functools.partial(_render, ffmpeg, source, dest, curve=curve, dn=dn,
+                               envelope=dest.with_name(f".{dest.stem}.gain.f32"),
+                               in_rate=in_rate, channels=channels,
+                               duration_s=before.duration_s)
     measured = processed or plan.limited
-    after = _render(ffmpeg, source, dest, plan, measure=measured, **render)  # type: ignore[arg-type]
+    after = render(plan, measure=measured)
     if after is None:  # linear, no limiter: every figure moved by exactly the gain
         after = before.shifted(plan.gain_db)
     corrections, extra = 0, 0.0
@@ -137,7 +141,7 @@ def make_master(ffmpeg: str, source: Path, dest: Path, profile: Profile, *, rate
         force = after.loudness.true_peak > plan.ceiling_db + 0.05 or plan.limited
         plan = plan_gain(predicted, profile, rate=rate, headroom_db=headroom_db,
                          extra_gain_db=extra, peak_margin_db=99.0 if force else margin)
-        after = _render(ffmpeg, source, dest, plan, measure=True, **render)  # type: ignore[arg-type]
+        after = render(plan, measure=True)
         assert after is not None
         measured = True
         corrections += 1
@@ -148,6 +152,6 @@ def make_master(ffmpeg: str, source: Path, dest: Path, profile: Profile, *, rate
                "sample_rate": rate, "leveler": options.leveler}
     report = sound_report(before, after, curve=curve, denoise=dn, leveler=options.leveler,
                           max_gain_db=options.max_gain_db, gain_db=plan.gain_db,
-                          limiter_inserted=plan.limited, predicted_peak_dbtp=predicted_peak,
+                          limiter_inserted=plan.limited, predicted_peak_dbtp=predicted.true_peak,
                           ceiling_dbtp=plan.ceiling_db)
     return figures, report
