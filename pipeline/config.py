@@ -15,7 +15,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipeline.errors import ConfigError
 from pipeline.feeds.categories import category_problem
@@ -153,6 +160,19 @@ class ShowSettings(Section):
         description="Names and terms of this show (products, people, acronyms): fed to the "
         "speech recogniser and used to correct near-miss spellings; sidecars can add more.",
     )
+    noise_reduction: Literal["off", "light", "strong"] = Field(
+        "off", description="Broadband noise reduction (fans, hiss, air conditioning), learnt "
+        "from each recording's quietest stretch: light takes up to 15 dB off the noise, strong "
+        "up to 27 dB (more risk of watery speech).")
+    hum: Literal["auto", "50", "60", "off"] = Field(
+        "auto", description="Mains hum removal (notches at the hum frequency and its "
+        "harmonics): auto = only when 50 or 60 Hz hum is found in the quietest stretch; "
+        "50/60 = always, at that frequency.")
+
+    @field_validator("hum", mode="before")
+    @classmethod
+    def _hum_number(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     @model_validator(mode="after")
     def _check_category(self) -> ShowSettings:
@@ -192,6 +212,12 @@ class LoudnessSettings(Section):
                                "variant (apple -19, aes -21 LUFS).")
     headroom_db: float = Field(1.0, ge=0, le=6, description="Extra true-peak margin in the "
                                "lossless master, for the overshoot lossy encoding adds.")
+    leveler: bool = Field(True, description="Speech leveler: slow gain riding on speech only "
+                          "(held in pauses), so speakers and sections come out equally loud "
+                          "before the integrated target is applied; false = one linear gain.")
+    leveler_max_gain_db: float = Field(
+        12.0, ge=0, le=24, description="Most the leveler raises (or lowers) a stretch of "
+        "speech relative to the recording's typical speech level (dB).")
 
 
 class EncodeSettings(Section):

@@ -28,7 +28,7 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -225,12 +225,17 @@ class Log:
     everything after the last line containing `keep_after` (ebur128's summary)."""
 
     keep_after: str | None = None
+    #: Called with every line as it arrives (ebur128's frame log is parsed this way, never
+    #: held whole).
+    on_line: Callable[[str], None] | None = None
     errors: list[str] = field(default_factory=list)
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=_TAIL_LINES))
     kept: list[str] = field(default_factory=list)
 
     def feed(self, raw: bytes | str) -> None:
         line = (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw).rstrip()
+        if self.on_line is not None:
+            self.on_line(line)
         self.tail.append(line)
         if _ERROR_TAG.search(line) and len(self.errors) < _MAX_ERROR_LINES:
             self.errors.append(line)
@@ -292,7 +297,8 @@ def _signal_name(returncode: int) -> str:
 
 
 def run(ffmpeg: str, args: list[str], *, what: str, loglevel: str = "error",
-        keep_after: str | None = None, stdout: int | IO[bytes] | None = None) -> Result:
+        keep_after: str | None = None, stdout: int | IO[bytes] | None = None,
+        on_line: Callable[[str], None] | None = None) -> Result:
     """Run ffmpeg to the end, streaming its stderr into a bounded `Log`.
 
     Returns whatever it exited with (callers judge ffmpeg's own failures); raises ToolError
@@ -303,7 +309,7 @@ def run(ffmpeg: str, args: list[str], *, what: str, loglevel: str = "error",
                  stderr=subprocess.PIPE)
     with proc:
         assert proc.stderr is not None
-        output = Log(keep_after).read(proc.stderr)
+        output = Log(keep_after, on_line).read(proc.stderr)
     result = Result(proc.returncode, output)
     if result.returncode != 0:
         log.debug("ffmpeg exited %d while %s; its last lines:\n%s", result.returncode, what,
@@ -312,10 +318,13 @@ def run(ffmpeg: str, args: list[str], *, what: str, loglevel: str = "error",
     return result
 
 
-def run_ffmpeg(ffmpeg: str, args: list[str], *, what: str) -> Result:
+def run_ffmpeg(ffmpeg: str, args: list[str], *, what: str, loglevel: str = "error",
+               keep_after: str | None = None,
+               on_line: Callable[[str], None] | None = None) -> Result:
     """Run ffmpeg quietly (overwriting outputs); on failure raise a PipelineError quoting
     ffmpeg's first error line, or ToolError when the binary itself failed."""
-    result = run(ffmpeg, ["-y", *args], what=what)
+    result = run(ffmpeg, ["-y", *args], what=what, loglevel=loglevel, keep_after=keep_after,
+                 on_line=on_line)
     if result.returncode != 0:
         raise result.error(what)
     return result

@@ -65,6 +65,7 @@ class LoudnessResult(Record):
     ceiling_db: float
     corrections: int = 0
     sample_rate: int
+    leveler: bool = False  # the speech leveler's gain curve was applied
     final: dict[str, Loudness] = Field(default_factory=dict)  # by artifact: audio, video
 
 
@@ -72,6 +73,9 @@ class EncodeResult(Record):
     bumpers: list[str] = Field(default_factory=list)
     channels: int
     video_path: str | None = None  # stream-copy, re-encode or re-encode (bumpers)
+    #: Gain added to a rendition encoded once more because the lossy encode moved it off
+    #: target (by deliverable: audio, video); absent when the first encode was on target.
+    trim_gain_db: dict[str, float] = Field(default_factory=dict)
 
 
 class TranscriptionResult(Record):
@@ -134,6 +138,9 @@ class Results(Record):
     transcription: TranscriptionResult | None = None
     captions: CaptionResult | None = None
     chapters: list[ChapterMark] | None = None
+    #: The normalise stage's sound report (pipeline.audio.report): what the leveler, noise
+    #: reduction and limiter did, for the producer (status --json, qa.json, review page).
+    sound: dict[str, Any] | None = None
     review: ReviewRecord | None = None
     upload: UploadResult | None = None
     publication: PublishRecord | None = None

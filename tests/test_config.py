@@ -106,3 +106,20 @@ def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="already exists"):
         init_workspace(tmp_path / "ws")
     assert config.read_text() == "# mine\n"
+
+
+def test_sound_settings_per_show(tmp_path: Path) -> None:
+    write_config(tmp_path, '[loudness]\nleveler = false\nleveler_max_gain_db = 6\n'
+                 '[[shows]]\nid = "a"\ntitle = "A"\nnoise_reduction = "light"\nhum = 50\n')
+    s = load_settings(tmp_path, env={})
+    assert s.loudness.leveler is False and s.loudness.leveler_max_gain_db == 6
+    assert s.show("a").noise_reduction == "light" and s.show("a").hum == "50"  # 50 as a number
+    assert Settings().loudness.leveler is True  # on by default: the shows are speech
+    write_config(tmp_path, '[[shows]]\nid = "a"\ntitle = "A"\nhum = 55\n')
+    with pytest.raises(ConfigError) as exc:
+        load_settings(tmp_path, env={})
+    assert "shows.0.hum" in str(exc.value) and "'auto', '50', '60' or 'off'" in str(exc.value)
+    write_config(tmp_path, '[[shows]]\nid = "a"\ntitle = "A"\nnoise_reduction = "max"\n')
+    with pytest.raises(ConfigError, match=r"shows\.0\.noise_reduction.*'off', 'light' or "
+                                          r"'strong'"):
+        load_settings(tmp_path, env={})

@@ -17,8 +17,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipeline.errors import PipelineError
-from pipeline.ffmpeg import run
+from pipeline.ffmpeg import Result, run
 
 log = logging.getLogger(__name__)
 
@@ -107,13 +109,103 @@ def measure(ffmpeg: str, path: Path, *, stream: str = "a:0") -> Loudness:
                           "-af", "ebur128=peak=true:framelog=verbose", "-f", "null", "-"],
                  what=f"measuring the loudness of {path.name}", loglevel="info",
                  keep_after="Summary:")
+    return _summary(result, path.name)
+
+
+def _summary(result: Result, name: str) -> Loudness:
+    """The figures of ebur128's summary in a run's kept log (`keep_after="Summary:"`)."""
     match = _SUMMARY.search("\n".join(result.log.kept)) if result.returncode == 0 else None
     if not match:
-        raise PipelineError(f"could not measure the loudness of {path.name}: ffmpeg said "
+        raise PipelineError(f"could not measure the loudness of {name}: ffmpeg said "
                             f"\"{result.first_error}\" (exit {result.returncode}). Check that "
                             "the file plays; if it does, report this with the file attached")
     return Loudness(integrated=_number(match["i"]), true_peak=_number(match["tp"]),
                     lra=_number(match["lra"]))
+
+
+#: ebur128 reports every 100 ms; momentary loudness covers the last 400 ms, short-term 3 s.
+FRAME_S = 0.1
+MOMENTARY_S = 0.4
+_FRAME = re.compile(r"t:\s*(?P<t>[\d.]+)\s+TARGET:.*?M:\s*(?P<m>-?[\d.]+|-?inf|nan)\s+"
+                    r"S:\s*(?P<s>-?[\d.]+|-?inf|nan)"
+                    r"(?:.*?FTPK:\s*(?P<ftpk>[-\d.\sinf]+?)\s*dBFS)?")
+
+
+@dataclass(frozen=True)
+class LoudnessSeries:
+    """ebur128's frame log of one file: every 100 ms, the momentary (400 ms) and short-term
+    (3 s) loudness ending there, and the frame's true peak (highest channel).
+
+    An hour is 36,000 frames, three float arrays (under 1 MB): the leveler plans its gain
+    curve from them and the sound report compares before with after, without the audio.
+    """
+
+    loudness: Loudness
+    t: np.ndarray  # end of each frame (s)
+    momentary: np.ndarray  # LUFS
+    short_term: np.ndarray  # LUFS
+    frame_peak: np.ndarray  # dBTP (dBFS when measured without true peak)
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.t[-1]) if len(self.t) else 0.0
+
+    def shifted(self, gain_db: float) -> LoudnessSeries:
+        """The same file after a linear gain (exact: every figure moves by the gain)."""
+        lo = self.loudness
+        return LoudnessSeries(Loudness(lo.integrated + gain_db, lo.true_peak + gain_db, lo.lra),
+                              self.t, self.momentary + gain_db, self.short_term + gain_db,
+                              self.frame_peak + gain_db)
+
+
+class _FrameLog:
+    """Collects ebur128's frame lines as ffmpeg prints them (never the whole log as text)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[float, float, float, float]] = []
+
+    def feed(self, line: str) -> None:
+        m = _FRAME.search(line)
+        if m:
+            peaks = [_number(p) for p in (m["ftpk"] or "").split()]
+            self.rows.append((float(m["t"]), _number(m["m"]), _number(m["s"]),
+                              max(peaks) if peaks else float("nan")))
+
+    def series(self, loudness: Loudness) -> LoudnessSeries:
+        data = np.array(self.rows, dtype=np.float64).reshape(-1, 4)
+        return LoudnessSeries(loudness, data[:, 0], data[:, 1], data[:, 2], data[:, 3])
+
+
+def series_filter() -> str:
+    """The ebur128 instance whose frame log `run_series` reads (pass-through audio)."""
+    return "ebur128=framelog=info:peak=true"
+
+
+def run_series(ffmpeg: str, args: list[str], *, what: str, name: str) -> LoudnessSeries:
+    """Run an ffmpeg command whose filter chain ends in `series_filter()` (measuring alone,
+    or rendering while measuring what is written) and return the series it logged."""
+    frames = _FrameLog()
+    result = run(ffmpeg, args, what=what, loglevel="info", keep_after="Summary:",
+                 on_line=frames.feed)
+    if result.returncode != 0:
+        raise result.error(what)
+    return frames.series(_summary(result, name))
+
+
+def measure_series(ffmpeg: str, path: Path, *, stream: str = "a:0") -> LoudnessSeries:
+    """Integrated, true peak and range like `measure`, plus the 100 ms frame log, in the same
+    single streaming pass (frames are parsed as they arrive: 36,000 rows for an hour)."""
+    return run_series(ffmpeg, ["-i", str(path), "-map", f"0:{stream}", "-vn", "-sn", "-dn",
+                               "-af", series_filter(), "-f", "null", "-"],
+                      what=f"measuring the loudness of {path.name}", name=path.name)
+
+
+def require_audible(measured: Loudness) -> None:
+    """Refuse a recording with nothing to normalise (BS.1770's gates leave nothing)."""
+    if measured.integrated <= SILENT_LUFS:
+        raise PipelineError(
+            f"the recording is silent or nearly so ({measured}); there is nothing to bring "
+            "to a listening level. Check the microphone/track selection and record again")
 
 
 @dataclass(frozen=True)
@@ -131,22 +223,21 @@ class GainPlan:
 
 
 def plan_gain(measured: Loudness, profile: Profile, *, rate: int, headroom_db: float,
-              extra_gain_db: float = 0.0) -> GainPlan:
+              extra_gain_db: float = 0.0, peak_margin_db: float = 0.0) -> GainPlan:
     """Linear gain to the target; add a true-peak limiter only when the peak would pass.
 
     `headroom_db` keeps the master below the profile ceiling so lossy encoding (which adds
     inter-sample overshoot) still lands under it. The limiter runs at 4x the output rate so it
     catches inter-sample peaks, with `latency` compensation so audio does not shift in time
     (which would break A/V sync), and its auto-level is off so it never changes loudness.
+    `peak_margin_db` adds the limiter already when the peak comes that close to the ceiling
+    (for a peak that was predicted rather than measured).
     """
-    if measured.integrated <= SILENT_LUFS:
-        raise PipelineError(
-            f"the recording is silent or nearly so ({measured}); there is nothing to bring "
-            "to a listening level. Check the microphone/track selection and record again")
+    require_audible(measured)
     gain = profile.integrated - measured.integrated + extra_gain_db
     ceiling = profile.true_peak - headroom_db
     resample = f"aresample={rate}:resampler=soxr:precision=28"
-    if measured.true_peak + gain <= ceiling:
+    if measured.true_peak + gain <= ceiling - peak_margin_db:
         return GainPlan(gain, False, ceiling, f"volume={gain:.3f}dB:precision=double,{resample}")
     limit = max(10 ** (ceiling / 20), 0.0625)
     chain = (f"volume={gain:.3f}dB:precision=double,"

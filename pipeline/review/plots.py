@@ -8,25 +8,22 @@ pyplot) keeps rendering safe in the web server's threads.
 from __future__ import annotations
 
 import io
-import re
-import subprocess
 from collections.abc import Callable
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from pipeline.audio.loudness import measure_series
 from pipeline.audio.pcm import stream_mono
 from pipeline.captions.qa import cue_speed
 from pipeline.errors import InputError, PipelineError
-from pipeline.ffmpeg import Log, check_ran, popen
 from pipeline.models import Job
 from pipeline.review import cues as cuelib
 from pipeline.review import service
 from pipeline.workspace import Context
 
 WAVE_RATE = 4000
-MOMENTARY = re.compile(r"t:\s*([\d.]+)\s+.*?M:\s*(-?[\d.]+|-inf|nan)")
 
 
 def _svg(fig: Figure) -> str:
@@ -100,42 +97,36 @@ def waveform(ctx: Context, job: Job) -> str:
     return _svg(fig)
 
 
-def _momentary(ctx: Context, path: str) -> tuple[list[float], list[float]]:
-    """Momentary loudness every 100 ms, read line by line from ebur128's frame log."""
-    what = f"measuring the momentary loudness of {path}"
-    proc = popen(ctx.ffmpeg, ["-i", str(ctx.workspace.abs(path)), "-map", "0:a:0",
-                              "-af", "ebur128=framelog=info", "-f", "null", "-"],
-                 what=what, loglevel="info", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    times, values = [], []
-    output = Log()
-    with proc:
-        assert proc.stderr is not None
-        for raw in proc.stderr:
-            line = raw.decode("utf-8", "replace")
-            if m := MOMENTARY.search(line):
-                value = float(m.group(2)) if m.group(2) not in ("-inf", "nan") else float("nan")
-                times.append(float(m.group(1)))
-                values.append(value if value > -70 else float("nan"))
-            else:
-                output.feed(line)
-    check_ran(ctx.ffmpeg, proc.returncode, output, what=what)
-    if not times:
-        raise InputError(f"could not measure the loudness of {path}: {output.first_error}")
-    return times, values
+def _short_term(ctx: Context, path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Short-term (3 s) loudness every 100 ms, from ebur128's frame log (streamed)."""
+    try:
+        series = measure_series(ctx.ffmpeg, ctx.workspace.abs(path))
+    except PipelineError as exc:
+        raise InputError(str(exc)) from exc
+    values = np.where(series.short_term > -70, series.short_term, np.nan)
+    return series.t, values
 
 
 def loudness(ctx: Context, job: Job) -> str:
-    """Momentary loudness (EBU R128, 400 ms) before and after normalisation."""
+    """Short-term loudness (EBU R128, 3 s) before and after the master was made: a leveled
+    master's speech sits in one band, where the recording's wandered with each speaker."""
     before_key = next((k for k in ("trimmed_audio", "source_audio") if k in job.files), None)
     if before_key is None or "master_audio" not in job.files:
         raise InputError(f"episode {job.id} has not been normalised yet")
     fig, ax = _figure()
+    figures = job.results.loudness
+    after = ("after normalisation (levelled)" if figures is not None and figures.leveler
+             else "after normalisation")
     for key, label, colour in ((before_key, "before", "#8a8a8a"),
-                               ("master_audio", "after normalisation", "#0b4fa8")):
-        times, values = _momentary(ctx, job.files[key])
+                               ("master_audio", after, "#0b4fa8")):
+        times, values = _short_term(ctx, job.files[key])
         ax.plot(times, values, label=label, color=colour, linewidth=1)
+    if figures is not None:
+        target = figures.target_i
+        ax.axhline(target, color="#a30015", linestyle="--", linewidth=1,
+                   label=f"target {target:g} LUFS")
     ax.set_xlabel("time (s)")
-    ax.set_ylabel("momentary loudness (LUFS)")
+    ax.set_ylabel("short-term loudness (LUFS)")
     ax.legend(loc="lower right")
     return _svg(fig)
 

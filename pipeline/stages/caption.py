@@ -66,6 +66,8 @@ def run(job: Job, ctx: Context) -> Job:
         path = folder / f"{job.slug}.{writer.suffix}"
         atomic_write_text(path, writer.render(doc))
         job = job.with_file(artifact, ws.rel(path))
+    if job.results.sound is not None:  # the normalise stage's sound report, for the producer
+        qa["sound"] = job.results.sound
     qa_path = folder / f"{job.slug}.qa.json"
     atomic_write_text(qa_path, json.dumps(qa, ensure_ascii=False, indent=1) + "\n")
     for issue in qa["violations"]:

@@ -76,7 +76,7 @@ def with_settings(ctx: Context, **overrides: object) -> Context:
     from pipeline.workspace import open_workspace
 
     return Context(workspace=open_workspace(ctx.workspace.root, overrides=dict(overrides)),
-                   ffmpeg=ctx.ffmpeg, resources=ctx.resources)
+                   ffmpeg=ctx.ffmpeg, resources=ctx.resources, state=ctx.state)
 
 
 def add_artwork(ctx: Context) -> Path:

@@ -13,7 +13,7 @@ from lxml import html as lxml_html
 from pipeline.captions.profiles import PROFILES
 from pipeline.errors import PipelineError
 from pipeline.runner import call_stage
-from pipeline.stages import caption, transcribe
+from pipeline.stages import caption, normalise, transcribe
 from tests.asr.fixtures import MakeCtx, MakeJob, references, wer
 from tests.captions.srt import parse_srt
 
@@ -31,6 +31,8 @@ def test_writes_every_format_shifted_by_the_content_offset(
     ctx = asr_ctx()
     job = call_stage(transcribe, make_job(ctx, shared_audio / "jfk.flac", title="Ask not"), ctx)
     base = parse_srt(_read(ctx, call_stage(caption, job, ctx), "srt"))
+    job = job.with_file("trimmed_audio", job.files["master_audio"])
+    job = call_stage(normalise, job, ctx)  # its sound report goes into the QA report
     intro = job.timeline.with_intro(4.25)  # what encode records after a 4.75 s intro
     shifted = call_stage(caption, job.with_results(timeline=intro), ctx)
     folder = ctx.workspace.transcripts / "learning-weekly"
@@ -62,6 +64,7 @@ def test_writes_every_format_shifted_by_the_content_offset(
     assert qa["profile"] == "learncast" and qa["violations"] == [] and qa["conformance"] == 1.0
     assert shifted.measurements["caption_cues"] == qa["cues"] == len(srt)
     assert shifted.measurements["caption_violations"] == 0
+    assert qa["sound"] == job.results.sound and "section_spread_lu" in qa["sound"]
 
 
 @pytest.mark.parametrize("engine", ["openai-whisper", "faster-whisper"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -9,12 +10,15 @@ import av
 import pytest
 from mutagen.mp3 import MP3, BitrateMode
 
+from bench.sound import section_spread
+from bench.sound_inputs import alternating_voices, noisy_speech
 from pipeline.audio.loudness import PROFILES
 from pipeline.errors import PipelineError
 from pipeline.runner import call_stage
 from pipeline.stages import encode
+from pipeline.state import StateDB
 from pipeline.workspace import Context
-from tests.conftest import MakeMedia
+from tests.conftest import MakeMedia, learncast
 from tests.stages.finishing import ebur128, make_job, speech_at, upto, with_settings
 
 #: Run again with the system ffmpeg by `make test-system-ffmpeg`.
@@ -152,3 +156,53 @@ def test_silence_is_refused_with_advice(ctx: Context, make_media: MakeMedia,
                      "anullsrc=r=44100:cl=mono", "-t", "3")
     with pytest.raises(PipelineError, match="silent or nearly so"):
         upto(ctx, make_job(ctx, src), "normalise")
+
+
+def test_leveler_is_on_by_default_and_the_episode_carries_a_sound_report(
+        ctx: Context, shared_audio: Path, tmp_path: Path, db: StateDB) -> None:
+    """A near and a far speaker, 10 dB apart: the default normalise stage levels them, the
+    MP3 still meets the (mono) profile, and the report reaches `status --json`."""
+    ctx = with_settings(ctx, trim={"enabled": False})  # sections in the input's own times
+    built = alternating_voices(ctx.ffmpeg, shared_audio, tmp_path / "in", rounds=1)
+    job = upto(ctx, make_job(ctx, built.path), "normalise")
+    master = ctx.workspace.abs(job.files["master_audio"])
+    assert section_spread(ctx.ffmpeg, master, built) <= 1.5
+    job = call_stage(encode, job, ctx)
+    _check_within(ctx.ffmpeg, ctx.workspace.abs(job.files["encoded_audio"]),
+                  PROFILES["apple-podcast-mono"].integrated)
+    sound = job.results.sound
+    assert job.results.loudness.leveler is True and sound["leveler"]["enabled"]
+    assert sound["section_spread_lu"]["after"] < sound["section_spread_lu"]["before"] - 5
+    db.insert(job)
+    status = learncast(ctx.workspace.root, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    listed = next(e for e in json.loads(status.stdout) if e["id"] == job.id)
+    assert listed["results"]["sound"] == sound
+
+
+def test_noise_reduction_is_a_show_setting(ctx: Context, shared_audio: Path,
+                                           tmp_path: Path) -> None:
+    show = ctx.settings.show(None).model_dump()
+    ctx = with_settings(ctx, shows=[{**show, "noise_reduction": "light", "hum": "off"}])
+    built = noisy_speech(ctx.ffmpeg, shared_audio, tmp_path / "in", "pink", long=False)
+    job = upto(ctx, make_job(ctx, built.path), "normalise")
+    nr = job.results.sound["noise_reduction"]
+    assert nr["mode"] == "light" and nr["broadband"] is True and nr["hum"] is None
+    assert nr["afftdn"]["noise_reduction_db"] == 15.0
+
+
+def test_leveler_off_keeps_the_linear_gain(ctx: Context, shared_audio: Path,
+                                          tmp_path: Path) -> None:
+    show = ctx.settings.show(None).model_dump()
+    ctx = with_settings(ctx, loudness={"leveler": False}, shows=[{**show, "hum": "off"}],
+                        trim={"enabled": False})
+    built = alternating_voices(ctx.ffmpeg, shared_audio, tmp_path / "in", rounds=1)
+    job = upto(ctx, make_job(ctx, built.path), "normalise")
+    master = ctx.workspace.abs(job.files["master_audio"])
+    assert section_spread(ctx.ffmpeg, master, built) >= 9.0
+    loud = job.results.loudness
+    assert loud is not None and loud.leveler is False and loud.limited is False
+    # linear: the master's figures are the input's moved by the gain, not measured again
+    assert loud.master.integrated == pytest.approx(loud.before.integrated + loud.gain_db,
+                                                   abs=0.02)
+    assert job.results.sound["leveler"]["gain_range_db"] == [0.0, 0.0]
