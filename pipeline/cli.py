@@ -24,7 +24,7 @@ from pipeline import __version__, runner
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.media import find_ffmpeg
 from pipeline.models import Job
-from pipeline.state import StateDB
+from pipeline.state import StateStore, open_state
 from pipeline.workspace import Context, init_workspace, open_workspace, resolve_root
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -55,7 +55,7 @@ def _setup_logging(verbosity: int) -> None:
 def _session(args: argparse.Namespace) -> Iterator[Context]:
     ws = open_workspace(resolve_root(args.workspace))
     ws.ensure()
-    db = StateDB(ws.state_db)
+    db = open_state(ws)
     ctx = Context(workspace=ws, ffmpeg=find_ffmpeg(ws.settings.ffmpeg.path or None), state=db)
     try:
         yield ctx
@@ -206,7 +206,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _one_episode(db: StateDB, prefix: str) -> Job:
+def _one_episode(db: StateStore, prefix: str) -> Job:
     matches = db.find(prefix)
     if len(matches) != 1:
         what = "no episode" if not matches else f"{len(matches)} episodes"

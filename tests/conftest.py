@@ -15,8 +15,10 @@ from pipeline.state import StateDB
 from pipeline.workspace import Context, init_workspace, open_workspace
 
 #: Fixture plugins: the moto S3 server and fault-injecting proxy, episodes stored through the
-#: storage backend, and ASR/caption fixtures (session-loaded whisper models, WebVTT validator).
-pytest_plugins = ["tests.storage.s3fixtures", "tests.feeds.plugin", "tests.asr.fixtures"]
+#: storage backend, ASR/caption fixtures (session-loaded whisper models, WebVTT validator), and
+#: real PostgreSQL and Redis servers for the distributed tests.
+pytest_plugins = ["tests.storage.s3fixtures", "tests.feeds.plugin", "tests.asr.fixtures",
+                  "tests.servers"]
 
 REPO = Path(__file__).resolve().parent.parent
 
