@@ -22,7 +22,14 @@ import pytest
 
 from tests.storage.s3fixtures import free_port
 
-PG_BIN = Path(os.environ.get("LEARNCAST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+def _pg_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                   key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = Path(os.environ.get("LEARNCAST_PG_BIN") or _pg_bin())
 REDIS = os.environ.get("LEARNCAST_REDIS_SERVER", "/usr/bin/redis-server")
 PG_USER = "lcpg"
 

@@ -452,8 +452,10 @@ class StateDB:
             attempts = int(row["attempts"])
             if row["status"] == "done":
                 return StageClaim("done", attempts)
-            if row["status"] == "running" and not self._free(row["owner"], row["heartbeat"],
-                                                             lease_s):
+            # A stage this very process holds is not running: a worker process runs one
+            # stage at a time, so that claim is left from an attempt that broke off.
+            if row["status"] == "running" and row["owner"] != self.owner and not self._free(
+                    row["owner"], row["heartbeat"], lease_s):
                 return StageClaim("busy", attempts)
             now, beat = _now(), time.time()
             c.execute(update(stage_runs).where(
