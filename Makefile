@@ -26,6 +26,7 @@ test: $(PY)
 
 test-slow: $(PY)
 	scripts/ensure-chromium.sh
+	scripts/ensure-servers.sh
 	$(PY) -m pytest -m slow -q
 
 lint: $(PY)
