@@ -26,6 +26,7 @@ SUITES: dict[str, str] = {
     "asr": "bench.asr",
     "e2e": "bench.e2e",
     "memory": "bench.memory",
+    "queue": "bench.queue",
 }
 
 
