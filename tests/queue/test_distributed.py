@@ -211,3 +211,29 @@ def test_a_recording_that_kills_every_worker_fails_with_its_reason(
     time.sleep(3)
     assert not marker.exists(), "the episode was handed out again after it failed"
     assert c.workers["w1"].poll() is None  # the worker itself lives on
+
+
+@pytest.mark.slow
+def test_watch_keeps_ingesting_and_enqueuing(cluster: Cluster, ffmpeg: str,
+                                             shared_audio: Path) -> None:
+    """`watch` with a queue ingests what is dropped while it runs, sends it to the workers
+    without waiting for it, and stops cleanly on SIGTERM."""
+    c = cluster
+    c.start_worker("w1")
+    watch = c.run("watch")
+
+    def published() -> int:
+        db = c.store()
+        try:
+            return sum(1 for j in db.all() if j.status is Status.PUBLISHED)
+        finally:
+            db.close()
+
+    drop_recordings(ffmpeg, shared_audio, c.coordinator / "inbox", ["audio"])
+    wait_for("the first recording published", lambda: published() == 1, c)
+    drop_recordings(ffmpeg, shared_audio, c.coordinator / "inbox", ["video", "video"])
+    wait_for("the next recordings published", lambda: published() == 3, c)
+    assert watch.poll() is None
+    os.killpg(watch.pid, signal.SIGTERM)
+    out, _ = watch.communicate(timeout=60)
+    assert watch.returncode == 0, out + c.log_tail()
