@@ -27,6 +27,7 @@ test: $(PY)
 
 test-slow: $(PY)
 	scripts/ensure-chromium.sh
+	scripts/ensure-servers.sh
 	$(PY) -m pytest -m slow -q
 
 # The whole-recording tests (marker whole_recording, slow ones included) again, with the

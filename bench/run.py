@@ -27,6 +27,7 @@ SUITES: dict[str, str] = {
     "e2e": "bench.e2e",
     "memory": "bench.memory",
     "sound": "bench.sound",
+    "queue": "bench.queue",
 }
 
 
@@ -63,17 +64,18 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     for row in rows:
         row.setdefault("run_at", info["when"])
-    # Rows of suites not run this time are kept, so `make bench SUITES=...` refreshes one part.
+    # Rows (and the machine line) of suites not run this time are kept, so `make bench
+    # SUITES=...` refreshes one part; each suite keeps the machine it was measured on.
     latest = RESULTS / "latest.json"
-    kept = [r for r in json.loads(latest.read_text()).get("results", [])
-            if r.get("suite") not in chosen] if latest.exists() else []
+    previous = json.loads(latest.read_text()) if latest.exists() else {}
+    kept = [r for r in previous.get("results", []) if r.get("suite") not in chosen]
+    machines = {**previous.get("machines", {}), **{name: info for name in chosen}}
     rows = kept + rows
-    latest.write_text(json.dumps({"machine": info, "results": rows}, indent=2) + "\n")
-    note = os.environ.get("LEARNCAST_BENCH_MACHINE", "")
-    (RESULTS / "latest.md").write_text(
-        f"# Benchmark results\n\nMachine: {info}\n\n{note + chr(10) * 2 if note else ''}"
-        + "".join(f"## {suite}\n\n" + to_markdown([r for r in rows if r["suite"] == suite])
-                  + "\n" for suite in dict.fromkeys(r["suite"] for r in rows)))
+    latest.write_text(json.dumps({"machines": machines, "results": rows}, indent=2) + "\n")
+    (RESULTS / "latest.md").write_text("# Benchmark results\n\n" + "".join(
+        f"## {suite}\n\nMachine: {machines.get(suite, 'unknown')}\n\n"
+        + to_markdown([r for r in rows if r["suite"] == suite]) + "\n"
+        for suite in dict.fromkeys(r["suite"] for r in rows)))
     print(to_markdown(rows))
     return 0
 

@@ -24,7 +24,7 @@ from pipeline import __version__, runner
 from pipeline.errors import ConfigError, PipelineError, ToolError
 from pipeline.ffmpeg import find_ffmpeg, require_ffmpeg
 from pipeline.models import Job
-from pipeline.state import StateDB
+from pipeline.state import StateStore, open_state
 from pipeline.workspace import Context, init_workspace, open_workspace, resolve_root
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -60,7 +60,7 @@ def _session(args: argparse.Namespace, *, probe_ffmpeg: bool = True) -> Iterator
     # still answer while the configured ffmpeg is broken.
     ffmpeg = (require_ffmpeg(ws.settings.ffmpeg.path, cache_dir=ws.state_db.parent)
               if probe_ffmpeg else find_ffmpeg(ws.settings.ffmpeg.path or None))
-    db = StateDB(ws.state_db)
+    db = open_state(ws)
     ctx = Context(workspace=ws, ffmpeg=ffmpeg, state=db)
     try:
         yield ctx
@@ -211,7 +211,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _one_episode(db: StateDB, prefix: str) -> Job:
+def _one_episode(db: StateStore, prefix: str) -> Job:
     matches = db.find(prefix)
     if len(matches) != 1:
         what = "no episode" if not matches else f"{len(matches)} episodes"
@@ -317,6 +317,60 @@ def cmd_unpublish(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    import os
+
+    from pipeline.queue.routing import QUEUES
+    from pipeline.queue.worker import run_worker
+    from pipeline.state import opened
+    from pipeline.workspace import WORKSPACE_ENV
+
+    ws = open_workspace(resolve_root(args.workspace))
+    if not ws.settings.queue.url:
+        raise ConfigError("queue.url is empty, so there is no queue to work for; set [queue] "
+                          "url (or LEARNCAST_QUEUE__URL) to the Redis broker, e.g. "
+                          "redis://broker:6379/0, and [state] url to the shared PostgreSQL")
+    if not ws.settings.state.url:
+        raise ConfigError("state.url is empty: a worker must share the state database with "
+                          "`learncast run`; set [state] url (or LEARNCAST_STATE__URL) to "
+                          "postgresql://user:password@host:5432/learncast")
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
+    unknown = sorted(set(queues) - set(QUEUES))
+    if unknown or not queues:
+        raise ConfigError(f"--queues {args.queues!r}: unknown queue(s) "
+                          f"{', '.join(unknown) or '(none given)'}; choose from "
+                          f"{', '.join(QUEUES)}")
+    if args.concurrency < 1:
+        raise ConfigError(f"--concurrency {args.concurrency}: give 1 or more")
+    ws.ensure()
+    os.environ[WORKSPACE_ENV] = str(ws.root)  # the pool's processes open the same workspace
+    with opened(ws):  # the schema is migrated (and the database reachable) before any task
+        pass
+    level = "WARNING" if args.quiet else "DEBUG" if args.verbose else "INFO"
+    return run_worker(ws.settings, queues, args.concurrency, level)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from pipeline.state import display_url
+
+    ws = open_workspace(resolve_root(args.workspace))
+    ws.ensure()
+    db = open_state(ws)
+    try:
+        where = display_url(db.url)
+        if db.schema_before == db.schema_after:
+            out.print(f"{where}: schema version {db.schema_after}, up to date")
+        else:
+            out.print(f"{where}: schema upgraded from version {db.schema_before} to "
+                      f"{db.schema_after}")
+        counts = db.counts()
+        out.print("episodes: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+                                  or "none"))
+    finally:
+        db.close()
+    return EXIT_OK
+
+
 def cmd_review(args: argparse.Namespace) -> int:
     from werkzeug.serving import make_server
 
@@ -393,6 +447,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", help="episode id (a unique prefix is enough)")
     p.add_argument("--delete-objects", action="store_true",
                    help="also delete its media, captions and chapters from storage")
+    p = add("worker", cmd_worker, "run stage tasks from the queue ([queue] url) until "
+            "SIGTERM, which finishes the current task first")
+    p.add_argument("--queues", default="asr,media,publish",
+                   help="comma-separated queues to take tasks from: asr (transcription), media "
+                   "(ffmpeg work), publish (upload, feeds); default all")
+    p.add_argument("--concurrency", type=int, default=1,
+                   help="tasks at once, each in its own process with its own models (default 1)")
+    add("migrate", cmd_migrate, "bring the state database's schema up to date (also done at "
+        "start-up) and say where it stands")
     p = add("review", cmd_review, "the caption review web page (approve, edit captions)")
     p.add_argument("--host", help="address to listen on (default: [review] host, 127.0.0.1); "
                    "other than loopback needs LEARNCAST_REVIEW__TOKEN")

@@ -99,6 +99,55 @@ class FfmpegSettings(Section):
     )
 
 
+class StateSettings(Section):
+    """Where episode state lives."""
+
+    url: str = Field(
+        "", description="Empty = the SQLite file paths.state (one machine); "
+        "`postgresql://user:password@host:5432/db` = that PostgreSQL database, shared by every "
+        "machine (better set as LEARNCAST_STATE__URL: it holds a password).")
+    retry_seconds: float = Field(
+        30.0, ge=0, le=3600, description="PostgreSQL: how long a call keeps reconnecting when "
+        "the database is unreachable before it fails (and the stage is retried later).")
+
+    @model_validator(mode="after")
+    def _check_url(self) -> StateSettings:
+        if self.url and not re.match(r"^postgres(ql)?(\+psycopg)?://", self.url):
+            raise ValueError("state.url must be empty (SQLite under state/) or a "
+                             "postgresql://user:password@host:5432/database URL")
+        return self
+
+
+class QueueSettings(Section):
+    """Several machines: stages run as Celery tasks on a Redis broker (see README, Deployment)."""
+
+    url: str = Field(
+        "", description="Empty = the embedded runner (this machine does everything); "
+        "`redis://host:6379/0` = Celery on that broker: `learncast worker` processes run the "
+        "stages, `run`/`watch` ingest and enqueue.")
+    lease_seconds: float = Field(
+        120.0, ge=5, le=86400, description="A worker on another machine that has not renewed "
+        "its claim on a stage for this long is taken for dead, and the stage runs elsewhere "
+        "(workers renew every quarter of it; same-machine owners are checked directly).")
+    visibility_timeout_s: float = Field(
+        21600.0, ge=5, description="Redis: a task taken but not acknowledged for this long is "
+        "handed out again (the state store keeps a stage from running twice at once).")
+    work_prefix: str = Field(
+        "learncast-work", pattern=r"^[A-Za-z0-9][A-Za-z0-9._~-]*$",
+        description="Storage key prefix of the working copies that travel between workers "
+        "(never referenced by a feed; removed when the episode is done). Keep it private.")
+    poll_seconds: float = Field(
+        1.0, gt=0, le=60, description="How often `run` and `watch` look at the state store for "
+        "finished episodes and stalled stages.")
+
+    @model_validator(mode="after")
+    def _check_url(self) -> QueueSettings:
+        if self.url and not re.match(r"^rediss?://", self.url):
+            raise ValueError("queue.url must be empty (the embedded runner) or a Redis URL "
+                             "such as redis://host:6379/0")
+        return self
+
+
 class PersonSettings(Section):
     """One person credited on a show (podcast:person)."""
 
@@ -385,6 +434,8 @@ class Settings(Section):
     ingest: IngestSettings = IngestSettings()
     runner: RunnerSettings = RunnerSettings()
     ffmpeg: FfmpegSettings = FfmpegSettings()
+    state: StateSettings = StateSettings()
+    queue: QueueSettings = QueueSettings()
     storage: StorageSettings = StorageSettings()
     review: ReviewSettings = ReviewSettings()
     trim: TrimSettings = TrimSettings()

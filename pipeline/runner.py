@@ -323,7 +323,12 @@ def retry(ctx: Context, job: Job, from_stage: str | None = None) -> str:
 
 def process_inbox(ctx: Context, *, wait: bool = True, stop: threading.Event | None = None,
                   on_progress: ProgressFn | None = None) -> RunReport:
-    """`learncast run`: take every finished file in the inbox, then work the queue dry."""
+    """`learncast run`: take every finished file in the inbox, then work the queue dry.
+    With `[queue] url` set, the workers do the stages (`pipeline.queue.coordinator`)."""
+    if ctx.settings.queue.url:
+        from pipeline.queue import coordinator
+
+        return coordinator.process_inbox(ctx, wait=wait, stop=stop, on_progress=on_progress)
     report = RunReport()
     sweep_crash_debris(ctx)
     report.ingested += ingest_ready(ctx, wait=wait, stop=stop, report=report)
@@ -420,6 +425,10 @@ def work_queue(ctx: Context, *, stop: threading.Event | None = None,
 def watch(ctx: Context, stop: threading.Event, on_progress: ProgressFn | None = None,
           on_report: Callable[[RunReport], None] | None = None) -> None:
     """`learncast watch`: ingest and process until `stop` is set (SIGINT/SIGTERM)."""
+    if ctx.settings.queue.url:
+        from pipeline.queue import coordinator
+
+        return coordinator.watch(ctx, stop, on_progress=on_progress, on_report=on_report)
     sweep_crash_debris(ctx)
     scanner = ingest.InboxScanner(ctx.workspace.inbox, ctx.settings.ingest.settle_seconds)
     poll = min(ctx.settings.runner.poll_seconds, max(ctx.settings.ingest.settle_seconds, 0.1))

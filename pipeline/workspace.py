@@ -16,7 +16,7 @@ from pipeline.fsutil import atomic_write_text
 
 if TYPE_CHECKING:
     from pipeline.artifacts import Artifact
-    from pipeline.state import StateDB
+    from pipeline.state import StateStore
     from pipeline.storage import StorageBackend
 
 WORKSPACE_ENV = "LEARNCAST_WORKSPACE"
@@ -145,7 +145,7 @@ class Context:
     workspace: Workspace
     ffmpeg: str
     resources: dict[str, Any] = field(default_factory=dict)
-    state: StateDB | None = None
+    state: StateStore | None = None
     inputs: Mapping[Artifact, Path] = field(default_factory=dict)
 
     @property
@@ -162,7 +162,7 @@ class Context:
         return backend
 
     @property
-    def db(self) -> StateDB:
+    def db(self) -> StateStore:
         if self.state is None:
             raise RuntimeError("this context has no state store; the runner or the CLI sets it")
         return self.state

@@ -16,9 +16,10 @@ from pipeline.workspace import Context, init_workspace, open_workspace
 
 #: Fixture plugins: the moto S3 server and fault-injecting proxy, episodes stored through the
 #: storage backend, ASR/caption fixtures (session-loaded whisper models, WebVTT validator), and
-#: one headless chromium per session for the review page and `serve` browser tests.
+#: one headless chromium per session for the review page and `serve` browser tests, real
+#: PostgreSQL and Redis servers for the distributed tests.
 pytest_plugins = ["tests.storage.s3fixtures", "tests.feeds.plugin", "tests.asr.fixtures",
-                  "tests.review.browser"]
+                  "tests.review.browser", "tests.servers"]
 
 REPO = Path(__file__).resolve().parent.parent
 

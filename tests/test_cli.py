@@ -145,3 +145,34 @@ def test_the_sample_briefing_is_published_as_make_run_does(tmp_path: Path) -> No
     [episode] = json.loads(learncast(ws, "status", "--json").stdout)
     assert episode["status"] == "published" and episode["kind"] == "video"
     assert {"audio", "video", "vtt"} <= set(episode["files"])
+
+
+def test_worker_needs_a_queue_and_a_shared_database(workspace_dir: Path) -> None:
+    proc = learncast(workspace_dir, "worker")
+    assert proc.returncode == 2 and "queue.url is empty" in proc.stderr
+    proc = learncast(workspace_dir, "worker",
+                     env={"LEARNCAST_QUEUE__URL": "redis://127.0.0.1:1/0"})
+    assert proc.returncode == 2 and "state.url is empty" in proc.stderr
+    proc = learncast(workspace_dir, "worker", "--queues", "gpu",
+                     env={"LEARNCAST_QUEUE__URL": "redis://127.0.0.1:1/0",
+                          "LEARNCAST_STATE__URL": "postgresql://x@127.0.0.1:1/x"})
+    assert proc.returncode == 2 and "unknown queue(s) gpu" in proc.stderr
+    proc = learncast(workspace_dir, "config", env={"LEARNCAST_QUEUE__URL": "amqp://x"})
+    assert proc.returncode == 2 and "queue.url" in proc.stderr
+
+
+def test_migrate_reports_the_schema(workspace_dir: Path) -> None:
+    proc = learncast(workspace_dir, "migrate")
+    assert proc.returncode == 0, proc.stderr
+    assert "upgraded from version 0" in proc.stdout and "episodes: none" in proc.stdout
+    proc = learncast(workspace_dir, "migrate")
+    assert "up to date" in proc.stdout
+
+
+@pytest.mark.slow
+def test_migrate_a_postgresql_database(workspace_dir: Path, pg_url: str) -> None:
+    proc = learncast(workspace_dir, "migrate", env={"LEARNCAST_STATE__URL": pg_url})
+    assert proc.returncode == 0, proc.stderr
+    assert "postgresql+psycopg://postgres@" in proc.stdout and "upgraded" in proc.stdout
+    status = learncast(workspace_dir, "status", env={"LEARNCAST_STATE__URL": pg_url})
+    assert status.returncode == 0 and "No episodes yet" in status.stdout

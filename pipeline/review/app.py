@@ -47,7 +47,7 @@ from pipeline.media import probe
 from pipeline.models import Job, Status
 from pipeline.review import cues as cuelib
 from pipeline.review import service
-from pipeline.state import StateDB
+from pipeline.state import StateStore
 from pipeline.workspace import Context
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def create_app(ctx: Context, db: StateDB, *, host: str = "127.0.0.1",
+def create_app(ctx: Context, db: StateStore, *, host: str = "127.0.0.1",
                token: str = "", guard: TokenGuard | None = None) -> Flask:
     """The app for one workspace. `host` is where it listens: loopback without a token only
     answers loopback Host names; any other address needs `token`. `guard` counts wrong

@@ -1,18 +1,25 @@
 """The state database's schema history: one numbered step per change, applied in order.
 
-The schema version lives in the database (`PRAGMA user_version`), and every step runs inside
-the caller's write transaction, so two processes opening an old database at once upgrade it
-exactly once. Step 2 moved what stages decide out of the free-form `measurements` into typed
-`results` (the Timeline, trim, loudness, captions, review, publication...); databases written
-before it are converted, not abandoned.
+One history for SQLite and PostgreSQL: the tables are defined once (`pipeline.state.schema`,
+SQLAlchemy Core renders them for each dialect) and each step is written with Core, so it runs
+on both. The version lives in the database (SQLite: `PRAGMA user_version`, as round two wrote
+it; PostgreSQL: the one-row table `learncast_schema`). Every step runs inside one transaction
+that first takes the database's write lock (SQLite: BEGIN IMMEDIATE, taken by the store;
+PostgreSQL: a transaction-scoped advisory lock; its DDL is transactional), so processes that
+start at the same moment upgrade an old database exactly once and never see it half-done.
+
+Step 2 moved what stages decide out of the free-form `measurements` into typed `results`
+(the Timeline, trim, loudness, captions, review, publication...); databases written before it
+are converted, not abandoned. Step 3 added stage leases and working copies (distributed mode).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from typing import Any
+
+from sqlalchemy import Connection, inspect, text
 
 from pipeline.artifacts import Artifact, Timeline
 from pipeline.models import (
@@ -26,53 +33,94 @@ from pipeline.models import (
     TrimResult,
     UploadResult,
 )
+from pipeline.state import schema
+
+#: pg_advisory_xact_lock key of schema migrations ("learncast" in ASCII, folded to 63 bits).
+PG_MIGRATION_LOCK = 0x6C6561726E636173
 
 
-def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
+def _columns(c: Connection, table: str) -> set[str]:
+    return {col["name"] for col in inspect(c).get_columns(table)}
 
 
-def _columns(c: sqlite3.Connection, table: str) -> set[str]:
-    return {row[1] for row in c.execute(f"PRAGMA table_info({table})")}
-
-
-def _typed_results(c: sqlite3.Connection) -> None:
+def _typed_results(c: Connection) -> None:
     """Step 2: `results` column; legacy measurements converted; door rejections dropped
     (a file rejected at ingest never becomes an episode: its note is in failed/)."""
     if "results" not in _columns(c, "episodes"):
-        c.execute("ALTER TABLE episodes ADD COLUMN results TEXT NOT NULL DEFAULT '{}'")
-    c.execute("DELETE FROM episodes WHERE status='failed' AND stage='ingest'")
-    rows = c.execute("SELECT id, files, measurements, results FROM episodes").fetchall()
+        c.execute(text("ALTER TABLE episodes ADD COLUMN results TEXT NOT NULL DEFAULT '{}'"))
+    c.execute(text("DELETE FROM episodes WHERE status='failed' AND stage='ingest'"))
+    rows = c.execute(text("SELECT id, files, measurements, results FROM episodes")).fetchall()
     for row in rows:
         files, figures = json.loads(row[1]), json.loads(row[2])
         if json.loads(row[3] or "{}") or not figures:
             continue
         results, figures, files = legacy_results(figures, files)
-        c.execute("UPDATE episodes SET results=?, measurements=?, files=? WHERE id=?",
-                  (results.model_dump_json(exclude_none=True), json.dumps(figures),
-                   json.dumps(files), row[0]))
+        c.execute(text("UPDATE episodes SET results=:r, measurements=:m, files=:f WHERE id=:id"),
+                  {"r": results.model_dump_json(exclude_none=True), "m": json.dumps(figures),
+                   "f": json.dumps(files), "id": row[0]})
         # Episodes encoded before the package stage existed: their MP3/MP4 are already final.
-        c.execute("INSERT OR IGNORE INTO stage_runs (episode_id, stage, status, attempts)"
-                  " SELECT episode_id, 'package', 'done', 1 FROM stage_runs"
-                  " WHERE episode_id=? AND stage='chapters' AND status='done'", (row[0],))
+        done = c.execute(text("SELECT 1 FROM stage_runs WHERE episode_id=:id AND"
+                              " stage='chapters' AND status='done'"), {"id": row[0]}).first()
+        packaged = c.execute(text("SELECT 1 FROM stage_runs WHERE episode_id=:id AND"
+                                  " stage='package'"), {"id": row[0]}).first()
+        if done and not packaged:
+            c.execute(text("INSERT INTO stage_runs (episode_id, stage, status, attempts)"
+                           " VALUES (:id, 'package', 'done', 1)"), {"id": row[0]})
 
 
-STEPS: list[Callable[[sqlite3.Connection], None]] = [_typed_results]
+def _leases_and_working_copies(c: Connection) -> None:
+    """Step 3: per-stage leases (a distributed worker owns one stage, not the episode) and
+    the table of working copies that travel through the storage backend."""
+    have = _columns(c, "stage_runs")
+    for name, kind in (("owner", "TEXT"), ("heartbeat", "DOUBLE PRECISION")):
+        if name not in have:
+            c.execute(text(f"ALTER TABLE stage_runs ADD COLUMN {name} {kind}"))
+    schema.working_copies.create(c, checkfirst=True)
+
+
+STEPS: list[Callable[[Connection], None]] = [_typed_results, _leases_and_working_copies]
 LATEST = len(STEPS) + 1
 
 
-def migrate(c: sqlite3.Connection, schema: str) -> None:
-    """Bring the database to LATEST inside the caller's transaction (BEGIN IMMEDIATE)."""
-    version = c.execute("PRAGMA user_version").fetchone()[0]
-    if version >= LATEST:
+def schema_version(c: Connection) -> int:
+    """The version a database is at (0: empty, or a round-one SQLite database)."""
+    if c.dialect.name == "sqlite":
+        return int(c.exec_driver_sql("PRAGMA user_version").scalar() or 0)
+    if not inspect(c).has_table("learncast_schema"):
+        return 0
+    return int(c.execute(text("SELECT version FROM learncast_schema")).scalar() or 0)
+
+
+def _set_version(c: Connection, version: int) -> None:
+    if c.dialect.name == "sqlite":
+        c.exec_driver_sql(f"PRAGMA user_version={int(version)}")
         return
-    fresh = not c.execute("SELECT 1 FROM sqlite_master WHERE name='episodes'").fetchone()
-    for statement in _statements(schema):  # executescript would commit the transaction
-        c.execute(statement)
+    c.execute(text("CREATE TABLE IF NOT EXISTS learncast_schema (version INTEGER NOT NULL)"))
+    c.execute(text("DELETE FROM learncast_schema"))
+    c.execute(text("INSERT INTO learncast_schema (version) VALUES (:v)"), {"v": version})
+
+
+def migrate(c: Connection) -> tuple[int, int]:
+    """Bring the database to LATEST inside the caller's transaction; (before, after).
+
+    The caller's transaction holds SQLite's write lock (BEGIN IMMEDIATE); on PostgreSQL the
+    advisory lock taken here serialises concurrent migrators until the transaction ends.
+    """
+    if c.dialect.name == "postgresql":
+        c.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_MIGRATION_LOCK})
+    version = schema_version(c)
+    if version >= LATEST:
+        return version, version
+    fresh = not inspect(c).has_table("episodes")
+    schema.metadata.create_all(c, checkfirst=True)
     if not fresh:
         for step in STEPS[max(version - 1, 0):]:
             step(c)
-    c.execute(f"PRAGMA user_version={LATEST}")
+        for table in schema.metadata.tables.values():
+            for index in table.indexes:
+                index.create(c, checkfirst=True)
+    _set_version(c, LATEST)
+    return version, LATEST
 
 
 def legacy_results(figures: dict[str, Any], files: dict[str, str],

@@ -84,6 +84,17 @@ class LocalStorage:
     def url(self, key: str) -> str:
         return f"{self.base_url}/{check_key(key)}"
 
+    def fetch(self, key: str, local: Path) -> None:
+        path = self._path(key)
+        if not path.is_file():
+            raise PipelineError(f"{key} is not in the local storage folder {self.root}")
+        try:
+            with atomic_path(local) as tmp:
+                shutil.copyfile(path, tmp)
+        except OSError as exc:
+            raise PipelineError(f"could not copy {key} to {local}: {exc.strerror}. Check free "
+                                "space and permissions of the workspace") from exc
+
     def delete(self, key: str) -> None:
         path = self._path(key)
         path.unlink(missing_ok=True)

@@ -28,6 +28,7 @@ from botocore.config import Config
 from pipeline import __version__
 from pipeline.config import DEFAULT_PUBLIC_BASE_URL, StorageSettings
 from pipeline.errors import PipelineError, RetryableError
+from pipeline.fsutil import atomic_path
 from pipeline.storage.base import StoredObject, check_key
 from pipeline.workspace import Workspace
 
@@ -198,6 +199,21 @@ class S3Storage:
 
     def url(self, key: str) -> str:
         return f"{self.base_url}/{self._full(key)}"
+
+    def fetch(self, key: str, local: Path) -> None:
+        full = self._full(key)
+        try:
+            with atomic_path(local) as tmp:
+                self.client.download_file(self.bucket, full, str(tmp), Config=self.transfer)
+        except bx.ClientError as exc:
+            code, status, _ = _code(exc)
+            if status == 404 or code in ("404", "NoSuchKey", "NotFound"):
+                raise PipelineError(f"{key} is not in bucket {self.bucket}") from exc
+            raise translate_error(exc, f"download of {key} from bucket {self.bucket}") from exc
+        except PipelineError:
+            raise
+        except Exception as exc:
+            raise translate_error(exc, f"download of {key} from bucket {self.bucket}") from exc
 
     def delete(self, key: str) -> None:
         full = self._full(key)

@@ -1,0 +1,119 @@
+"""The state database's tables, defined once for SQLite and PostgreSQL (SQLAlchemy Core).
+
+This is the schema at its latest version; `pipeline.state.migrations` brings older databases
+here. Column types are the common ground of both dialects: JSON documents are TEXT (the store
+writes and reads them itself, so both databases hold the same bytes), times are ISO-8601 TEXT,
+and heartbeats are double precision (PostgreSQL's REAL is 4 bytes: it cannot hold a Unix time
+to the second).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+episodes = Table(
+    "episodes", metadata,
+    Column("id", Text, primary_key=True),
+    Column("sha256", Text, nullable=False, unique=True),
+    Column("show", Text, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("slug", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("original", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("stage", Text),
+    Column("error", Text),
+    Column("probe", Text),
+    Column("metadata", Text, nullable=False),
+    Column("files", Text, nullable=False, server_default="{}"),
+    Column("measurements", Text, nullable=False, server_default="{}"),
+    Column("objects", Text, nullable=False, server_default="{}"),
+    Column("results", Text, nullable=False, server_default="{}"),
+    Column("owner", Text),
+    Column("heartbeat", Double),
+    Column("created_at", Text, nullable=False),
+    Column("updated_at", Text, nullable=False),
+    Index("episodes_status", "status"),
+)
+
+#: One row per (episode, stage). `owner`/`heartbeat` are the lease of a distributed worker
+#: running the stage (the embedded runner leases whole episodes in `episodes.owner`).
+stage_runs = Table(
+    "stage_runs", metadata,
+    Column("episode_id", Text, ForeignKey("episodes.id", ondelete="CASCADE"), nullable=False),
+    Column("stage", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("started_at", Text),
+    Column("finished_at", Text),
+    Column("seconds", Double),
+    Column("error", Text),
+    Column("owner", Text),
+    Column("heartbeat", Double),
+    PrimaryKeyConstraint("episode_id", "stage"),
+)
+
+events = Table(
+    "events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("episode_id", Text),
+    Column("at", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+show_feeds = Table(
+    "show_feeds", metadata,
+    Column("show", Text, nullable=False),
+    Column("feed", Text, nullable=False),
+    Column("guid", Text, nullable=False),
+    Column("first_url", Text, nullable=False),
+    Column("token", Text),
+    Column("sha256", Text),
+    Column("items", Text, nullable=False, server_default="[]"),
+    Column("url", Text),
+    Column("published_at", Text),
+    Column("created_at", Text, nullable=False),
+    PrimaryKeyConstraint("show", "feed"),
+)
+
+reviews = Table(
+    "reviews", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("episode_id", Text, ForeignKey("episodes.id", ondelete="CASCADE"), nullable=False),
+    Column("at", Text, nullable=False),
+    Column("reviewer", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("note", Text, nullable=False, server_default=""),
+    Column("captions_sha256", Text, nullable=False, server_default=""),
+    Index("reviews_episode", "episode_id", "id"),
+    sqlite_autoincrement=True,
+)
+
+#: Working copies of an episode's artifacts in the storage backend, under a private prefix
+#: (distributed mode: workers share no disk). One row per artifact: the current copy.
+working_copies = Table(
+    "working_copies", metadata,
+    Column("episode_id", Text, ForeignKey("episodes.id", ondelete="CASCADE"), nullable=False),
+    Column("artifact", Text, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("sha256", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    PrimaryKeyConstraint("episode_id", "artifact"),
+)
