@@ -6,6 +6,12 @@ from the context, so a stage never knows (or cares) which database it talks to.
 
 from __future__ import annotations
 
-from pipeline.state.sqlite import LEASE_SECONDS, StateDB, owner_alive, process_token
+from pipeline.state.sqlite import (
+    LEASE_SECONDS,
+    StateDB,
+    check_storable,
+    owner_alive,
+    process_token,
+)
 
-__all__ = ["LEASE_SECONDS", "StateDB", "owner_alive", "process_token"]
+__all__ = ["LEASE_SECONDS", "StateDB", "check_storable", "owner_alive", "process_token"]

@@ -19,8 +19,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from pipeline.artifacts import Artifact
-from pipeline.errors import InputError
+from pipeline.errors import InputError, PipelineError
 from pipeline.fsutil import pid_alive
 from pipeline.media import Probe
 from pipeline.models import Job, Results, Status, StoredArtifact
@@ -197,6 +199,7 @@ class StateDB:
     # --- episodes -------------------------------------------------------------------------
 
     def insert(self, job: Job) -> None:
+        check_storable(job)
         now = _now()
         with self.transaction() as c:
             c.execute(
@@ -211,6 +214,7 @@ class StateDB:
             )
 
     def save(self, job: Job) -> None:
+        check_storable(job)
         with self.transaction() as c:
             c.execute(
                 "UPDATE episodes SET show=?, title=?, slug=?, original=?, status=?, stage=?,"
@@ -421,6 +425,37 @@ class StateDB:
                 " WHERE episode_id=?"
                 " ORDER BY id", (job_id,)).fetchall()
         return [dict(r) for r in rows]
+
+
+def check_storable(job: Job) -> None:
+    """Refuse a job that would not read back as it is: nothing goes into the database that
+    turns into an error on every later command.
+
+    pydantic writes infinity and NaN as null, which then fails validation on every read (one
+    chapter `start: .inf` once made every later `run` and `status` crash); SQLite refuses
+    text with lone surrogates (undecodable file names).
+    """
+    problems = []
+    stored = (("metadata", job.metadata, EpisodeMetadata, job.metadata.model_dump_json()),
+              ("results", job.results, Results, _payload(job)[3]))
+    for name, value, model, text in stored:
+        try:
+            back = model.model_validate_json(text)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            problems.append(f"its {name} would not read back ({where}: {first['msg']})")
+            continue
+        if back != value:
+            problems.append(f"its {name} would read back changed")
+    for name in ("id", "show", "title", "slug", "source", "original"):
+        try:
+            getattr(job, name).encode("utf-8")
+        except UnicodeEncodeError:
+            problems.append(f"its {name} is not valid text")
+    if problems:
+        raise PipelineError(f"episode {job.id} cannot be stored: {'; '.join(problems)}. This "
+                            "is a Learncast bug; please report it with the log")
 
 
 def _payload(job: Job) -> tuple[str, str, str, str]:
