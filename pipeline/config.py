@@ -58,6 +58,25 @@ class IngestSettings(Section):
     max_duration_s: float = Field(
         4 * 3600.0, gt=0, description="Longer recordings are rejected (seconds)."
     )
+    max_video_width: int = Field(
+        7680, ge=16, le=65535,
+        description="Wider video pictures are rejected, checked from the file's headers "
+        "before any frame is decoded (a small file can hold a picture that takes gigabytes "
+        "to decode).",
+    )
+    max_video_height: int = Field(
+        7680, ge=16, le=65535, description="Taller video pictures are rejected (as above)."
+    )
+    max_video_pixels: int = Field(
+        7680 * 4320, ge=256,
+        description="Video pictures with more pixels (width x height) are rejected; the "
+        "default is 8K UHD.",
+    )
+    max_artwork_pixels: int = Field(
+        6000 * 6000, ge=1400 * 1400,
+        description="Show artwork with more pixels is refused before it is decoded (Apple "
+        "wants 1400-3000 px a side anyway).",
+    )
 
 
 class RunnerSettings(Section):
