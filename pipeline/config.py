@@ -73,7 +73,7 @@ class IngestSettings(Section):
         "default is 8K UHD.",
     )
     max_artwork_pixels: int = Field(
-        6000 * 6000, ge=1400 * 1400,
+        6000 * 6000, ge=1400 * 1400, le=50_000_000,
         description="Show artwork with more pixels is refused before it is decoded (Apple "
         "wants 1400-3000 px a side anyway).",
     )

@@ -196,7 +196,8 @@ def _check_picture(width: int, height: int, limits: PictureLimits) -> None:
     if width * height > limits.pixels:
         too.append(f"more than {limits.pixels:,} pixels (ingest.max_video_pixels)")
     if too:
-        raise InputError(f"the video picture is {width}x{height} px, {' and '.join(too)}; it "
+        listed = ", ".join(too[:-1]) + (" and " if len(too) > 1 else "") + too[-1]
+        raise InputError(f"the video picture is {width}x{height} px, {listed}; it "
                          "was not decoded. Export the video at a normal size (1920x1080 is "
                          "plenty), or raise the limit in config/learncast.toml")
 
