@@ -565,8 +565,25 @@ def render_config(settings: Settings | None = None) -> str:
                 out += ["", f"[[{name}]]"]
                 if doc:
                     out.append(f"# {doc.splitlines()[0]}")
-                out += _section_lines(item)
+                out += _section_lines(item) + _nested_tables(name, item)
     return "\n".join(out) + "\n"
+
+
+def _nested_tables(prefix: str, model: BaseModel) -> list[str]:
+    """Lists of tables inside an entry (a show's `[[shows.persons]]`), after its own keys:
+    without them `learncast config` left out part of the effective configuration."""
+    out: list[str] = []
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if not (isinstance(value, list) and value and isinstance(value[0], BaseModel)):
+            continue
+        doc = (type(value[0]).__doc__ or "").strip()
+        for item in value:
+            out += ["", f"[[{prefix}.{name}]]"]
+            if doc:
+                out.append(f"# {doc.splitlines()[0]}")
+            out += _section_lines(item) + _nested_tables(f"{prefix}.{name}", item)
+    return out
 
 
 def render_reference() -> str:
