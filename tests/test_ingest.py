@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import media
 from pipeline.ingest import InboxScanner, is_candidate
 from pipeline.models import Status
 from pipeline.runner import ingest_ready, process_inbox, work_queue
@@ -510,3 +511,42 @@ def test_names_of_255_bytes_survive_repeated_drops(workspace_dir: Path, ffmpeg: 
     assert episode["source"] == name and episode["status"] == "published"
     kept = [digest(p) for p in (workspace_dir / "archive").rglob("*.wav")]
     assert kept.count(hashlib.sha256(good).hexdigest()) == 3  # the original, two duplicates
+
+
+def test_an_unexpected_error_quarantines_only_that_file(ctx: Context, db: StateDB, tone,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug met by one file (simulated here) sets that file aside; the batch goes on, and
+    no claim folder is left to crash every later run."""
+    real_probe = media.probe
+
+    def buggy(path: Path, **kwargs: object) -> media.Probe:
+        if path.name == "buggy.wav":
+            raise RuntimeError("simulated bug")
+        return real_probe(path, **kwargs)
+
+    monkeypatch.setattr(media, "probe", buggy)
+    data = tone(ctx.workspace.inbox / "buggy.wav", seconds=2, freq=700).read_bytes()
+    tone(ctx.workspace.inbox / "fine.wav", seconds=2, freq=300)
+    report = process_inbox(ctx)
+    outcomes = {r.name: r.outcome for r in report.ingested}
+    assert outcomes == {"buggy.wav": "rejected", "fine.wav": "new"}
+    note = (ctx.workspace.failed / "buggy.wav.error.txt").read_text()
+    assert "RuntimeError: simulated bug" in note and "Learncast bug" in note
+    assert (ctx.workspace.failed / "buggy.wav").read_bytes() == data
+    assert [j.status for j in db.all()] == [Status.PUBLISHED]
+    assert not any(ctx.workspace.claims.iterdir())
+
+
+def test_a_file_whose_ingest_keeps_killing_the_process_is_set_aside(ctx: Context, db: StateDB,
+                                                                    tone) -> None:
+    """A claim left by a process that died while taking the file in, for the second time
+    (say the file made it run out of memory): it is quarantined, not tried a third time."""
+    folder = ctx.workspace.claims / "deadbeef0001"
+    folder.mkdir(parents=True)
+    (folder / "owner").write_text(f"{os.uname().nodename}:999999999:0")
+    (folder / ".attempts").write_text("2")
+    tone(folder / "killer.wav", seconds=2)
+    report = process_inbox(ctx)
+    assert [(r.name, r.outcome) for r in report.ingested] == [("killer.wav", "rejected")]
+    assert "stopped 2 times" in (ctx.workspace.failed / "killer.wav.error.txt").read_text()
+    assert db.all() == [] and not any(ctx.workspace.claims.iterdir())
