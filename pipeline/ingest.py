@@ -282,9 +282,16 @@ def _ingest(ctx: Context, path: Path, sidecar: Path | None) -> IngestResult:
     # what is archived must still be exactly what was hashed and checked.
     if _signature(original) != before or sha256_file(original) != sha:
         return _put_back(ctx, original, sidecar, path)
-    if sidecar is not None:
-        os.rename(sidecar, archive_dir / _archived_name(sidecar.name))
-    db.insert(job)
+    archived_sidecar = archive_dir / _archived_name(sidecar.name) if sidecar else None
+    if sidecar is not None and archived_sidecar is not None:
+        os.rename(sidecar, archived_sidecar)
+    try:
+        db.insert(job)
+    except BaseException:  # not an episode after all: the files go back to the claim
+        os.rename(original, path)
+        if sidecar is not None and archived_sidecar is not None:
+            os.rename(archived_sidecar, sidecar)
+        raise
     db.event(job_id, "ingested", f"{name} ({probe.kind}, {probe.duration_s:.1f} s)")
     log.info("[ingest] %s → episode %s (%s, %.1f s, show %s)", name, job_id, probe.kind,
              probe.duration_s, show)

@@ -12,7 +12,7 @@ import pytest
 
 from pipeline import media
 from pipeline.ingest import InboxScanner, is_candidate
-from pipeline.models import Status
+from pipeline.models import Job, Status
 from pipeline.runner import ingest_ready, process_inbox, work_queue
 from pipeline.state import StateDB
 from pipeline.workspace import Context
@@ -513,18 +513,28 @@ def test_names_of_255_bytes_survive_repeated_drops(workspace_dir: Path, ffmpeg: 
     assert kept.count(hashlib.sha256(good).hexdigest()) == 3  # the original, two duplicates
 
 
+@pytest.mark.parametrize("where", ["probe", "insert"])
 def test_an_unexpected_error_quarantines_only_that_file(ctx: Context, db: StateDB, tone,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """A bug met by one file (simulated here) sets that file aside; the batch goes on, and
-    no claim folder is left to crash every later run."""
-    real_probe = media.probe
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        where: str) -> None:
+    """A bug met by one file (simulated here, before or after it was archived) sets that file
+    aside; the batch goes on, and no claim folder is left to crash every later run."""
+    real_probe, real_insert = media.probe, db.insert
 
-    def buggy(path: Path, **kwargs: object) -> media.Probe:
+    def buggy_probe(path: Path, **kwargs: object) -> media.Probe:
         if path.name == "buggy.wav":
             raise RuntimeError("simulated bug")
         return real_probe(path, **kwargs)
 
-    monkeypatch.setattr(media, "probe", buggy)
+    def buggy_insert(job: Job) -> None:
+        if job.source == "buggy.wav":
+            raise RuntimeError("simulated bug")
+        real_insert(job)
+
+    if where == "probe":
+        monkeypatch.setattr(media, "probe", buggy_probe)
+    else:
+        monkeypatch.setattr(db, "insert", buggy_insert)
     data = tone(ctx.workspace.inbox / "buggy.wav", seconds=2, freq=700).read_bytes()
     tone(ctx.workspace.inbox / "fine.wav", seconds=2, freq=300)
     report = process_inbox(ctx)
@@ -535,6 +545,7 @@ def test_an_unexpected_error_quarantines_only_that_file(ctx: Context, db: StateD
     assert (ctx.workspace.failed / "buggy.wav").read_bytes() == data
     assert [j.status for j in db.all()] == [Status.PUBLISHED]
     assert not any(ctx.workspace.claims.iterdir())
+    assert [p.name for p in ctx.workspace.archive.rglob("*.wav")] == ["fine.wav"]
 
 
 def test_a_file_whose_ingest_keeps_killing_the_process_is_set_aside(ctx: Context, db: StateDB,
