@@ -269,10 +269,11 @@ def _ingest(ctx: Context, path: Path, sidecar: Path | None) -> IngestResult:
             files={Artifact.ORIGINAL: ws.rel(original)},
             measurements={"source_duration_s": probe.duration_s},
         )
-        check_storable(job)
     except InputError as exc:
         return _reject(ctx, path, sidecar, str(exc))
-    except PipelineError as exc:  # a job that would not read back: never stored
+    try:
+        check_storable(job)
+    except PipelineError as exc:  # a job that would not read back is never stored
         return _reject(ctx, path, sidecar, str(exc))
     if _signature(path) != before:
         return _put_back(ctx, path, sidecar, path)

@@ -225,12 +225,11 @@ _DECODE_ERROR = re.compile(
 )
 
 
-def check_decodes(ffmpeg: str, path: Path, probe_: Probe) -> float | None:
+def check_decodes(ffmpeg: str, path: Path, probe_: Probe) -> None:
     """Decode the whole audio track once, so damaged or cut-off files are rejected at ingest.
 
     Cheap (audio only, no output) and the only reliable test: containers happily report a
-    duration for a file whose second half is missing. Returns the decoded duration (None
-    when ffmpeg did not report one).
+    duration for a file whose second half is missing.
     """
     _check_wav_size(path, probe_)
     proc = subprocess.run(
@@ -254,7 +253,6 @@ def check_decodes(ffmpeg: str, path: Path, probe_: Probe) -> float | None:
             f"the file is truncated: its header announces {probe_.duration_s:.1f} s but only "
             f"{decoded:.1f} s of audio could be decoded. Copy or export the recording again"
         )
-    return decoded
 
 
 _ESTIMATED_DURATION = {"aac", "ac3", "eac3", "mp2", "dts"}
