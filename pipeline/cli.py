@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pipeline import __version__, runner
 from pipeline.errors import ConfigError, PipelineError, ToolError
 from pipeline.ffmpeg import find_ffmpeg, require_ffmpeg
-from pipeline.models import Job
+from pipeline.fsutil import display_name
+from pipeline.models import Job, Status
 from pipeline.state import StateStore, open_state
 from pipeline.workspace import Context, init_workspace, open_workspace, resolve_root
 
@@ -104,7 +106,7 @@ def _progress() -> Iterator[runner.ProgressFn | None]:
 
         def update(job: Job, stage: str, event: str) -> None:
             if job.id not in tasks:
-                tasks[job.id] = progress.add_task(f"{job.id} {job.title[:30]}", total=total,
+                tasks[job.id] = progress.add_task(f"{job.id} {escape(job.title[:30])}", total=total,
                                                   stage="")
             task = tasks[job.id]
             if event == "started":
@@ -120,20 +122,48 @@ def _progress() -> Iterator[runner.ProgressFn | None]:
         yield update
 
 
-def _print_report(report: runner.RunReport) -> None:
+def _review_url(ctx: Context, job_id: str | None = None) -> str:
+    """Where `learncast review` (as configured in [review]) shows an episode."""
+    cfg = ctx.settings.review
+    host = "<this machine's address>" if cfg.host in ("0.0.0.0", "::") else cfg.host
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{cfg.port}/" + (f"episodes/{job_id}" if job_id else "")
+
+
+def _review_hint(ctx: Context, job_ids: list[str]) -> None:
+    """The next step for episodes held by the review gate, which is not an error."""
+    if not job_ids:
+        return
+    token = " (with the ?token=... link it prints)" if ctx.settings.review.token else ""
+    out.print(f"\n{len(job_ids)} episode(s) wait for a reviewer's approval of their captions. "
+              f"Next: run `learncast review`{token} and open", markup=False)
+    for job_id in job_ids:
+        out.print(f"  {_review_url(ctx, job_id)}", markup=False)
+    out.print("Approving queues the episode; the next `learncast run` (or a running "
+              "`learncast watch`) publishes it.", markup=False)
+
+
+def _print_report(report: runner.RunReport, ctx: Context | None = None) -> None:
     for r in report.ingested:
         if r.outcome == "rejected":
-            out.print(f"[red]✘[/] {r.name}: rejected — {r.message}", markup=True)
+            out.print(f"[red]✘[/] {escape(r.name)}: rejected — {escape(r.message)}",
+                      markup=True)
         elif r.outcome != "new":
-            out.print(f"• {r.name}: {r.message}")
+            out.print(f"• {r.name}: {r.message}", markup=False)
     for o in report.processed:
         if o.error:
-            out.print(f"[red]✘[/] {o.source} (episode {o.job_id}): failed — {o.error}",
+            out.print(f"[red]✘[/] {escape(o.source)} (episode {o.job_id}): failed — "
+                      f"{escape(o.error)}",
                       markup=True)
         else:
-            out.print(f"[green]✔[/] {o.source} → episode {o.job_id}: {o.status}", markup=True)
+            out.print(f"[green]✔[/] {escape(o.source)} → episode {o.job_id}: {o.status}",
+                      markup=True)
     for name in report.left_pending:
-        out.print(f"… {name}: still being written; left in the inbox for the next run")
+        out.print(f"… {display_name(name)}: still being written; left in the inbox for the "
+                  "next run", markup=False)
+    if ctx is not None:
+        _review_hint(ctx, [o.job_id for o in report.processed
+                           if o.status is Status.AWAITING_REVIEW])
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -151,7 +181,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     with _session(args) as ctx, _stop_on_signals() as stop, _progress() as progress:
         report = runner.process_inbox(ctx, stop=stop, on_progress=progress)
-    _print_report(report)
+    _print_report(report, ctx)
     if not report.ingested and not report.processed:
         out.print("Nothing to do: the inbox is empty and no episode is waiting.")
     elif report.failures:
@@ -164,7 +194,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_watch(args: argparse.Namespace) -> int:
     with _session(args) as ctx, _stop_on_signals() as stop, _progress() as progress:
         log.info("watching %s (Ctrl-C to stop)", ctx.workspace.inbox)
-        runner.watch(ctx, stop, on_progress=progress, on_report=_print_report)
+        runner.watch(ctx, stop, on_progress=progress,
+                     on_report=lambda report: _print_report(report, ctx))
     return EXIT_OK
 
 
@@ -204,10 +235,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         for j in jobs:
             dur = j.probe.duration_s if j.probe else None
             status = f"[{colours[j.status]}]{j.status}[/]" if j.status in colours else j.status
-            table.add_row(j.id, j.show, j.title, j.stage or "", status,
+            # titles and errors are the producer's text, never rich markup
+            table.add_row(j.id, escape(j.show), escape(j.title), j.stage or "", status,
                           f"{int(dur // 60)}:{dur % 60:04.1f}" if dur is not None else "",
-                          (j.error or "").split(". ")[0])
+                          escape((j.error or "").split(". ")[0]))
         out.print(table)
+        _review_hint(ctx, [j.id for j in jobs if j.status is Status.AWAITING_REVIEW])
     return EXIT_OK
 
 
@@ -237,12 +270,13 @@ def cmd_failed(args: argparse.Namespace) -> int:
                                   f"{ctx.workspace.failed}; see `learncast failed`")
             for note in wanted:
                 failures.clear_rejection(note)
-                out.print(f"removed {note.file.name} and its note from {ctx.workspace.failed}")
+                out.print(f"removed {display_name(note.file.name)} and its note from "
+                          f"{ctx.workspace.failed}", markup=False)
             return EXIT_OK
         if not notes:
             out.print(f"No rejected files in {ctx.workspace.failed}.")
         for note in notes:
-            out.print(f"{note.file.name}: {note.reason}", markup=False)
+            out.print(f"{display_name(note.file.name)}: {note.reason}", markup=False)
         if notes:
             out.print("\nFix and drop them into the inbox again, or remove them with "
                       "`learncast failed --clear [NAME]`.")

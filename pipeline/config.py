@@ -65,6 +65,25 @@ class IngestSettings(Section):
     max_duration_s: float = Field(
         4 * 3600.0, gt=0, description="Longer recordings are rejected (seconds)."
     )
+    max_video_width: int = Field(
+        7680, ge=16, le=65535,
+        description="Wider video pictures are rejected, checked from the file's headers "
+        "before any frame is decoded (a small file can hold a picture that takes gigabytes "
+        "to decode).",
+    )
+    max_video_height: int = Field(
+        7680, ge=16, le=65535, description="Taller video pictures are rejected (as above)."
+    )
+    max_video_pixels: int = Field(
+        7680 * 4320, ge=256,
+        description="Video pictures with more pixels (width x height) are rejected; the "
+        "default is 8K UHD.",
+    )
+    max_artwork_pixels: int = Field(
+        6000 * 6000, ge=1400 * 1400, le=50_000_000,
+        description="Show artwork with more pixels is refused before it is decoded (Apple "
+        "wants 1400-3000 px a side anyway).",
+    )
 
 
 class RunnerSettings(Section):
@@ -640,8 +659,25 @@ def render_config(settings: Settings | None = None) -> str:
                 out += ["", f"[[{name}]]"]
                 if doc:
                     out.append(f"# {doc.splitlines()[0]}")
-                out += _section_lines(item)
+                out += _section_lines(item) + _nested_tables(name, item)
     return "\n".join(out) + "\n"
+
+
+def _nested_tables(prefix: str, model: BaseModel) -> list[str]:
+    """Lists of tables inside an entry (a show's `[[shows.persons]]`), after its own keys:
+    without them `learncast config` left out part of the effective configuration."""
+    out: list[str] = []
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if not (isinstance(value, list) and value and isinstance(value[0], BaseModel)):
+            continue
+        doc = (type(value[0]).__doc__ or "").strip()
+        for item in value:
+            out += ["", f"[[{prefix}.{name}]]"]
+            if doc:
+                out.append(f"# {doc.splitlines()[0]}")
+            out += _section_lines(item) + _nested_tables(f"{prefix}.{name}", item)
+    return out
 
 
 def render_reference() -> str:

@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.fsutil import atomic_write_text, fit_name
+from pipeline.fsutil import atomic_write_text, display_name, fit_name
 from pipeline.models import Job
 from pipeline.workspace import Workspace
 
@@ -36,7 +36,7 @@ def note_text(name: str, reason: str, *, job: Job | None = None, stage: str | No
                  if kept else "The file is kept unchanged beside this note")
         return (f"{_DOOR} '{name}'; it did not become an episode.\n\n"
                 f"What was wrong:\n  {reason}\n\n"
-                + (f"{_SIDECAR} {sidecar}\n\n" if sidecar else "") +
+                + (f"{_SIDECAR} {display_name(sidecar)}\n\n" if sidecar else "") +
                 f"{where}. Fix the problem, then drop the "
                 "recording (and its sidecar) into the inbox again. Remove this note and the "
                 "file when you no longer need them (`learncast failed --clear`).\n")
@@ -50,7 +50,7 @@ def reject(ws: Workspace, rejected: Path, reason: str, *, kept: str | None = Non
            sidecar: Path | None = None) -> Path:
     """Write the note of a file moved into `failed/` at the door (or, `kept`, kept there)."""
     note = note_for(rejected)
-    atomic_write_text(note, note_text(rejected.name, reason, kept=kept,
+    atomic_write_text(note, note_text(display_name(rejected.name), reason, kept=kept,
                                       sidecar=sidecar.name if sidecar else None))
     return note
 
@@ -118,8 +118,14 @@ def door_rejections(ws: Workspace) -> list[Rejection]:
         if not text.startswith(_DOOR):
             continue
         lines = text.splitlines()
-        reason = next((lines[i + 1].strip() for i, line in enumerate(lines[:-1])
-                       if line.startswith("What was wrong")), "")
+        start = next((i + 1 for i, line in enumerate(lines) if line.startswith("What was wrong")),
+                     len(lines))
+        reason_lines = []
+        for line in lines[start:]:
+            if not line.strip():
+                break
+            reason_lines.append(line.strip())
+        reason = "\n  ".join(reason_lines)
         found.append(Rejection(note, note.with_name(note.name[:-len(NOTE_SUFFIX)]), reason))
     return found
 

@@ -8,6 +8,8 @@ MP3, caption file or feed where a player or uploader could pick it up.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import os
 import re
@@ -131,11 +133,54 @@ def slugify(text: str, max_length: int = 60) -> str:
 
 
 def unique_path(folder: Path, name: str) -> Path:
-    """A path in `folder` for `name` that does not exist yet (`name (2).ext` and so on)."""
+    """A path in `folder` for `name` that does not exist yet (`name (2).ext` and so on;
+    shortened when the number would make a long name too long for the filesystem)."""
     candidate = folder / name
     stem, suffix = Path(name).stem, Path(name).suffix
     n = 2
     while candidate.exists() or candidate.is_symlink():
-        candidate = folder / f"{stem} ({n}){suffix}"
+        numbered = f"{stem} ({n}){suffix}"
+        if len(numbered.encode("utf-8", "surrogateescape")) > NAME_MAX:
+            numbered = fit_name(numbered)
+        candidate = folder / numbered
         n += 1
     return candidate
+
+
+def display_name(name: str) -> str:
+    """`name` as text that can be shown, stored and written as UTF-8.
+
+    A file name that is not valid UTF-8 arrives from the OS with its bad bytes as lone
+    surrogates, which SQLite, JSON files and terminals refuse; they are shown as `\\xNN`
+    escapes instead (the file itself keeps its name)."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def being_written(path: Path) -> bool:
+    """Whether another process holds `path` open for writing (a copy that paused, not
+    finished), so its size and mtime standing still mean nothing.
+
+    Linux refuses a read lease on a file open for writing anywhere on the machine; where
+    leases are unavailable (other systems, network filesystems, files of other users) the
+    answer is False and the settle time alone decides.
+    """
+    set_lease = getattr(fcntl, "F_SETLEASE", None)
+    if set_lease is None:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        fcntl.fcntl(fd, set_lease, fcntl.F_RDLCK)
+    except OSError as exc:
+        return exc.errno in (errno.EAGAIN, errno.EBUSY)
+    else:
+        fcntl.fcntl(fd, set_lease, fcntl.F_UNLCK)
+        return False
+    finally:
+        os.close(fd)

@@ -16,17 +16,26 @@ import logging
 import os
 import shutil
 import time
+import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pipeline import failures, media
 from pipeline.artifacts import Artifact
-from pipeline.errors import InputError, ToolError
-from pipeline.fsutil import fit_name, sha256_file, slugify, unique_path
+from pipeline.errors import InputError, PipelineError, ToolError
+from pipeline.fsutil import (
+    being_written,
+    display_name,
+    fit_name,
+    sha256_file,
+    slugify,
+    unique_path,
+)
 from pipeline.models import Job, Status
-from pipeline.sidecar import SIDECAR_SUFFIXES, EpisodeMetadata, find_sidecar, load_sidecar
-from pipeline.state import owner_alive, process_token
+from pipeline.sidecar import SIDECAR_SUFFIXES, Check, find_sidecar, load_sidecar
+from pipeline.state import check_storable, owner_alive, process_token
 from pipeline.workspace import Context
 
 log = logging.getLogger(__name__)
@@ -35,14 +44,18 @@ log = logging.getLogger(__name__)
 TEMPORARY_PATTERNS = ("*.part", "*.crdownload", "*.download", "*.tmp", "*.partial", "~$*",
                       ".~*", "*.!sync", "*.filepart")
 OWNER_FILE = "owner"
+#: How often ingest of one claimed file was started; a file whose ingest killed the process
+#: (out of memory, say) is quarantined on the next try instead of killing every later run.
+ATTEMPTS_FILE = ".attempts"
+MAX_ATTEMPTS = 2
 
 
 @dataclass(frozen=True)
 class IngestResult:
     """What happened to one dropped file; the CLI prints these as the per-file summary."""
 
-    name: str
-    outcome: str  # "new", "duplicate", "requeued", "rejected"
+    name: str  # as it can be shown (display_name)
+    outcome: str  # "new", "duplicate", "requeued", "rejected", "pending"
     job_id: str | None = None
     message: str = ""
     #: A failed episode dropped again: the runner queues it again (from the start when a new
@@ -91,14 +104,28 @@ class InboxScanner:
             sig = (st.st_size, st.st_mtime_ns)
             previous = self._seen.get(path)
             since = previous[2] if previous and previous[:2] == sig else now
+            settled = now - since >= self.settle_seconds and previous is not None
+            if settled and being_written(path):  # a copy that paused: it is not finished
+                settled, since = False, now
             current[path] = (*sig, since)
-            (ready if now - since >= self.settle_seconds and previous else pending).append(path)
+            (ready if settled else pending).append(path)
         self._seen = current
         return ready, pending
 
 
 def claim(ctx: Context, path: Path) -> Path | None:
-    """Move `path` (and its sidecar) into a fresh claim folder; None if another worker won."""
+    """Move `path` (and its sidecar) into a fresh claim folder; None if another worker won
+    (or the file could not be claimed, in which case it is quarantined)."""
+    try:
+        return _claim(ctx, path)
+    except Exception as exc:  # a bug: keep this file from stopping every later run
+        log.error("[ingest] %s: unexpected error while claiming it\n%s",
+                  display_name(path.name), traceback.format_exc())
+        _quarantine(ctx, [path], exc)
+        return None
+
+
+def _claim(ctx: Context, path: Path) -> Path | None:
     ws = ctx.workspace
     token = process_token()
     folder = ws.claims / f"{uuid.uuid4().hex[:12]}"
@@ -140,19 +167,37 @@ def orphaned_claims(ctx: Context) -> list[Path]:
 
 
 def ingest_claim(ctx: Context, folder: Path) -> IngestResult | None:
-    """Turn one claimed file into an episode (or a duplicate, or a rejection)."""
-    files = [p for p in folder.iterdir() if p.name != OWNER_FILE]
+    """Turn one claimed file into an episode (or a duplicate, or a rejection).
+
+    Whatever goes wrong with this one file stays with it: an unexpected error quarantines
+    the file in `failed/` (a claim folder left behind would be taken up, and crash, on every
+    later run), and a file whose ingest was started MAX_ATTEMPTS times without finishing (the
+    process was killed, say for lack of memory) is quarantined without another try.
+    """
+    files = [p for p in folder.iterdir() if p.name not in (OWNER_FILE, ATTEMPTS_FILE)]
     media_files = [p for p in files if is_candidate(p)]
     if not media_files:  # only a sidecar survived a crash: give it back to the inbox
         _unclaim(ctx, folder, files)
         return None
     path = media_files[0]
-    sidecar = find_sidecar(path)
     try:
-        result = _ingest(ctx, path, sidecar)
+        attempts = _count_attempt(folder)
+        sidecar = find_sidecar(path)
+        if attempts > MAX_ATTEMPTS:
+            result = _reject(ctx, path, sidecar, (
+                f"Learncast stopped {attempts - 1} times while taking this file in (the "
+                "process was killed, perhaps for lack of memory, or crashed), so it is not "
+                "tried again. Check the file (is it what you meant to drop?) and the log"))
+        else:
+            result = _ingest(ctx, path, sidecar)
     except ToolError:  # ffmpeg is broken, not the file: leave it for a run with a working one
-        _unclaim(ctx, folder, [p for p in folder.iterdir() if p.name != OWNER_FILE])
+        _unclaim(ctx, folder, [p for p in folder.iterdir()
+                               if p.name not in (OWNER_FILE, ATTEMPTS_FILE)])
         raise
+    except Exception as exc:  # a bug: this file is quarantined, the others go on
+        log.error("[ingest] %s: unexpected error\n%s", display_name(path.name),
+                  traceback.format_exc())
+        result = _quarantine(ctx, [p for p in media_files if p.exists()], exc)
     shutil.rmtree(folder, ignore_errors=True)
     return result
 
@@ -164,23 +209,58 @@ def _unclaim(ctx: Context, folder: Path, files: list[Path]) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def _count_attempt(folder: Path) -> int:
+    marker = folder / ATTEMPTS_FILE
+    try:
+        attempts = int(marker.read_text() or 0) + 1
+    except (OSError, ValueError):
+        attempts = 1
+    marker.write_text(str(attempts))
+    return attempts
+
+
+def _quarantine(ctx: Context, paths: list[Path], exc: BaseException) -> IngestResult | None:
+    """Move files that made ingest fail unexpectedly to `failed/`, each with a note."""
+    reason = (f"Learncast failed while taking it in ({type(exc).__name__}: "
+              f"{display_name(str(exc))[:300]}). This is a Learncast bug; please report it "
+              "with the log. The file was not changed")
+    result = None
+    for path in paths:
+        try:
+            result = _reject(ctx, path, find_sidecar(path), reason)
+        except Exception:  # even the note failed: at least move the file out of the way
+            log.error("[ingest] %s could not be quarantined with a note\n%s",
+                      display_name(path.name), traceback.format_exc())
+            with contextlib.suppress(OSError):
+                ctx.workspace.failed.mkdir(parents=True, exist_ok=True)
+                os.rename(path, unique_path(ctx.workspace.failed, fit_name(path.name)))
+            result = IngestResult(display_name(path.name), "rejected", None, reason)
+    return result
+
+
 def _ingest(ctx: Context, path: Path, sidecar: Path | None) -> IngestResult:
     ws = ctx.workspace
     db = ctx.db
+    name = display_name(path.name)
     if path.is_symlink():
-        target = os.readlink(path)
+        target = display_name(os.readlink(path))
         return _reject(ctx, path, sidecar,
-                       f"'{path.name}' is a symbolic link (to {target}), not a recording. "
+                       f"'{name}' is a symbolic link (to {target}), not a recording. "
                        "Copy the recording itself into the inbox")
+    before = _signature(path)
     sha = sha256_file(path)
     existing = db.by_sha256(sha)
     if existing:
         return _duplicate(ctx, existing, path, sidecar)
+    job_id = sha[:12]
+    archive_dir = ws.archive / job_id
+    original = archive_dir / _archived_name(path.name)
     try:
-        metadata = load_sidecar(sidecar)
-        show = _show(ctx, metadata, sidecar)
-        probe = media.probe(path)
+        metadata = load_sidecar(sidecar, check=_sidecar_check(ctx))
+        show = ctx.settings.show(metadata.show).id
         limits = ctx.settings.ingest
+        probe = media.probe(path, limits=media.PictureLimits(
+            limits.max_video_width, limits.max_video_height, limits.max_video_pixels))
         if probe.duration_s < limits.min_duration_s:
             raise InputError(f"the recording is {probe.duration_s:.2f} s long; at least "
                              f"{limits.min_duration_s:g} s is required "
@@ -190,44 +270,97 @@ def _ingest(ctx: Context, path: Path, sidecar: Path | None) -> IngestResult:
                              f"{limits.max_duration_s / 60:g} min is accepted "
                              "(ingest.max_duration_s). Split it, or raise the limit")
         media.check_decodes(ctx.ffmpeg, path, probe)
+        title = metadata.title or _title_from_name(path.stem)
+        job = Job(
+            id=job_id, sha256=sha, show=show, title=title,
+            slug=f"{slugify(title) or 'episode'}-{job_id[:6]}", source=name,
+            original=ws.rel(original), probe=probe, metadata=metadata, status=Status.QUEUED,
+            files={Artifact.ORIGINAL: ws.rel(original)},
+            measurements={"source_duration_s": probe.duration_s},
+        )
     except InputError as exc:
         return _reject(ctx, path, sidecar, str(exc))
-
-    job_id = sha[:12]
-    archive_dir = ws.archive / job_id
-    archive_dir.mkdir(parents=True, exist_ok=True)
-    original = archive_dir / path.name
-    os.rename(path, original)
-    if sidecar is not None:
-        os.rename(sidecar, archive_dir / sidecar.name)
-    title = metadata.title or _title_from_name(path.stem)
-    job = Job(
-        id=job_id, sha256=sha, show=show, title=title,
-        slug=f"{slugify(title) or 'episode'}-{job_id[:6]}", source=path.name,
-        original=ws.rel(original), probe=probe, metadata=metadata, status=Status.QUEUED,
-        files={Artifact.ORIGINAL: ws.rel(original)},
-        measurements={"source_duration_s": probe.duration_s},
-    )
-    db.insert(job)
-    db.event(job_id, "ingested", f"{path.name} ({probe.kind}, {probe.duration_s:.1f} s)")
-    log.info("[ingest] %s → episode %s (%s, %.1f s, show %s)", path.name, job_id, probe.kind,
-             probe.duration_s, show)
-    return IngestResult(path.name, "new", job_id, f"{probe.kind}, {probe.duration_s:.1f} s")
-
-
-def _show(ctx: Context, metadata: EpisodeMetadata, sidecar: Path | None) -> str:
     try:
-        return ctx.settings.show(metadata.show).id
-    except KeyError:
-        name = sidecar.name if sidecar else "sidecar"
-        raise InputError(
-            f"{name}: field 'show': {metadata.show!r} is not a configured show "
-            f"(configured: {', '.join(ctx.settings.show_ids)}). Fix the sidecar or add the "
-            "show to config/learncast.toml, then drop both files again"
-        ) from None
+        check_storable(job)
+    except PipelineError as exc:  # a job that would not read back is never stored
+        return _reject(ctx, path, sidecar, str(exc))
+    if _signature(path) != before:
+        return _put_back(ctx, path, sidecar, path)
+    archive_dir.mkdir(parents=True, exist_ok=True)
+    os.rename(path, original)
+    # A copy that paused and resumed after we looked writes into the file we just moved:
+    # what is archived must still be exactly what was hashed and checked.
+    if _signature(original) != before or sha256_file(original) != sha:
+        return _put_back(ctx, original, sidecar, path)
+    archived_sidecar = archive_dir / _archived_name(sidecar.name) if sidecar else None
+    if sidecar is not None and archived_sidecar is not None:
+        os.rename(sidecar, archived_sidecar)
+    try:
+        db.insert(job)
+    except BaseException:  # not an episode after all: the files go back to the claim
+        os.rename(original, path)
+        if sidecar is not None and archived_sidecar is not None:
+            os.rename(archived_sidecar, sidecar)
+        raise
+    db.event(job_id, "ingested", f"{name} ({probe.kind}, {probe.duration_s:.1f} s)")
+    log.info("[ingest] %s → episode %s (%s, %.1f s, show %s)", name, job_id, probe.kind,
+             probe.duration_s, show)
+    return IngestResult(name, "new", job_id, f"{probe.kind}, {probe.duration_s:.1f} s")
+
+
+def _signature(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def _archived_name(name: str) -> str:
+    """The name a file is archived under: its own, or for a name that is not valid UTF-8 the
+    escaped form the state database stores (the content is kept byte for byte)."""
+    shown = display_name(name)
+    return name if shown == name else fit_name(shown)
+
+
+def _put_back(ctx: Context, path: Path, sidecar: Path | None, dropped: Path) -> IngestResult:
+    """The file changed while it was being taken in: it is still being written. Back to the
+    inbox it goes, to be taken once it has settled."""
+    name = display_name(dropped.name)
+    os.rename(path, unique_path(ctx.workspace.inbox, dropped.name))
+    if sidecar is not None:
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(sidecar, unique_path(ctx.workspace.inbox, sidecar.name))
+    log.warning("[ingest] %s changed while it was being taken in; left in the inbox until "
+                "it is complete", name)
+    return IngestResult(name, "pending", None,
+                        "still being written (it changed while it was taken in); left in the "
+                        "inbox for the next run")
+
+
+def _sidecar_check(ctx: Context) -> Check:
+    """Sidecar checks that need the configuration, reported with the sidecar's other
+    problems: the show exists, and a serial show's episodes carry an episode number (the
+    feed refuses them otherwise, after the media was uploaded)."""
+    settings = ctx.settings
+
+    def check(data: dict[str, Any]) -> list[str]:
+        wanted = data.get("show")
+        if wanted is not None and not isinstance(wanted, str):
+            return []  # the field check says so
+        try:
+            show = settings.show(wanted)
+        except KeyError:
+            return [f"field 'show': {wanted!r} is not a configured show; allowed: "
+                    f"{', '.join(settings.show_ids)} (or add the show to "
+                    "config/learncast.toml)"]
+        if show.type == "serial" and data.get("episode") is None:
+            return [f"field 'episode' is missing; show '{show.id}' is serial, so every "
+                    "episode needs its number (episode: N)"]
+        return []
+
+    return check
 
 
 def _title_from_name(stem: str) -> str:
+    stem = stem.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     words = " ".join(stem.replace("_", " ").replace("-", " ").split())
     return (words[:1].upper() + words[1:]) if words else "Untitled episode"
 
@@ -238,6 +371,7 @@ def _duplicate(ctx: Context, existing: Job, path: Path, sidecar: Path | None) ->
     A re-drop of a recording that failed is taken as "try again", with the new sidecar if any.
     """
     db = ctx.db
+    name = display_name(path.name)
     keep = ctx.workspace.archive / existing.id / "duplicates"
     keep.mkdir(parents=True, exist_ok=True)
     os.rename(path, unique_path(keep, path.name))
@@ -245,20 +379,21 @@ def _duplicate(ctx: Context, existing: Job, path: Path, sidecar: Path | None) ->
         if sidecar is not None:
             os.rename(sidecar, unique_path(keep, sidecar.name))
         msg = f"same content as episode {existing.id} ('{existing.title}'); not processed twice"
-        db.event(existing.id, "duplicate", f"{path.name}: {msg}")
-        log.info("[ingest] %s: %s", path.name, msg)
-        return IngestResult(path.name, "duplicate", existing.id, msg)
+        db.event(existing.id, "duplicate", f"{name}: {msg}")
+        log.info("[ingest] %s: %s", name, msg)
+        return IngestResult(name, "duplicate", existing.id, msg)
     try:
-        metadata = load_sidecar(sidecar) if sidecar else existing.metadata
-        show = _show(ctx, metadata, sidecar) if sidecar else existing.show
+        metadata = (load_sidecar(sidecar, check=_sidecar_check(ctx)) if sidecar
+                    else existing.metadata)
+        show = ctx.settings.show(metadata.show).id if sidecar else existing.show
     except InputError as exc:
         return _reject(ctx, path, sidecar, str(exc), kept=ctx.workspace.rel(keep))
     if sidecar is not None:
-        os.rename(sidecar, ctx.workspace.archive / existing.id / sidecar.name)
+        os.rename(sidecar, ctx.workspace.archive / existing.id / _archived_name(sidecar.name))
     job = existing.replace(metadata=metadata, show=show,
                            title=metadata.title or existing.title)
     msg = f"dropped again after failing; episode {existing.id} re-queued"
-    return IngestResult(path.name, "requeued", existing.id, msg, requeue=job,
+    return IngestResult(name, "requeued", existing.id, msg, requeue=job,
                         from_start=sidecar is not None)
 
 
@@ -279,5 +414,29 @@ def _reject(ctx: Context, path: Path, sidecar: Path | None, reason: str, *,
         sidecar_dest = unique_path(failed, fit_name(Path(dest.name).stem + sidecar.suffix))
         os.rename(sidecar, sidecar_dest)
     failures.reject(ctx.workspace, dest, reason, kept=kept, sidecar=sidecar_dest)
-    log.warning("[ingest] %s rejected: %s", path.name, reason)
-    return IngestResult(path.name, "rejected", None, reason)
+    name = display_name(path.name)
+    log.warning("[ingest] %s rejected: %s", name, reason)
+    return IngestResult(name, "rejected", None, reason)
+
+
+def check_original(ctx: Context, job: Job) -> None:
+    """Refuse to go on when the archived original is no longer what was taken in.
+
+    A copy into the inbox that paused (longer than the settle time, with its file closed)
+    and resumed after ingest writes into the archived file: every later stage would work on
+    a recording other than the one hashed and checked, and publish it cut short. The runner
+    calls this before each stage; a size check is enough to catch a copy that went on.
+    """
+    stored = job.files.get(Artifact.ORIGINAL)
+    if stored is None or job.probe is None:
+        return
+    try:
+        size = ctx.workspace.abs(stored).stat().st_size
+    except FileNotFoundError:
+        return  # the runner's input check says what to do about a missing original
+    if size != job.probe.size_bytes:
+        raise PipelineError(
+            f"the archived original {stored} changed since it was taken in "
+            f"({job.probe.size_bytes} bytes then, {size} now): a copy into the inbox was "
+            "probably still going on. Nothing was published from it. Drop the complete "
+            "recording into the inbox again (it becomes a new episode)")

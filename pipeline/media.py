@@ -85,20 +85,36 @@ class Probe:
         )
 
 
+@dataclass(frozen=True)
+class PictureLimits:
+    """The largest video picture ingest accepts ([ingest] max_video_*)."""
+
+    width: int
+    height: int
+    pixels: int
+
+
 _NOT_MEDIA = (
     "it is not an audio or video file ffmpeg can read. Export the recording as MP4, MOV, "
     "MKV, WebM, MP3, M4A, WAV, FLAC or OGG and drop it into the inbox again"
 )
 
 
-def probe(path: Path) -> Probe:
-    """Read container and stream facts; raise InputError naming what makes the file unusable."""
+def probe(path: Path, *, limits: PictureLimits | None = None) -> Probe:
+    """Read container and stream facts; raise InputError naming what makes the file unusable.
+
+    With `limits`, a video picture larger than they allow is refused from the headers, before
+    a frame is decoded: opening a file decodes a first frame to learn its format, and a
+    2.6 MB file can hold a 16000x16000 frame (0.8 GB to decode). FFmpeg's own `max_pixels`
+    makes that first decode fail instead of allocating.
+    """
     size = path.stat().st_size
     if size == 0:
         raise InputError("the file is empty (0 bytes). Copy the recording again; "
                          "if it was still uploading, wait until the upload has finished")
+    options = {"max_pixels": str(limits.pixels)} if limits else None
     try:
-        container = av.open(str(path), metadata_errors="ignore")
+        container = av.open(str(path), metadata_errors="ignore", options=options)
     except av.error.InvalidDataError as exc:
         raise InputError(
             "ffmpeg cannot read it as audio or video: either it is not a media file, or it is "
@@ -129,12 +145,29 @@ def probe(path: Path) -> Probe:
         video = None
         if video_streams:
             v = video_streams[0]
+            if limits is not None:
+                _check_picture(int(v.width or 0), int(v.height or 0), limits)
             rate = v.average_rate or v.guessed_rate or Fraction(0)
             video = VideoInfo(codec=v.codec_context.name, width=int(v.width or 0),
                               height=int(v.height or 0), fps=round(float(rate), 3),
                               rotation=_rotation(container, v))
         return Probe(container=container.format.name, duration_s=duration, size_bytes=size,
                      audio=audio, video=video)
+
+
+def _check_picture(width: int, height: int, limits: PictureLimits) -> None:
+    too = []
+    if width > limits.width:
+        too.append(f"wider than {limits.width} px (ingest.max_video_width)")
+    if height > limits.height:
+        too.append(f"taller than {limits.height} px (ingest.max_video_height)")
+    if width * height > limits.pixels:
+        too.append(f"more than {limits.pixels:,} pixels (ingest.max_video_pixels)")
+    if too:
+        listed = ", ".join(too[:-1]) + (" and " if len(too) > 1 else "") + too[-1]
+        raise InputError(f"the video picture is {width}x{height} px, {listed}; it "
+                         "was not decoded. Export the video at a normal size (1920x1080 is "
+                         "plenty), or raise the limit in config/learncast.toml")
 
 
 def _duration(container: Any, stream: Any) -> float:

@@ -37,6 +37,7 @@ from pipeline.stages import (
     trim,
     upload,
 )
+from pipeline.state import check_storable
 from pipeline.workspace import Context
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ def call_stage(stage: Stage | ModuleType, job: Job, ctx: Context) -> Job:
     """Run one stage with its inputs resolved; check it made only what it declared."""
     stage = stage if isinstance(stage, Stage) else Stage.of(stage)
     out = stage.run(job, dataclasses.replace(ctx, inputs=resolve_inputs(ctx, job, stage)))
+    check_storable(out)  # a result that would not read back fails this episode, not the run
     undeclared = {a for a, p in out.files.items() if job.files.get(a) != p} - set(stage.makes)
     if undeclared:
         raise StageOrderError(f"stage '{stage.name}' made {', '.join(sorted(undeclared))} "
@@ -213,6 +215,7 @@ def _run_stage(ctx: Context, job: Job, stage: Stage, on_progress: ProgressFn | N
         started = time.monotonic()
         cpu_started = _cpu_seconds()
         try:
+            ingest.check_original(ctx, job)
             job = call_stage(stage, job, ctx)
         except HoldForReview as hold:
             job = job.replace(status=Status.AWAITING_REVIEW, stage=stage.name, error=None)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ import pytest
 
 from bench.measure import run_measured
 from tests.conftest import REPO, TEST_ENV, learncast
+from tests.dropping import check_status, make_good
 
 pytestmark = [pytest.mark.slow, pytest.mark.whole_recording]
 
@@ -115,6 +118,19 @@ CASES = [
          sidecar="title: \"<script>alert('x')</script> & more\"\n"),
     Case("show-traversal.wav", sine(freq=700), "not a configured show",
          sidecar="show: ../../config\n"),
+    # issue 13: sidecars that once crashed ingest, bricked the database or failed at publish
+    Case("inf-chapter.wav", sine(freq=710), "chapter 1 'start': inf is not a time",
+         sidecar="chapters:\n  - {start: .inf, title: Intro}\n"),
+    Case("bell-title.wav", sine(freq=720), "control character (U+0007)",
+         sidecar='title: "Weekly\\x07 briefing"\n'),
+    Case("year-9999.wav", sine(freq=730), "'publish_date'",
+         sidecar="publish_date: 9999-12-31T23:00:00-05:00\n"),
+    Case("two-problems.wav", sine(freq=740), "'explicit': 'maybe' is not true or false",
+         sidecar="season: two\nexplicit: maybe\n"),
+    Case("deep-yaml.wav", sine(freq=750), "nested too deeply",
+         sidecar="title: " + "[" * 10_000 + "]" * 10_000 + "\n"),
+    Case("digits.wav", sine(freq=760), "a number has 5000 digits",
+         sidecar="season: " + "7" * 5000 + "\n"),
 ]
 
 
@@ -235,3 +251,64 @@ def test_three_hours_of_silence_fails_clearly_in_bounded_memory(workspace_dir: P
     assert "silent" in note and "What was wrong" in note, note
     kept = workspace_dir / "failed" / "all-hands-muted.flac"
     assert hashlib.sha256(kept.read_bytes()).hexdigest() == digest
+
+
+def _measured_run(workspace: Path) -> object:
+    """`learncast run` through a lean launcher: peak RSS as the kernel counts it."""
+    return run_measured([sys.executable, "-m", "pipeline", "--workspace", str(workspace),
+                         "run"], cwd=REPO, env={**os.environ, **TEST_ENV}, timeout_s=900)
+
+
+@pytest.mark.timeout(1200)
+def test_a_16000x16000_frame_is_refused_without_decoding_it(workspace_dir: Path,
+                                                            make_media) -> None:
+    """A small MKV holding one enormous frame: opening it decoded that frame (0.63 GB for
+    the probe alone, 0.88 GB for the run, which then processed it). Now it is refused from
+    its headers."""
+    big = make_media(workspace_dir.parent / "huge-frame.mkv", "-f", "lavfi", "-i",
+                     "color=black:s=16000x16000:r=1:d=1", "-f", "lavfi", "-i",
+                     "sine=duration=2", "-c:v", "libx264", "-preset", "ultrafast",
+                     "-frames:v", "1", "-pix_fmt", "yuv420p", "-shortest")
+    digest = hashlib.sha256(big.read_bytes()).hexdigest()
+    os.replace(big, workspace_dir / "inbox" / "huge-frame.mkv")
+    measured = _measured_run(workspace_dir)
+    assert measured.returncode == 1
+    # measured 191 MB here (before: 878 MB); 300 MB leaves room for other builds
+    assert measured.peak_rss_mb <= 300, measured
+    note = (workspace_dir / "failed" / "huge-frame.mkv.error.txt").read_text()
+    assert "16000x16000" in note and "ingest.max_video_pixels" in note, note
+    kept = workspace_dir / "failed" / "huge-frame.mkv"
+    assert hashlib.sha256(kept.read_bytes()).hexdigest() == digest
+
+
+def png_rows(path: Path, side: int) -> Path:
+    """A real side x side RGB PNG of one colour, compressed row by row (never in memory)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+    comp = zlib.compressobj(6)
+    row = b"\x00" + b"\x40\x80\xc0" * side
+    with open(path, "wb") as fh:
+        fh.write(b"\x89PNG\r\n\x1a\n"
+                 + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)))
+        for _ in range(side):
+            if data := comp.compress(row):
+                fh.write(chunk(b"IDAT", data))
+        fh.write(chunk(b"IDAT", comp.flush()) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.timeout(1200)
+def test_12000x12000_artwork_is_refused_in_bounded_memory(workspace_dir: Path,
+                                                          ffmpeg: str) -> None:
+    """The show artwork was decoded whole for the MP3's cover (1440 MB peak RSS) and refused
+    only at publish, after the upload."""
+    png_rows(workspace_dir / "assets" / "artwork.png", 12000)
+    make_good(ffmpeg, workspace_dir / "inbox")
+    measured = _measured_run(workspace_dir)
+    assert measured.returncode == 1
+    # measured 341 MB here, the usual size of a run (speech model loaded); before: 1440 MB
+    assert measured.peak_rss_mb <= 600, measured
+    [episode] = check_status(workspace_dir)
+    assert (episode["status"], episode["stage"]) == ("failed", "package")
+    assert "144,000,000 pixels" in episode["error"] and "resize it" in episode["error"]

@@ -176,3 +176,20 @@ def test_migrate_a_postgresql_database(workspace_dir: Path, pg_url: str) -> None
     assert "postgresql+psycopg://postgres@" in proc.stdout and "upgraded" in proc.stdout
     status = learncast(workspace_dir, "status", env={"LEARNCAST_STATE__URL": pg_url})
     assert status.returncode == 0 and "No episodes yet" in status.stdout
+
+
+def test_an_episode_awaiting_review_is_given_its_next_step(workspace_dir: Path,
+                                                           make_media) -> None:
+    """Videos wait for caption approval by default: `run` and `status` say where to go."""
+    make_media(workspace_dir / "inbox" / "clip.mp4", "-f", "lavfi", "-i",
+               "testsrc=duration=2:size=320x240:rate=25", "-f", "lavfi", "-i",
+               "sine=duration=2", "-shortest", "-pix_fmt", "yuv420p")
+    env = {"LEARNCAST_REVIEW__PORT": "8123"}
+    run = learncast(workspace_dir, "run", env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    [episode] = json.loads(learncast(workspace_dir, "status", "--json").stdout)
+    assert episode["status"] == "awaiting-review"
+    url = f"http://127.0.0.1:8123/episodes/{episode['id']}"
+    status = learncast(workspace_dir, "status", env=env)
+    for proc in (run, status):
+        assert "learncast review" in proc.stdout and url in proc.stdout, proc.stdout

@@ -22,6 +22,22 @@ def test_defaults_render_to_a_config_that_loads_back_identically(tmp_path: Path)
     assert load_settings(tmp_path, env={}) == Settings()
 
 
+def test_a_config_with_show_persons_renders_them_and_loads_back(tmp_path: Path) -> None:
+    """`learncast config` prints the effective configuration: [[shows.persons]] included."""
+    write_config(tmp_path, '[[shows]]\nid = "a"\ntitle = "A"\n'
+                 '[[shows.persons]]\nname = "Ann Lee"\nrole = "host"\n'
+                 '[[shows.persons]]\nname = "Bo \\"B\\" Chan"\nrole = "guest"\n'
+                 'href = "https://example.com/bo"\n'
+                 '[[shows]]\nid = "b"\ntitle = "B"\n')
+    settings = load_settings(tmp_path, env={})
+    assert [p.name for p in settings.shows[0].persons] == ["Ann Lee", 'Bo "B" Chan']
+    rendered = render_config(settings)
+    assert rendered.splitlines().count("[[shows.persons]]") == 2
+    again = tmp_path / "again"
+    write_config(again, rendered)
+    assert load_settings(again, env={}) == settings
+
+
 def test_rendered_config_documents_every_key() -> None:
     text = render_config()
     data = tomllib.loads(text)

@@ -53,7 +53,9 @@ class Tags:
 
 
 def cover_jpeg(path: Path, max_px: int = 1400) -> bytes:
+    """The artwork as a JPEG of at most `max_px` a side (callers check its size first)."""
     with Image.open(path) as im:
+        im.draft("RGB", (max_px, max_px))  # a JPEG decodes at a reduced scale: less memory
         im = im.convert("RGB")
         if max(im.size) > max_px:
             im.thumbnail((max_px, max_px), Image.Resampling.LANCZOS)

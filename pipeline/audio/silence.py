@@ -26,6 +26,12 @@ log = logging.getLogger(__name__)
 WINDOW_S = 0.010
 #: Digital silence has no floor to speak of; clamp so the threshold stays meaningful.
 MIN_LEVEL_DB = -100.0
+#: Windows this quiet are digital silence (exact zeros, or the last bit of 16-bit audio
+#: toggling): an export's gaps, not the room.
+DIGITAL_SILENCE_DB = -96.0
+#: A recording "has a room" when this long a stretch of it is neither digital silence nor
+#: sound: room tone, which the floor is then measured from.
+ROOM_TONE_S = 1.0
 
 
 def window_levels(ffmpeg: str, path: Path, *, rate: int) -> np.ndarray:
@@ -64,8 +70,8 @@ def detect(levels: np.ndarray, *, margin_db: float, min_sound_s: float,
            min_pause_s: float = 0.0) -> Activity:
     """Find first/last sound and the pauses between, relative to the measured noise floor.
 
-    Floor = 10th percentile of window levels; speech level = 99.5th percentile (sparse
-    sound still registers). The threshold is
+    Floor: see `noise_floor`; speech level = 99.5th percentile of the window levels
+    (sparse sound still registers). The threshold is
     `floor + margin_db`, but never more than half-way up to the speech level, so a noisy
     recording with little headroom above its hiss still has its quiet syllables kept.
     A "sound" must last `min_sound_s` (clicks and single pops do not count).
@@ -73,7 +79,7 @@ def detect(levels: np.ndarray, *, margin_db: float, min_sound_s: float,
     duration = len(levels) * WINDOW_S
     if len(levels) == 0:
         return Activity(0.0, MIN_LEVEL_DB, MIN_LEVEL_DB, MIN_LEVEL_DB, None, None, [])
-    floor = float(np.percentile(levels, 10))
+    floor = noise_floor(levels, margin_db)
     speech = float(np.percentile(levels, 99.5))
     threshold = min(floor + margin_db, (floor + speech) / 2)
     loud = levels > threshold
@@ -90,6 +96,29 @@ def detect(levels: np.ndarray, *, margin_db: float, min_sound_s: float,
             pauses.append((end_a * WINDOW_S, start_b * WINDOW_S))
     return Activity(duration, floor, speech, threshold, sounds[0][0] * WINDOW_S,
                     sounds[-1][1] * WINDOW_S, pauses)
+
+
+def noise_floor(levels: np.ndarray, margin_db: float) -> float:
+    """The recording's noise floor (dBFS): the 10th percentile of its window levels, leaving
+    out digital silence when the rest shows a room.
+
+    Clips spliced from exports often hold seconds of exact zeros. Counted in, they put the
+    floor at -100 dBFS; the room tone of a lead-in then counts as sound and nothing is
+    trimmed. Measured without them, the floor is the room's, provided the recording has one:
+    a stretch of ROOM_TONE_S that is neither digital silence nor sound by the threshold that
+    floor gives. A recording without (synthetic speech, a noise gate: zeros between words and
+    nothing else quiet) keeps digital silence as its floor, because its quietest audible
+    windows are soft syllables, which must stay sound.
+    """
+    everything = float(np.percentile(levels, 10))
+    audible = levels > DIGITAL_SILENCE_DB
+    if audible.all() or not audible.any():
+        return everything
+    floor = float(np.percentile(levels[audible], 10))
+    speech = float(np.percentile(levels, 99.5))
+    threshold = min(floor + margin_db, (floor + speech) / 2)
+    room = max((b - a for a, b in _runs(audible & (levels <= threshold))), default=0)
+    return floor if room * WINDOW_S >= ROOM_TONE_S else everything
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:

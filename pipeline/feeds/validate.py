@@ -9,6 +9,7 @@ once, so one fix-and-rerun cycle is enough.
 from __future__ import annotations
 
 import email.utils
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from pipeline.errors import PipelineError
 from pipeline.feeds.apple import ITUNES_NS
 from pipeline.feeds.categories import category_problem
 from pipeline.feeds.podcast2 import PODCAST_NS
+from pipeline.images import MAX_ARTWORK_PIXELS
 
 MAX_DESCRIPTION_BYTES = 4000
 ARTWORK_MIN_PX, ARTWORK_MAX_PX = 1400, 3000
@@ -46,8 +48,14 @@ def check_artwork(path: Path) -> list[str]:
         return [f"{where} does not exist; set [[shows]] artwork to a JPEG or PNG file in the "
                 "workspace"]
     try:
-        with Image.open(path) as im:
-            fmt, mode, (w, h) = im.format, im.mode, im.size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:  # lazy: the header only, no pixel is decoded
+                fmt, mode, (w, h) = im.format, im.mode, im.size
+    except Image.DecompressionBombError:
+        return [f"{where} has more than {2 * MAX_ARTWORK_PIXELS:,} pixels; Apple "
+                f"requires {ARTWORK_MIN_PX}–{ARTWORK_MAX_PX} px a side — resize it (3000x3000 "
+                "is best)"]
     except (UnidentifiedImageError, OSError) as exc:
         return [f"{where} is not a readable image ({exc}); export it again as JPEG or PNG"]
     problems = []

@@ -38,6 +38,7 @@ from pipeline.audio.normalise import (
 from pipeline.config import ShowSettings
 from pipeline.errors import PipelineError
 from pipeline.fsutil import atomic_path
+from pipeline.images import artwork_size
 from pipeline.media import probe, run_ffmpeg
 from pipeline.models import EncodeResult, Job
 from pipeline.workspace import Context
@@ -270,6 +271,7 @@ def _still(ctx: Context, show: ShowSettings) -> Path:
         raise PipelineError(f"show {show.id!r} has audio-only bumpers but its artwork "
                             f"{show.artwork!r} is missing, so there is no picture to show "
                             "during them; add the artwork or use video bumpers")
+    artwork_size(art, ctx.settings.ingest.max_artwork_pixels)  # ffmpeg would decode it all
     return art
 
 

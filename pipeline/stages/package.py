@@ -20,6 +20,7 @@ from pipeline.audio.mp4 import package_mp4
 from pipeline.config import ShowSettings
 from pipeline.errors import PipelineError
 from pipeline.fsutil import atomic_path
+from pipeline.images import artwork_size
 from pipeline.models import Job
 from pipeline.workspace import Context
 
@@ -36,6 +37,8 @@ def _cover(ctx: Context, show: ShowSettings) -> Path | None:
         log.warning("[package] show artwork %s not found; the deliverables have no cover art. "
                     "Put a square JPEG/PNG there or fix shows.artwork", show.artwork)
         return None
+    if cover is not None:  # its size, from the header, before any pixel is decoded
+        artwork_size(cover, ctx.settings.ingest.max_artwork_pixels)
     return cover
 
 

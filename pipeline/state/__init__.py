@@ -19,6 +19,7 @@ from pipeline.state.store import (
     StageClaim,
     StateDB,
     WorkingCopy,
+    check_storable,
     display_url,
     owner_alive,
     process_token,
@@ -91,4 +92,4 @@ def opened(ws: Workspace) -> Iterator[StateDB]:
 
 
 __all__ = ["LEASE_SECONDS", "LeaseLost", "StageClaim", "StateDB", "StateStore", "WorkingCopy",
-           "display_url", "open_state", "opened", "owner_alive", "process_token"]
+           "check_storable", "display_url", "open_state", "opened", "owner_alive", "process_token"]

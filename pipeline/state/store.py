@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
 
+from pydantic import ValidationError
 from sqlalchemy import Connection, create_engine, delete, event, func, select, text, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql as pg_dialect
@@ -39,7 +40,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from pipeline.artifacts import Artifact
-from pipeline.errors import InputError, RetryableError
+from pipeline.errors import InputError, PipelineError, RetryableError
 from pipeline.fsutil import pid_alive
 from pipeline.media import Probe
 from pipeline.models import Job, Results, Status, StoredArtifact
@@ -300,6 +301,7 @@ class StateDB:
 
     @_reconnecting
     def insert(self, job: Job) -> None:
+        check_storable(job)
         with self.transaction() as c:
             c.execute(episodes.insert().values(
                 id=job.id, sha256=job.sha256, show=job.show, title=job.title, slug=job.slug,
@@ -310,6 +312,7 @@ class StateDB:
 
     @_reconnecting
     def save(self, job: Job) -> None:
+        check_storable(job)
         with self.transaction() as c:
             c.execute(update(episodes).where(episodes.c.id == job.id).values(
                 show=job.show, title=job.title, slug=job.slug, original=job.original,
@@ -681,6 +684,37 @@ def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
 
 def _probe(job: Job) -> str | None:
     return json.dumps(job.probe.to_dict()) if job.probe else None
+
+
+def check_storable(job: Job) -> None:
+    """Refuse a job that would not read back as it is: nothing goes into the database that
+    turns into an error on every later command.
+
+    pydantic writes infinity and NaN as null, which then fails validation on every read (one
+    chapter `start: .inf` once made every later `run` and `status` crash); databases refuse
+    text with lone surrogates (undecodable file names).
+    """
+    problems = []
+    stored = (("metadata", job.metadata, EpisodeMetadata, job.metadata.model_dump_json()),
+              ("results", job.results, Results, _payload(job)["results"]))
+    for name, value, model, written in stored:
+        try:
+            back = model.model_validate_json(written)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            problems.append(f"its {name} would not read back ({where}: {first['msg']})")
+            continue
+        if back != value:
+            problems.append(f"its {name} would read back changed")
+    for name in ("id", "show", "title", "slug", "source", "original"):
+        try:
+            getattr(job, name).encode("utf-8")
+        except UnicodeEncodeError:
+            problems.append(f"its {name} is not valid text")
+    if problems:
+        raise PipelineError(f"episode {job.id} cannot be stored: {'; '.join(problems)}. This "
+                            "is a Learncast bug; please report it with the log")
 
 
 def _payload(job: Job) -> dict[str, str]:

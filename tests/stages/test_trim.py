@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from pipeline.models import Job
 from pipeline.runner import call_stage
 from pipeline.stages import trim
 from pipeline.workspace import Context
-from tests.conftest import MakeMedia
+from tests.conftest import MakeMedia, learncast
 from tests.stages.finishing import duration, make_job, pcm, upto, with_settings
 
 #: Run again with the system ffmpeg by `make test-system-ffmpeg`.
@@ -242,3 +243,29 @@ def test_a_cut_a_few_samples_before_a_block_end_is_encoded(ctx: Context, make_me
     with av.open(str(dest)) as container:
         samples = sum(frame.samples for frame in container.decode(audio=0))
     assert samples == round(sum(b - a for a, b in segments) * rate)
+
+
+def test_digital_silence_does_not_hide_the_room_tone_lead_in(workspace_dir: Path,
+                                                             shared_audio: Path,
+                                                             ffmpeg: str) -> None:
+    """Clips spliced from exports: 2.5 s of room tone, a clip, 3 s of digital silence (exact
+    zeros), another clip. The zeros are no noise floor: measured from them, the floor was
+    -100 dBFS and the room tone counted as sound, so nothing was cut. Through the real CLI."""
+    spliced = workspace_dir / "inbox" / "spliced.wav"
+    subprocess.run([
+        ffmpeg, "-hide_banner", "-v", "error", "-y", "-f", "lavfi", "-i",
+        "anoisesrc=color=pink:amplitude=0.004:duration=2.5:sample_rate=16000:seed=7",
+        "-i", str(shared_audio / "speechbrain" / "LJ050-0131.wav"),
+        "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono:d=3",
+        "-i", str(shared_audio / "speechbrain" / "spk1_snt1.wav"),
+        "-filter_complex", "[1:a]aresample=16000[b];[3:a]aresample=16000[d];"
+        "[0:a][b][2:a][d]concat=n=4:v=0:a=1,aformat=channel_layouts=mono[o]",
+        "-map", "[o]", "-c:a", "pcm_s16le", str(spliced)], check=True)
+    proc = learncast(workspace_dir, "run")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [episode] = json.loads(learncast(workspace_dir, "status", "--json").stdout)
+    floor = episode["results"]["trim"]["floor_db"]
+    assert -80 < floor < -55, floor  # the room tone's level, not digital silence's -100
+    kept = episode["results"]["timeline"]["kept"]
+    assert kept[0][0] == pytest.approx(2.5 - 0.3, abs=0.15)  # lead-in cut, padding kept
+    assert kept[-1][1] == pytest.approx(episode["duration_s"], abs=0.3)  # speech to the end
