@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,17 +115,24 @@ def init_workspace(root: Path) -> Path:
     return config
 
 
+def no_progress(done: float, total: float) -> None:
+    """The default `Context.progress`: nobody is listening."""
+
+
 @dataclass
 class Context:
     """Per-process resources handed to every stage.
 
     Heavy objects (the whisper model, the boto3 client) are created once per process and kept in
     `resources`, keyed by what they are, so stages stay free of module-level globals.
+    `progress(done, total)` is how a long stage says how far it got (transcribe: seconds of
+    audio); the runner points it at the live display and the state database.
     """
 
     workspace: Workspace
     ffmpeg: str
     resources: dict[str, Any] = field(default_factory=dict)
+    progress: Callable[[float, float], None] = no_progress
 
     @property
     def settings(self) -> Settings:
