@@ -18,6 +18,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from pipeline import ingest
 from pipeline.errors import HoldForReview, PipelineError, RetryableError
@@ -68,8 +69,16 @@ STAGES: tuple[Stage, ...] = (
 #: stop inside that stage (after it is recorded as running) until the process is killed.
 PAUSE_ENV = "LEARNCAST_PAUSE_IN_STAGE"
 
-#: on_progress(job, stage, event), event one of: started, done, held, failed, completed.
-ProgressFn = Callable[[Job, str, str], None]
+#: Least time between two progress figures written to the state database.
+PROGRESS_INTERVAL_S = 1.0
+
+
+class ProgressFn(Protocol):
+    """on_progress(job, stage, event), event one of: started, done, held, failed, completed;
+    and "progress" with a fourth argument, the stage's (done, total) (transcribe: seconds)."""
+
+    def __call__(self, job: Job, stage: str, event: str,
+                 amount: tuple[float, float] | None = None, /) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -145,8 +154,10 @@ def _run_stage(ctx: Context, db: StateDB, job: Job, stage: Stage,
             _pause_for_tests(ctx, job, stage.name)
         started = time.monotonic()
         cpu_started = _cpu_seconds()
+        stage_ctx = dataclasses.replace(
+            ctx, progress=_progress_reporter(db, job, stage.name, on_progress))
         try:
-            job = stage.run(job, ctx)
+            job = stage.run(job, stage_ctx)
         except HoldForReview as hold:
             job = job.replace(status=Status.AWAITING_REVIEW, stage=stage.name, error=None)
             db.stage_held(job.id, stage.name)
@@ -185,6 +196,26 @@ def _run_stage(ctx: Context, db: StateDB, job: Job, stage: Stage,
         if on_progress:
             on_progress(job, stage.name, "done")
         return job
+
+
+def _progress_reporter(db: StateDB, job: Job, stage: str, on_progress: ProgressFn | None
+                       ) -> Callable[[float, float], None]:
+    """What a stage's `ctx.progress(done, total)` does: tell the live display, and keep the
+    latest figure in the state database for `learncast status` (at most once a second, and
+    always the final one)."""
+    last = -PROGRESS_INTERVAL_S
+
+    def report(done: float, total: float) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if done < total and now - last < PROGRESS_INTERVAL_S:
+            return
+        last = now
+        db.stage_progress(job.id, stage, done, total)
+        if on_progress:
+            on_progress(job, stage, "progress", (done, total))
+
+    return report
 
 
 def _cpu_seconds() -> float:

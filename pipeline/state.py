@@ -55,6 +55,8 @@ CREATE TABLE IF NOT EXISTS stage_runs (
     finished_at TEXT,
     seconds REAL,
     error TEXT,
+    progress_done REAL,
+    progress_total REAL,
     PRIMARY KEY (episode_id, stage)
 );
 CREATE TABLE IF NOT EXISTS events (
@@ -143,6 +145,8 @@ class StateDB:
             try:
                 self._conn.execute("PRAGMA journal_mode=WAL")
                 self._conn.executescript(SCHEMA)
+                self._add_columns("stage_runs", {"progress_done": "REAL",
+                                                 "progress_total": "REAL"})
                 break
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or attempt == 99:
@@ -151,6 +155,14 @@ class StateDB:
 
     def close(self) -> None:
         self._conn.close()
+
+    def _add_columns(self, table: str, columns: dict[str, str]) -> None:
+        """Columns added after a database was created (CREATE TABLE IF NOT EXISTS skips an
+        existing table): added once, so databases of earlier versions keep working."""
+        have = {r["name"] for r in self._conn.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns.items():
+            if name not in have:
+                self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -281,7 +293,7 @@ class StateDB:
                 "INSERT INTO stage_runs (episode_id, stage, status, attempts, started_at)"
                 " VALUES (?,?,'running',1,?) ON CONFLICT(episode_id, stage) DO UPDATE SET"
                 " status='running', attempts=attempts+1, started_at=excluded.started_at,"
-                " error=NULL", (job_id, stage, _now()),
+                " error=NULL, progress_done=NULL, progress_total=NULL", (job_id, stage, _now()),
             )
             c.execute("UPDATE episodes SET stage=?, heartbeat=?, updated_at=? WHERE id=?",
                       (stage, time.time(), _now(), job_id))
@@ -300,6 +312,22 @@ class StateDB:
             )
             c.execute("UPDATE stage_runs SET status='done', finished_at=?, seconds=?, error=NULL"
                       " WHERE episode_id=? AND stage=?", (_now(), seconds, job.id, stage))
+
+    def stage_progress(self, job_id: str, stage: str, done: float, total: float) -> None:
+        """How far a running stage got (transcribe: seconds of audio); also a heartbeat."""
+        with self.transaction() as c:
+            c.execute("UPDATE stage_runs SET progress_done=?, progress_total=? WHERE"
+                      " episode_id=? AND stage=?", (done, total, job_id, stage))
+            c.execute("UPDATE episodes SET heartbeat=? WHERE id=?", (time.time(), job_id))
+
+    def running_progress(self) -> dict[str, tuple[str, float, float]]:
+        """{episode id: (stage, done, total)} for every running stage that reported one."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT episode_id, stage, progress_done, progress_total FROM stage_runs"
+                " WHERE status='running' AND progress_total IS NOT NULL").fetchall()
+        return {r["episode_id"]: (r["stage"], float(r["progress_done"]),
+                                  float(r["progress_total"])) for r in rows}
 
     def stage_failed(self, job_id: str, stage: str, error: str) -> None:
         with self.transaction() as c:
