@@ -24,6 +24,7 @@ SUITES: dict[str, str] = {
     "review": "bench.review",
     "finishing": "bench.finishing",
     "asr": "bench.asr",
+    "asr-robust": "bench.asr_robust",
     "e2e": "bench.e2e",
     "memory": "bench.memory",
 }
