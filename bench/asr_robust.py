@@ -390,7 +390,7 @@ def transcribe_all(engine: str, clips: list[Clip], models: Path,
 # --- the suite ------------------------------------------------------------------------------
 
 
-def _summary(tool: str, rows: list[dict[str, Any]], goal_rtf: float | None
+def _summary(suite: str, tool: str, rows: list[dict[str, Any]], goal_rtf: float | None
              ) -> dict[str, Any]:
     rtfs = [r["rtf"] for r in rows]
     median, worst = statistics.median(rtfs), max(rtfs)
@@ -398,7 +398,7 @@ def _summary(tool: str, rows: list[dict[str, Any]], goal_rtf: float | None
     wers = [r["wer"] for r in rows if r.get("wer") is not None]
     worst_row = max(rows, key=lambda r: r["rtf"])
     out: dict[str, Any] = {
-        "suite": "asr-robust", "case": f"summary of {len(rows)} clips", "tool": tool,
+        "suite": suite, "case": f"summary of {len(rows)} clips", "tool": tool,
         "audio_s": round(sum(r["audio_s"] for r in rows), 1),
         "wall_s": round(sum(r["wall_s"] for r in rows), 1),
         "rtf_median": round(median, 3), "rtf_worst": round(worst, 3),
@@ -433,6 +433,9 @@ def run(workdir: Path) -> list[dict[str, Any]]:
     if baseline:
         versions.insert(0, ("before", Path(baseline).resolve()))
     engines = os.environ.get("LEARNCAST_BENCH_ASR_ENGINES", ",".join(ENGINES)).split(",")
+    #: with a baseline the rows are their own suite, so `make bench SUITES=asr-robust`
+    #: (after only, every clip) does not replace a before/after run's figures
+    suite = "asr-robust-vs-before" if baseline else "asr-robust"
     rows: list[dict[str, Any]] = []
     for engine in engines:
         by_version = transcribe_all(engine, clips, models, versions)
@@ -440,7 +443,7 @@ def run(workdir: Path) -> list[dict[str, Any]]:
             tool = f"{label} {engine}"
             engine_rows = []
             for clip, result in zip(clips, by_version[label], strict=True):
-                row: dict[str, Any] = {"suite": "asr-robust", "case": clip.name,
+                row: dict[str, Any] = {"suite": suite, "case": clip.name,
                                        "tool": tool, "kind": clip.kind,
                                        "audio_s": round(clip.seconds, 2)}
                 if result is None:
@@ -454,7 +457,7 @@ def run(workdir: Path) -> list[dict[str, Any]]:
                                else None, said=text[:120])
                 engine_rows.append(row)
             rows += engine_rows
-            rows.append(_summary(tool, engine_rows,
+            rows.append(_summary(suite, tool, engine_rows,
                                  0.3 if engine == "openai-whisper" else None))
     if baseline:  # the same clips before and after, side by side
         for row in rows:

@@ -63,10 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     for row in rows:
         row.setdefault("run_at", info["when"])
-    # Rows of suites not run this time are kept, so `make bench SUITES=...` refreshes one part.
+    # Rows of suites not run this time are kept, so `make bench SUITES=...` refreshes one part
+    # (a suite may name its rows otherwise: asr-robust with a baseline, asr-robust-vs-before).
     latest = RESULTS / "latest.json"
+    replaced = {r["suite"] for r in rows} or set(chosen)
     kept = [r for r in json.loads(latest.read_text()).get("results", [])
-            if r.get("suite") not in chosen] if latest.exists() else []
+            if r.get("suite") not in replaced] if latest.exists() else []
     rows = kept + rows
     latest.write_text(json.dumps({"machine": info, "results": rows}, indent=2) + "\n")
     note = os.environ.get("LEARNCAST_BENCH_MACHINE", "")
