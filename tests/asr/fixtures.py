@@ -22,6 +22,8 @@ import pytest
 
 from pipeline.asr.audio import SAMPLE_RATE, decode_16k_mono
 from pipeline.asr.engines import engine_key, load_engine
+from pipeline.asr.threads import plan_threads
+from pipeline.config import Settings
 from pipeline.fsutil import slugify
 from pipeline.media import probe
 from pipeline.models import Job
@@ -45,10 +47,14 @@ def load_asr(asr_resources: dict[str, Any],
              tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Any]:
     models = tmp_path_factory.mktemp("models")
 
+    # the threads a default `learncast run` gives each worker here (cores // workers)
+    threads = plan_threads(0, Settings().runner.worker_count).threads
+
     def load(engine: str, model: str = "tiny.en", compute_type: str = "int8") -> Any:
         key = engine_key(engine, model, compute_type)
         if key not in asr_resources:
-            asr_resources[key] = load_engine(engine, model, models, compute_type=compute_type)
+            asr_resources[key] = load_engine(engine, model, models, threads=threads,
+                                             compute_type=compute_type)
         return asr_resources[key]
 
     return load
