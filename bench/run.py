@@ -24,6 +24,7 @@ SUITES: dict[str, str] = {
     "review": "bench.review",
     "finishing": "bench.finishing",
     "asr": "bench.asr",
+    "asr-robust": "bench.asr_robust",
     "e2e": "bench.e2e",
     "memory": "bench.memory",
     "sound": "bench.sound",
@@ -65,11 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         row.setdefault("run_at", info["when"])
     # Rows (and the machine line) of suites not run this time are kept, so `make bench
-    # SUITES=...` refreshes one part; each suite keeps the machine it was measured on.
+    # SUITES=...` refreshes one part; each suite keeps the machine it was measured on (a
+    # suite may name its rows otherwise: asr-robust with a baseline, asr-robust-vs-before).
     latest = RESULTS / "latest.json"
     previous = json.loads(latest.read_text()) if latest.exists() else {}
-    kept = [r for r in previous.get("results", []) if r.get("suite") not in chosen]
-    machines = {**previous.get("machines", {}), **{name: info for name in chosen}}
+    replaced = {r["suite"] for r in rows} or set(chosen)
+    kept = [r for r in previous.get("results", []) if r.get("suite") not in replaced]
+    machines = {**previous.get("machines", {}), **{name: info for name in replaced}}
     rows = kept + rows
     latest.write_text(json.dumps({"machines": machines, "results": rows}, indent=2) + "\n")
     (RESULTS / "latest.md").write_text("# Benchmark results\n\n" + "".join(

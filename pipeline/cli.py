@@ -104,13 +104,16 @@ def _progress() -> Iterator[runner.ProgressFn | None]:
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[stage]}"),
                   TimeElapsedColumn(), console=err, transient=False) as progress:
 
-        def update(job: Job, stage: str, event: str) -> None:
+        def update(job: Job, stage: str, event: str,
+                   amount: tuple[float, float] | None = None, /) -> None:
             if job.id not in tasks:
                 tasks[job.id] = progress.add_task(f"{job.id} {escape(job.title[:30])}", total=total,
                                                   stage="")
             task = tasks[job.id]
             if event == "started":
                 progress.update(task, stage=stage)
+            elif event == "progress" and amount is not None:
+                progress.update(task, stage=_stage_progress(stage, *amount))
             elif event == "done":
                 progress.advance(task)
             elif event == "completed":
@@ -141,6 +144,11 @@ def _review_hint(ctx: Context, job_ids: list[str]) -> None:
         out.print(f"  {_review_url(ctx, job_id)}", markup=False)
     out.print("Approving queues the episode; the next `learncast run` (or a running "
               "`learncast watch`) publishes it.", markup=False)
+
+
+def _stage_progress(stage: str, done: float, total: float) -> str:
+    """`transcribe 42/120 s`: how far a long stage got, for the live display and `status`."""
+    return f"{stage} {done:.0f}/{total:.0f} s"
 
 
 def _print_report(report: runner.RunReport, ctx: Context | None = None) -> None:
@@ -199,7 +207,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _episode_dict(job: Job, ctx: Context) -> dict[str, Any]:
+def _episode_dict(job: Job, ctx: Context,
+                  progress: tuple[str, float, float] | None = None) -> dict[str, Any]:
     return {
         "id": job.id, "show": job.show, "title": job.title, "slug": job.slug,
         "source": job.source,
@@ -210,14 +219,21 @@ def _episode_dict(job: Job, ctx: Context) -> dict[str, Any]:
         "objects": {a.value: o.model_dump() for a, o in job.objects.items()},
         "results": job.results.model_dump(mode="json", exclude_none=True),
         "measurements": job.measurements,
+        "progress": {"stage": progress[0], "done_s": round(progress[1], 1),
+                     "total_s": round(progress[2], 1)} if progress else None,
     }
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     with _session(args, probe_ffmpeg=False) as ctx:
         jobs = ctx.db.all(show=args.show)
+        running = ctx.db.running_progress()
+        progress = {j.id: running[j.id] for j in jobs
+                    if j.status == "processing" and j.id in running
+                    and running[j.id][0] == j.stage}
         if args.json:
-            sys.stdout.write(json.dumps([_episode_dict(j, ctx) for j in jobs], indent=2) + "\n")
+            sys.stdout.write(json.dumps([_episode_dict(j, ctx, progress.get(j.id))
+                                         for j in jobs], indent=2) + "\n")
             return EXIT_OK
         if not jobs:
             out.print(f"No episodes yet. Drop recordings into {ctx.workspace.inbox} and run "
@@ -235,8 +251,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         for j in jobs:
             dur = j.probe.duration_s if j.probe else None
             status = f"[{colours[j.status]}]{j.status}[/]" if j.status in colours else j.status
+            stage = _stage_progress(*progress[j.id]) if j.id in progress else j.stage or ""
             # titles and errors are the producer's text, never rich markup
-            table.add_row(j.id, escape(j.show), escape(j.title), j.stage or "", status,
+            table.add_row(j.id, escape(j.show), escape(j.title), stage, status,
                           f"{int(dur // 60)}:{dur % 60:04.1f}" if dur is not None else "",
                           escape((j.error or "").split(". ")[0]))
         out.print(table)

@@ -319,7 +319,10 @@ class TranscribeSettings(Section):
         "models", description="Converted and local models (workspace-relative).")
     compute_type: str = Field(
         "int8", description="faster-whisper weight type: int8, float32 or default.")
-    threads: int = Field(0, ge=0, le=256, description="CPU threads; 0 = all cores.")
+    threads: int = Field(
+        0, ge=0, le=256, description="CPU threads of each worker's ASR engine; 0 = cores // "
+        "runner.workers (at least 1), so the workers together never use more threads than "
+        "there are cores.")
     language: str = Field(
         "", description="Spoken language (ISO 639-1); empty = the show's language. "
         "English-only models (*.en) always use en.",
@@ -345,6 +348,31 @@ class TranscribeSettings(Section):
     glossary_similarity: float = Field(
         0.8, gt=0, le=1, description="How close (0-1) a recognised word must be to a glossary "
         "term to be respelled as that term.")
+    vad: bool = Field(
+        True, description="Decode only what voice activity detection (Silero VAD, shipped "
+        "with faster-whisper) calls speech; pauses and room tone are never decoded, which "
+        "is what makes whisper loop. false = decode everything.")
+    vad_threshold: float = Field(
+        0.5, ge=0.05, le=0.95, description="Speech probability above which a 32 ms frame is "
+        "speech; lower it for very quiet or band-limited speech that gets missed.")
+    temperatures: list[float] = Field(
+        [0.0, 0.2, 0.4], min_length=1, max_length=6, description="Decoding temperatures "
+        "tried in turn when a window's text looks wrong (too repetitive or unlikely); each "
+        "is a full re-decode, so the list bounds the work.")
+    hallucination_silence_s: float = Field(
+        2.0, ge=0, description="Whisper skips silences longer than this around text that "
+        "looks invented; 0 = off.")
+    condition_on_previous_text: bool = Field(
+        False, description="Give each chunk the text before it as its prompt (better "
+        "continuity, but a loop then carries over into the next chunk).")
+
+    @model_validator(mode="after")
+    def _temperatures_in_order(self) -> TranscribeSettings:
+        temps = self.temperatures
+        if any(not 0 <= t <= 1 for t in temps) or list(temps) != sorted(set(temps)):
+            raise ValueError(f"transcribe.temperatures = {temps} must be distinct values "
+                             "from 0 to 1 in increasing order, e.g. [0.0, 0.2, 0.4]")
+        return self
 
 
 class CaptionSettings(Section):

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Protocol
 
 from pipeline import crashpoints, failures, ingest
 from pipeline.artifacts import Artifact
@@ -37,7 +38,7 @@ from pipeline.stages import (
     trim,
     upload,
 )
-from pipeline.state import check_storable
+from pipeline.state import StateStore, check_storable
 from pipeline.workspace import Context
 
 log = logging.getLogger(__name__)
@@ -138,8 +139,16 @@ def call_stage(stage: Stage | ModuleType, job: Job, ctx: Context) -> Job:
     return out
 
 
-#: on_progress(job, stage, event), event one of: started, done, held, failed, completed.
-ProgressFn = Callable[[Job, str, str], None]
+#: Least time between two progress figures written to the state database.
+PROGRESS_INTERVAL_S = 1.0
+
+
+class ProgressFn(Protocol):
+    """on_progress(job, stage, event), event one of: started, done, held, failed, completed;
+    and "progress" with a fourth argument, the stage's (done, total) (transcribe: seconds)."""
+
+    def __call__(self, job: Job, stage: str, event: str,
+                 amount: tuple[float, float] | None = None, /) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -214,9 +223,11 @@ def _run_stage(ctx: Context, job: Job, stage: Stage, on_progress: ProgressFn | N
         crashpoints.reached(f"stage:{stage.name}")
         started = time.monotonic()
         cpu_started = _cpu_seconds()
+        stage_ctx = dataclasses.replace(
+            ctx, progress=_progress_reporter(db, job, stage.name, on_progress))
         try:
             ingest.check_original(ctx, job)
-            job = call_stage(stage, job, ctx)
+            job = call_stage(stage, job, stage_ctx)
         except HoldForReview as hold:
             job = job.replace(status=Status.AWAITING_REVIEW, stage=stage.name, error=None)
             db.stage_held(job.id, stage.name)
@@ -257,6 +268,26 @@ def _run_stage(ctx: Context, job: Job, stage: Stage, on_progress: ProgressFn | N
         if on_progress:
             on_progress(job, stage.name, "done")
         return job
+
+
+def _progress_reporter(db: StateStore, job: Job, stage: str, on_progress: ProgressFn | None
+                       ) -> Callable[[float, float], None]:
+    """What a stage's `ctx.progress(done, total)` does: tell the live display, and keep the
+    latest figure in the state database for `learncast status` (at most once a second, and
+    always the final one)."""
+    last = -PROGRESS_INTERVAL_S
+
+    def report(done: float, total: float) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if done < total and now - last < PROGRESS_INTERVAL_S:
+            return
+        last = now
+        db.stage_progress(job.id, stage, done, total)
+        if on_progress:
+            on_progress(job, stage, "progress", (done, total))
+
+    return report
 
 
 def _cpu_seconds() -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -132,6 +132,10 @@ def init_workspace(root: Path, *, owner_email: str = "") -> Path:
     return config
 
 
+def no_progress(done: float, total: float) -> None:
+    """The default `Context.progress`: nobody is listening."""
+
+
 @dataclass
 class Context:
     """Per-process resources handed to every stage: its world, so a stage needs nothing else.
@@ -140,6 +144,8 @@ class Context:
     kept in `resources` with the other heavy objects, such as the whisper model, so stages stay
     free of module-level globals). `inputs` is set by the runner for each stage call: the paths
     of the artifacts the stage declared it needs or uses, already checked to exist.
+    `progress(done, total)` is how a long stage says how far it got (transcribe: seconds of
+    audio); the runner points it at the live display and the state store.
     """
 
     workspace: Workspace
@@ -147,6 +153,7 @@ class Context:
     resources: dict[str, Any] = field(default_factory=dict)
     state: StateStore | None = None
     inputs: Mapping[Artifact, Path] = field(default_factory=dict)
+    progress: Callable[[float, float], None] = no_progress
 
     @property
     def settings(self) -> Settings:

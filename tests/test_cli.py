@@ -193,3 +193,29 @@ def test_an_episode_awaiting_review_is_given_its_next_step(workspace_dir: Path,
     status = learncast(workspace_dir, "status", env=env)
     for proc in (run, status):
         assert "learncast review" in proc.stdout and url in proc.stdout, proc.stdout
+
+
+def test_status_shows_how_far_transcription_got(workspace_dir: Path, tone) -> None:
+    from pipeline import runner
+    from pipeline.media import find_ffmpeg
+    from pipeline.models import Status
+    from pipeline.state import StateDB
+    from pipeline.workspace import Context, open_workspace
+
+    tone(workspace_dir / "inbox" / "talk.wav", seconds=2)
+    ws = open_workspace(workspace_dir)
+    db = StateDB(ws.state_db)
+    ctx = Context(workspace=ws, ffmpeg=find_ffmpeg(), state=db)
+    try:
+        runner.ingest_ready(ctx, wait=True)
+        job = db.claim_next()
+        assert job is not None
+        db.stage_started(job.id, "transcribe")  # a worker in the middle of transcribing
+        db.save(job.replace(status=Status.PROCESSING, stage="transcribe"))
+        db.stage_progress(job.id, "transcribe", 42.4, 120.0)
+    finally:
+        db.close()
+    table = learncast(workspace_dir, "status")
+    assert table.returncode == 0 and "transcribe 42/120 s" in table.stdout
+    [ep] = json.loads(learncast(workspace_dir, "status", "--json").stdout)
+    assert ep["progress"] == {"stage": "transcribe", "done_s": 42.4, "total_s": 120.0}

@@ -139,3 +139,13 @@ def test_sound_settings_per_show(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"shows\.0\.noise_reduction.*'off', 'light' or "
                                           r"'strong'"):
         load_settings(tmp_path, env={})
+
+
+def test_transcribe_temperatures_must_increase_within_0_and_1(tmp_path: Path) -> None:
+    write_config(tmp_path, "[transcribe]\ntemperatures = [0.0, 0.6, 0.2]\n")
+    with pytest.raises(ConfigError) as exc:
+        load_settings(tmp_path, env={})
+    assert "transcribe" in str(exc.value) and "increasing order" in str(exc.value)
+    write_config(tmp_path, "[transcribe]\ntemperatures = [0.0]\nvad = false\n")
+    loaded = load_settings(tmp_path, env={}).transcribe
+    assert loaded.temperatures == [0.0] and loaded.vad is False

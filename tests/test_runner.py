@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -278,3 +279,24 @@ def test_progress_reports_where_an_episode_stopped(ctx: Context, db: StateDB, to
         (stage, event)))
     assert events == [("prepare", "started"), ("prepare", "done"), ("broken", "started"),
                       ("broken", "failed")]
+
+
+def test_transcription_progress_reaches_the_display_and_the_state_database(
+        ctx: Context, db: StateDB, shared_audio: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wanted = {"prepare", "trim", "normalise", "transcribe"}
+    monkeypatch.setattr(runner, "STAGES", tuple(s for s in runner.STAGES if s.name in wanted))
+    shutil.copyfile(shared_audio / "jfk.flac", ctx.workspace.inbox / "jfk.flac")
+    seen: list[tuple[str, tuple[float, float] | None, object]] = []
+
+    def on_progress(job: Job, stage: str, event: str,
+                    amount: tuple[float, float] | None = None, /) -> None:
+        if event == "progress":  # what `status` would show at this moment
+            seen.append((stage, amount, db.running_progress().get(job.id)))
+
+    runner.process_inbox(ctx, on_progress=on_progress)
+    assert seen and {stage for stage, _, _ in seen} == {"transcribe"}
+    assert all(stored == ("transcribe", *amount) for _, amount, stored in seen)  # type: ignore[misc]
+    first, last = seen[0][1], seen[-1][1]
+    assert first is not None and first[0] == 0.0
+    assert last is not None and last[0] == last[1] == pytest.approx(11.0, abs=0.05)
+    assert db.running_progress() == {}  # the stage is done: nothing running to show

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import logging
 import re
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -58,6 +59,37 @@ def _repetitive(segment: Segment) -> bool:
     return len(words) >= 8 and len(set(words)) / len(words) < 0.3
 
 
+#: A block of this many items or fewer must repeat `SHORT_REPEATS` times to be a loop
+#: ("no, no, no" is speech; five of them in a row is a decoder stuck on one token).
+SHORT_PERIOD = 2
+SHORT_REPEATS = 5
+#: Longer blocks ("Thank you very much for your time.") are a loop from the third copy on.
+REPEATS = 3
+#: Longest block looked for (tokens or words).
+MAX_PERIOD = 48
+
+
+def repeating_tail(items: Sequence[Hashable], *, repeats: int = REPEATS,
+                   short_repeats: int = SHORT_REPEATS, max_period: int = MAX_PERIOD) -> int:
+    """The length of the block `items` ends with, repeated back to back, if it is a loop; 0
+    if not. A block of up to `SHORT_PERIOD` items needs `short_repeats` copies, a longer one
+    `repeats`; both engines' decoders stop a window at the first loop this finds."""
+    n = len(items)
+    for period in range(1, min(max_period, n // repeats) + 1):
+        copies = short_repeats if period <= SHORT_PERIOD else repeats
+        if n < period * copies:
+            continue
+        block = items[n - period:]
+        if all(items[n - (k + 1) * period:n - k * period] == block for k in range(1, copies)):
+            return period
+    return 0
+
+
+def loop_words(text: str) -> list[str]:
+    """Words compared when looking for loops: lowercase, without punctuation."""
+    return [w for w in (re.sub(r"\W", "", t.lower()) for t in text.split()) if w]
+
+
 def drop_hallucinations(transcript: Transcript, settings: GuardSettings) -> tuple[Transcript,
                                                                                  GuardReport]:
     """Remove segments that are most likely not speech; keep everything else untouched."""
@@ -66,7 +98,10 @@ def drop_hallucinations(transcript: Transcript, settings: GuardSettings) -> tupl
     for seg in transcript.segments:
         if not seg.words:
             continue
-        if (seg.no_speech_prob > settings.no_speech_threshold
+        if len(kept) >= 2 and loop_words(seg.text) and all(
+                loop_words(seg.text) == loop_words(k.text) for k in kept[-2:]):
+            report.add(seg, "repetition loop (third identical segment in a row)")
+        elif (seg.no_speech_prob > settings.no_speech_threshold
                 and seg.avg_logprob < settings.logprob_threshold) or seg.no_speech_prob > 0.9:
             report.add(seg, f"no speech (no_speech_prob {seg.no_speech_prob:.2f})")
         elif seg.compression_ratio > settings.compression_ratio_threshold or _repetitive(seg):

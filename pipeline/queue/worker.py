@@ -16,6 +16,7 @@ deliveries that any worker may take; other errors fail the episode with their re
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -33,7 +34,15 @@ from pipeline.ffmpeg import require_ffmpeg
 from pipeline.fsutil import remove_stale_temp_files
 from pipeline.models import Job, Status
 from pipeline.queue import transfer
-from pipeline.runner import STAGES, Stage, _cpu_seconds, _final_status, call_stage, stage_names
+from pipeline.runner import (
+    STAGES,
+    Stage,
+    _cpu_seconds,
+    _final_status,
+    _progress_reporter,
+    call_stage,
+    stage_names,
+)
 from pipeline.state import LeaseLost, open_state
 from pipeline.workspace import Context, open_workspace, resolve_root
 
@@ -151,7 +160,8 @@ def _run(ctx: Context, job: Job, stage: Stage, attempt: int, dispatch: Dispatch)
         try:
             transfer.fetch_inputs(ctx, job, stage)
             crashpoints.reached(f"stage:{stage.name}")
-            out = call_stage(stage, job, ctx)
+            progress = _progress_reporter(db, job, stage.name, None)  # `status` sees it
+            out = call_stage(stage, job, dataclasses.replace(ctx, progress=progress))
             copies, replaced = transfer.store_outputs(ctx, job, out, stage)
         except HoldForReview as hold:
             job = job.replace(status=Status.AWAITING_REVIEW, stage=stage.name, error=None)

@@ -2,11 +2,14 @@
 
 Reads the content-only master (`master_audio`), so transcript times are content times; the
 caption stage places them in the deliverables through the episode's Timeline.
-Audio is decoded to 16 kHz mono by our own ffmpeg and streamed to the configured engine in
-windows of `window_minutes`, cut at quiet moments, so an hour or three need no more memory than
-ten minutes; the model is loaded once per process (`ctx.resources`). Guards then drop likely
-hallucinations, and glossary terms (show + sidecar) are used both as the decoder's prompt and
-to respell near misses. Silent or music-only input yields an empty transcript and a warning.
+Audio is decoded to 16 kHz mono by our own ffmpeg and streamed in windows of
+`window_minutes`, cut at quiet moments, so an hour or three need no more memory than ten
+minutes; within a window only what the VAD calls speech is decoded, chunk by chunk, with
+bounded work (`pipeline.asr.decode`), and `ctx.progress` hears the seconds done. The model is
+loaded once per process (`ctx.resources`) with the worker's share of the cores
+(`pipeline.asr.threads`). Guards then drop likely hallucinations, and glossary terms (show +
+sidecar) are used both as the decoder's prompt and to respell near misses. Silent or
+music-only input yields an empty transcript and a warning.
 """
 
 from __future__ import annotations
@@ -14,15 +17,19 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import replace
+from pathlib import Path
 
 from pipeline.artifacts import Artifact
 from pipeline.asr.audio import SAMPLE_RATE, dbfs, energy, stream_16k_mono, windows
+from pipeline.asr.decode import DecodeReport, transcribe_window
 from pipeline.asr.engines import AsrOptions, Engine, get_engine
 from pipeline.asr.guards import GuardSettings, apply_glossary, drop_hallucinations, glossary_prompt
+from pipeline.asr.threads import log_plan_once, plan_threads
 from pipeline.asr.types import Segment, Transcript
-from pipeline.errors import PipelineError
+from pipeline.asr.vad import VadSettings
+from pipeline.errors import InputError, PipelineError
 from pipeline.fsutil import atomic_write_text
+from pipeline.media import probe
 from pipeline.models import Job, TranscriptionResult
 from pipeline.workspace import Context
 
@@ -32,21 +39,6 @@ NEEDS = (Artifact.MASTER_AUDIO,)
 MAKES = (Artifact.TRANSCRIPT,)
 #: How far either side of a window's nominal end the cut may move to find a quiet moment.
 SEARCH_S = 30
-#: Words of the previous window's text carried into the next window's prompt.
-CARRIED_WORDS = 40
-
-
-def _prompt(glossary: str | None, before: list[Segment]) -> str | None:
-    """The glossary prompt plus the end of what was said before this window.
-
-    Within a window whisper conditions each 30 s on the text before it; carrying the last words
-    across a window boundary keeps that continuity (style, names, punctuation), and they come
-    last because whisper reads the prompt as the speech just before.
-    """
-    carried = [w.text for s in before[-8:] for w in s.words][-CARRIED_WORDS:]
-    return " ".join(filter(None, [glossary, " ".join(carried)])) or None
-
-
 def glossary_terms(job: Job, ctx: Context) -> list[str]:
     """Show glossary plus the sidecar's, without case-insensitive duplicates."""
     try:
@@ -72,6 +64,15 @@ def _language(job: Job, ctx: Context) -> str:
         return "en"
 
 
+def _expected_seconds(source: Path) -> float:
+    """The input's duration, the total that progress counts towards (decoding gives the exact
+    figure only at the end)."""
+    try:
+        return max(probe(source).duration_s or 0.0, 0.0) or 1.0
+    except InputError:
+        return 1.0  # ffmpeg's own error is raised by the decode that follows
+
+
 def run(job: Job, ctx: Context) -> Job:
     settings = ctx.settings.transcribe
     ws = ctx.workspace
@@ -79,15 +80,26 @@ def run(job: Job, ctx: Context) -> Job:
     shown = ws.rel(source)
     terms = glossary_terms(job, ctx)
     engine: Engine | None = None
+    threads = plan_threads(settings.threads, ctx.settings.runner.worker_count)
     base = AsrOptions(
         language=_language(job, ctx), initial_prompt=glossary_prompt(terms),
         beam_size=settings.beam_size, no_speech_threshold=settings.no_speech_threshold,
         compression_ratio_threshold=settings.compression_ratio_threshold,
-        logprob_threshold=settings.logprob_threshold)
+        logprob_threshold=settings.logprob_threshold,
+        condition_on_previous_text=settings.condition_on_previous_text,
+        temperatures=tuple(settings.temperatures),
+        hallucination_silence_threshold=settings.hallucination_silence_s or None)
+    vad = VadSettings(threshold=settings.vad_threshold) if settings.vad else None
+    decoding = DecodeReport()
+    expected = _expected_seconds(source)
+
+    def progress(done_s: float) -> None:
+        ctx.progress(min(done_s, expected), expected)
+
     length = round(settings.window_minutes * 60 * SAMPLE_RATE)
     segments: list[Segment] = []
     samples, total_energy, heard, seconds, count = 0, 0.0, 0, 0.0, 0
-    language = base.language or "en"
+    progress(0.0)
     for offset, piece in windows(stream_16k_mono(ctx.ffmpeg, source), length,
                                  min(length // 4, SEARCH_S * SAMPLE_RATE)):
         count += 1
@@ -95,22 +107,26 @@ def run(job: Job, ctx: Context) -> Job:
         piece_energy = energy(piece)
         total_energy += piece_energy
         if dbfs(piece_energy, len(piece)) < settings.silence_dbfs:
+            progress(samples / SAMPLE_RATE)
             continue  # nothing to recognise: no model load, no hallucinated words
         heard += 1
-        engine = engine or get_engine(ctx.resources, settings.engine, settings.model,
-                                      ws.abs(settings.models_dir), threads=settings.threads,
-                                      compute_type=settings.compute_type)
-        options = replace(base, initial_prompt=_prompt(base.initial_prompt, segments))
+        if engine is None:
+            log_plan_once(threads)
+            engine = get_engine(ctx.resources, settings.engine, settings.model,
+                                ws.abs(settings.models_dir), threads=threads.threads,
+                                compute_type=settings.compute_type)
         started = time.monotonic()
         try:
-            part = engine.transcribe(piece, options)
+            segments += transcribe_window(engine, piece, offset / SAMPLE_RATE, base, vad=vad,
+                                          before=segments, report=decoding,
+                                          progress=progress)
         except (RuntimeError, ValueError) as exc:
             raise PipelineError(f"{settings.engine} failed on {shown} ({exc}); try "
                                 "`learncast retry`, or switch transcribe.engine") from exc
         seconds += time.monotonic() - started
-        language = part.language
-        segments += [s.shifted(offset / SAMPLE_RATE) for s in part.segments]
     duration = samples / SAMPLE_RATE
+    ctx.progress(duration, duration)
+    language = decoding.language or base.language or "en"
     transcript = Transcript(language=language, duration_s=duration, segments=tuple(segments))
     dropped: list[dict[str, object]] = []
     if not heard:
@@ -130,7 +146,9 @@ def run(job: Job, ctx: Context) -> Job:
                     job.id, shown, duration)
     info = {"engine": settings.engine, "model": settings.model,
             "model_source": engine.model.source if engine else "not loaded",
-            "windows": count, "glossary": glossary.to_dict(), "dropped_segments": dropped}
+            "windows": count, "vad": settings.vad, "threads": threads.threads,
+            "decoding": decoding.to_dict(), "glossary": glossary.to_dict(),
+            "dropped_segments": dropped}
     data = {**transcript.to_dict(), **info}
     dest = ws.job_dir(job.id) / "transcript.json"
     atomic_write_text(dest, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
@@ -142,6 +160,10 @@ def run(job: Job, ctx: Context) -> Job:
         transcription=result).with_measurements(
         transcript_words=len(words),
         asr_windows=count,
+        asr_chunks=decoding.chunks,
+        asr_speech_s=round(decoding.speech_s, 3),
+        asr_loop_stops=decoding.repetition_stops + decoding.budget_stops,
+        asr_threads=threads.threads,
         asr_seconds=round(seconds, 3),
         asr_rtf=round(seconds / duration, 4) if duration else 0.0,
         asr_dropped_segments=len(dropped),

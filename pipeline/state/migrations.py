@@ -78,7 +78,16 @@ def _leases_and_working_copies(c: Connection) -> None:
     schema.working_copies.create(c, checkfirst=True)
 
 
-STEPS: list[Callable[[Connection], None]] = [_typed_results, _leases_and_working_copies]
+def _stage_progress(c: Connection) -> None:
+    """Step 4: how far a running stage got, for `learncast status` during transcription."""
+    have = _columns(c, "stage_runs")
+    for name in ("progress_done", "progress_total"):
+        if name not in have:
+            c.execute(text(f"ALTER TABLE stage_runs ADD COLUMN {name} DOUBLE PRECISION"))
+
+
+STEPS: list[Callable[[Connection], None]] = [_typed_results, _leases_and_working_copies,
+                                              _stage_progress]
 LATEST = len(STEPS) + 1
 
 

@@ -63,6 +63,8 @@ stage_runs = Table(
     Column("error", Text),
     Column("owner", Text),
     Column("heartbeat", Double),
+    Column("progress_done", Double),  # how far a running stage got (transcribe: seconds)
+    Column("progress_total", Double),
     PrimaryKeyConstraint("episode_id", "stage"),
 )
 

@@ -432,12 +432,33 @@ class StateDB:
             c.execute(stmt.on_conflict_do_update(
                 index_elements=[stage_runs.c.episode_id, stage_runs.c.stage],
                 set_={"status": "running", "attempts": stage_runs.c.attempts + 1,
-                      "started_at": now, "error": None}))
+                      "started_at": now, "error": None, "progress_done": None,
+                      "progress_total": None}))
             c.execute(update(episodes).where(episodes.c.id == job_id).values(
                 stage=stage, heartbeat=time.time(), updated_at=now))
             attempts = c.execute(select(stage_runs.c.attempts).where(
                 stage_runs.c.episode_id == job_id, stage_runs.c.stage == stage)).scalar_one()
         return int(attempts)
+
+    @_reconnecting
+    def stage_progress(self, job_id: str, stage: str, done: float, total: float) -> None:
+        """How far a running stage got (transcribe: seconds of audio); also a heartbeat."""
+        with self.transaction() as c:
+            c.execute(update(stage_runs).where(
+                stage_runs.c.episode_id == job_id, stage_runs.c.stage == stage).values(
+                progress_done=done, progress_total=total))
+            c.execute(update(episodes).where(episodes.c.id == job_id).values(
+                heartbeat=time.time()))
+
+    @_reconnecting
+    def running_progress(self) -> dict[str, tuple[str, float, float]]:
+        """{episode id: (stage, done, total)} for every running stage that reported one."""
+        with self._read() as c:
+            rows = c.execute(select(stage_runs.c.episode_id, stage_runs.c.stage,
+                                    stage_runs.c.progress_done, stage_runs.c.progress_total)
+                             .where(stage_runs.c.status == "running",
+                                    stage_runs.c.progress_total.is_not(None))).all()
+        return {r[0]: (r[1], float(r[2] or 0.0), float(r[3])) for r in rows}
 
     @_reconnecting
     def claim_stage(self, job_id: str, stage: str, lease_s: float) -> StageClaim:

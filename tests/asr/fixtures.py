@@ -13,12 +13,17 @@ import re
 import shutil
 import subprocess
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from pipeline.asr.audio import SAMPLE_RATE, decode_16k_mono
 from pipeline.asr.engines import engine_key, load_engine
+from pipeline.asr.threads import plan_threads
+from pipeline.config import Settings
 from pipeline.fsutil import slugify
 from pipeline.media import probe
 from pipeline.models import Job
@@ -42,13 +47,53 @@ def load_asr(asr_resources: dict[str, Any],
              tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Any]:
     models = tmp_path_factory.mktemp("models")
 
+    # the threads a default `learncast run` gives each worker here (cores // workers)
+    threads = plan_threads(0, Settings().runner.worker_count).threads
+
     def load(engine: str, model: str = "tiny.en", compute_type: str = "int8") -> Any:
         key = engine_key(engine, model, compute_type)
         if key not in asr_resources:
-            asr_resources[key] = load_engine(engine, model, models, compute_type=compute_type)
+            asr_resources[key] = load_engine(engine, model, models, threads=threads,
+                                             compute_type=compute_type)
         return asr_resources[key]
 
     return load
+
+
+def room_tone(seconds: float, dbfs: float = -50.0, seed: int = 3) -> np.ndarray:
+    """Low-level room tone: white noise through a one-pole low-pass (a pink-ish hiss and
+    rumble), at `dbfs` RMS, 16 kHz."""
+    white = np.random.default_rng(seed).standard_normal(round(seconds * SAMPLE_RATE))
+    spectrum = np.fft.rfft(white)
+    spectrum /= np.abs(1 - 0.97 * np.exp(-2j * np.pi * np.fft.rfftfreq(len(white))))
+    tone = np.fft.irfft(spectrum, len(white))
+    tone -= tone.mean()
+    return (tone / np.sqrt(np.mean(tone ** 2)) * 10 ** (dbfs / 20)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class SpeechWithPauses:
+    """3 s room tone, JFK (11 s), 4 s room tone, one sentence (2.9 s), 0.6 s room tone."""
+
+    audio: np.ndarray
+    #: (start, end) in seconds where each recording was placed; its speech lies inside.
+    placed: list[tuple[float, float]]
+    #: Where each recording's first word begins (JFK's "And" 0.32 s into his clip).
+    onsets: list[float]
+    references: list[str]
+
+
+@pytest.fixture(scope="session")
+def speech_with_pauses(ffmpeg: str, shared_audio: Path) -> SpeechWithPauses:
+    jfk = decode_16k_mono(ffmpeg, shared_audio / "jfk.flac")
+    child = decode_16k_mono(ffmpeg, shared_audio / "speechbrain" / "spk1_snt1.wav")
+    audio = np.concatenate([room_tone(3.0, seed=1), jfk, room_tone(4.0, seed=2), child,
+                            room_tone(0.6, seed=4)])
+    s = SAMPLE_RATE
+    refs = references(shared_audio)
+    return SpeechWithPauses(audio, [(3.0, 3.0 + len(jfk) / s), (18.0, 18.0 + len(child) / s)],
+                            [3.0 + 0.32, 18.0 + 0.06], [refs["jfk.flac"]["reference"],
+                             refs["speechbrain/spk1_snt1.wav"]["reference"]])
 
 
 MakeCtx = Callable[..., Context]

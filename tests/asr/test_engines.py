@@ -89,3 +89,99 @@ def test_get_engine_loads_each_model_once_per_process(tmp_path: Path) -> None:
     again = get_engine(resources, "faster-whisper", "tiny.en", tmp_path)
     assert first is again and list(resources) == [engine_key("faster-whisper", "tiny.en",
                                                              "int8")]
+
+
+def test_openai_whisper_stops_a_beam_whose_text_loops() -> None:
+    import torch
+
+    from pipeline.asr.engines import _RepetitionStop
+
+    eot, ts = 50256, 50363  # tiny.en's end-of-text and first timestamp token
+    stop = _RepetitionStop(sample_begin=2, eot=eot, timestamp_begin=ts)
+    loop = [1, 2] + [ts, 11, 12, 13, ts + 50] * 3  # a phrase thrice, timestamps between
+    speech = [1, 2, ts, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, ts + 50, ts + 50]
+    tokens = torch.tensor([loop, speech])
+    logits = torch.zeros(2, ts + 100)
+    stop.apply(logits, tokens)
+    assert int(torch.argmax(logits[0])) == eot and torch.isinf(logits[0, 11])
+    assert torch.all(logits[1] == 0)  # the other beam is left alone
+    assert stop.fired == 1 and stop.steps == 1
+
+
+def test_faster_whisper_stops_reading_once_the_words_loop() -> None:
+    from faster_whisper.transcribe import Segment as FwSegment
+    from faster_whisper.transcribe import Word as FwWord
+
+    from pipeline.asr.engines import _read_until_loop
+
+    pulled = 0
+
+    def decoder() -> Any:  # what faster-whisper's lazy generator yields, looping forever
+        nonlocal pulled
+        texts = ["Welcome to the briefing."] + ["Thank you very much for your time."] * 1000
+        for i, text in enumerate(texts):
+            pulled += 1
+            words = [FwWord(start=i + j * 0.1, end=i + j * 0.1 + 0.1, word=f" {w}",
+                            probability=0.9) for j, w in enumerate(text.split())]
+            yield FwSegment(id=i, seek=0, start=float(i), end=i + 1.0, text=f" {text}",
+                            tokens=list(range(9)), avg_logprob=-0.2, compression_ratio=1.2,
+                            no_speech_prob=0.01, words=words, temperature=0.0)
+
+    segments, stops = _read_until_loop(decoder(), budget=None)
+    assert pulled == 4 and len(segments) == 4  # the third copy ends it
+    assert stops["repetition_stops"] == 1 and segments[0].text == "Welcome to the briefing."
+    pulled = 0
+    segments, stops = _read_until_loop(decoder(), budget=20)
+    assert pulled == 3 and stops["budget_stops"] == 1  # 9 tokens each: over 20 at the third
+
+
+def test_token_budget_ends_decoding_early(load_asr: Callable[[str], Any], ffmpeg: str,
+                                          shared_audio: Path) -> None:
+    """Once the budget is spent, whisper is told "no speech" and skips the rest."""
+    audio = decode_16k_mono(ffmpeg, shared_audio / "longform_concat_16k.flac")[:75 * SAMPLE_RATE]
+    transcript = load_asr("openai-whisper").transcribe(audio, AsrOptions(token_budget=40))
+    assert transcript.info["budget_stops"] >= 1
+    assert transcript.words and transcript.words[-1].end <= 31.0  # only the first window
+
+
+def test_openai_whisper_uses_its_thread_share_in_the_calling_thread(
+        tmp_path: Path, jfk: np.ndarray) -> None:
+    import threading
+
+    import torch
+
+    engine = load_engine("openai-whisper", "tiny.en", tmp_path / "models", threads=1)
+    seen: list[int] = []
+
+    def work() -> None:  # a runner worker thread: torch's thread count is per thread
+        engine.transcribe(jfk[:3 * SAMPLE_RATE], AsrOptions(beam_size=1))
+        seen.append(torch.get_num_threads())
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join()
+    assert seen == [1]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_remainder_after_the_last_word_is_not_decoded(
+        engine: str, load_asr: Callable[[str], Any], ffmpeg: str, shared_audio: Path) -> None:
+    """After "What joy there is in living." whisper decodes the last 0.3 s on its own and
+    both engines invent "Thank you for watching." there: that window is skipped."""
+    audio = decode_16k_mono(ffmpeg, shared_audio / "speechbrain" / "spk2_snt2.wav")
+    transcript = load_asr(engine).transcribe(audio, AsrOptions())
+    assert normalise_text(transcript.text) == normalise_text("What joy there is in living.")
+    assert transcript.info["remainder_skips"] == 1
+
+
+def test_window_content_is_told_from_whispers_zero_padding() -> None:
+    import torch
+
+    from pipeline.asr.engines import _content_frames, _is_remainder
+
+    mel = np.zeros((80, 3000), np.float32)
+    mel[:, :176] = -0.6  # 1.76 s of audio (digital silence is -0.6..-1 after scaling)
+    mel[3, 150] = 0.0  # one zero bin inside the audio changes nothing
+    assert _content_frames(mel) == 176 == _content_frames(torch.from_numpy(mel)[None])
+    assert _is_remainder(30, frames=176) and not _is_remainder(176, frames=176)
+    assert not _is_remainder(150, frames=900)  # 1.5 s left: decoded

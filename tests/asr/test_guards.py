@@ -7,6 +7,8 @@ from pipeline.asr.guards import (
     apply_glossary,
     drop_hallucinations,
     glossary_prompt,
+    loop_words,
+    repeating_tail,
 )
 from pipeline.asr.types import Segment, Transcript, Word
 
@@ -84,3 +86,26 @@ def test_real_closing_words_are_not_boilerplate() -> None:
                     "and walk through every filter one by one.", avg_logprob=-0.3)
     kept, report = drop_hallucinations(_transcript(closing, long), GuardSettings())
     assert kept.segments == (closing, long) and report.dropped == []
+
+
+def test_repeating_tail_finds_loops_not_speech() -> None:
+    loop = loop_words("Thank you very much for your time. Thank you very much for your time. "
+                      "Thank you very much for your time.")
+    assert repeating_tail(loop) == 7
+    assert repeating_tail(loop[:-1]) == 0  # two copies and a half: not yet
+    jfk = loop_words("And so my fellow Americans, ask not what your country can do for you, "
+                     "ask what you can do for your country.")
+    assert repeating_tail(jfk) == 0
+    assert repeating_tail(loop_words("no, no, no")) == 0  # short blocks need five copies
+    assert repeating_tail(loop_words("no no no no no")) == 1
+    assert repeating_tail([7, 8, 9, 7, 8, 9, 7, 8, 9]) == 3  # token ids work the same
+
+
+def test_a_third_identical_segment_in_a_row_is_a_loop() -> None:
+    first = _segment("Thank you very much.", 0, avg_logprob=-0.3)
+    segs = [first, _segment("Thank you very much.", 2, avg_logprob=-0.3),
+            _segment("thank you, very much", 4, avg_logprob=-0.3),
+            _segment("Goodbye.", 6, avg_logprob=-0.3)]
+    kept, report = drop_hallucinations(_transcript(*segs), GuardSettings())
+    assert [s.start for s in kept.segments] == [0, 2, 6]
+    assert report.dropped[0]["reason"].startswith("repetition loop")

@@ -11,7 +11,7 @@ import pytest
 from pipeline.errors import PipelineError
 from pipeline.runner import call_stage
 from pipeline.stages import transcribe
-from tests.asr.fixtures import MakeCtx, MakeJob, normalise_text, references
+from tests.asr.fixtures import MakeCtx, MakeJob, normalise_text, references, wer
 
 
 def _load(ctx_: object, job: object) -> dict[str, object]:
@@ -112,3 +112,67 @@ def test_missing_audio_is_a_clear_error(asr_ctx: MakeCtx, make_job: MakeJob,
         call_stage(transcribe, job, ctx)
     with pytest.raises(PipelineError, match="it was never made"):
         call_stage(transcribe, job.replace(files={}), ctx)
+
+
+OSR_THREE = ("A gold ring will please most any girl. The long journey home took a year. "
+             "She saw a cat in the neighbor's house.")
+
+
+@pytest.mark.parametrize(("cut", "tail", "noise", "reference"), [
+    # three sentences, then half a second of room tone after the last word
+    ((0.0, 10.05), 0.5, "pink:a=0.004", OSR_THREE),
+    # cut inside a word ("...found on the sa-"), 0.2 s of faint hiss: 407 s before gating
+    ((1.0, 13.0), 0.2, "white:a=0.001", OSR_THREE + " A pink shell was found on the"),
+])
+def test_short_clip_with_trailing_room_tone_does_not_loop(
+        cut: tuple[float, float], tail: float, noise: str, reference: str, asr_ctx: MakeCtx,
+        make_job: MakeJob, make_media: object, shared_audio: Path, tmp_path: Path) -> None:
+    ctx = asr_ctx()  # the default engine, openai-whisper
+    clip = make_media(  # type: ignore[operator]
+        tmp_path / "clip.wav", "-i", str(shared_audio / "OSR_us_000_0034_8k.wav"),
+        "-f", "lavfi", "-i", f"anoisesrc=c={noise}:r=16000:d={tail}:seed=7",
+        "-filter_complex", f"[0:a]aresample=16000,atrim={cut[0]}:{cut[1]},asetpts=N/SR/TB[s];"
+        "[s][1:a]concat=n=2:v=0:a=1", "-ac", "1")
+    job = call_stage(transcribe, make_job(ctx, clip), ctx)
+    data = _load(ctx, job)
+    assert wer(reference, str(data["text"])) <= 0.15
+    decoding = data["decoding"]
+    assert isinstance(decoding, dict) and decoding["chunks"] == 1
+    # A clean decode takes about one step per token; a loop runs to the token cap at every
+    # fallback temperature (hundreds of steps).
+    assert decoding["decode_steps"] <= 2 * len(data["words"]) + 40  # type: ignore[arg-type]
+    assert job.measurements["asr_loop_stops"] == decoding["repetition_stops"] \
+        + decoding["budget_stops"]
+
+
+def test_progress_counts_seconds_up_to_the_total(asr_ctx: MakeCtx, make_job: MakeJob,
+                                                 make_media: object, shared_audio: Path,
+                                                 tmp_path: Path) -> None:
+    ctx = asr_ctx("faster-whisper", transcribe={"window_minutes": 0.5})
+    events: list[tuple[float, float]] = []
+    ctx.progress = lambda done, total: events.append((done, total))
+    job = call_stage(transcribe, make_job(ctx, shared_audio / "longform_concat_16k.flac"), ctx)
+    duration = _load(ctx, job)["duration_s"]
+    assert events[0] == (0.0, pytest.approx(duration, abs=0.05))
+    last_done, last_total = events[-1]  # the last one: all of it
+    assert last_done == last_total == pytest.approx(duration, abs=0.001)
+    done = [d for d, _ in events]
+    assert done == sorted(done) and len(events) >= 6  # per chunk, over four windows
+    assert all(d <= t for d, t in events)
+
+
+def test_threads_are_the_workers_share_of_the_cores(asr_ctx: MakeCtx, make_job: MakeJob,
+                                                    shared_audio: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    from pipeline.asr import threads
+
+    ctx = asr_ctx("faster-whisper", runner={"workers": 2})
+    threads._logged.clear()
+    with caplog.at_level(logging.INFO, logger="pipeline.asr.threads"):
+        job = call_stage(transcribe, make_job(ctx, shared_audio / "jfk.flac"), ctx)
+        call_stage(transcribe, make_job(ctx, shared_audio / "speechbrain" / "spk1_snt1.wav"), ctx)
+    expected = max(1, threads.available_cores() // 2)
+    assert job.measurements["asr_threads"] == _load(ctx, job)["threads"] == expected
+    lines = [r.getMessage() for r in caplog.records if "ASR threads" in r.getMessage()]
+    assert lines == [f"[transcribe] ASR threads: {expected} per worker x 2 worker(s) on "
+                     f"{threads.available_cores()} core(s) (cores // workers)"]  # once
