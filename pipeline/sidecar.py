@@ -39,6 +39,20 @@ def parse_clock(value: Any) -> float:
     return seconds
 
 
+#: Characters a speaker name may not hold: captions write `<v Name>` and `Name: text`.
+SPEAKER_NAME_FORBIDDEN = "<>&:"
+MAX_SPEAKER_NAME = 64
+
+
+def speaker_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a speaker in captions, or None (also used by the review page)."""
+    if not name or len(name) > MAX_SPEAKER_NAME:
+        return f"a speaker name must be 1 to {MAX_SPEAKER_NAME} characters"
+    if any(ch in name for ch in SPEAKER_NAME_FORBIDDEN):
+        return "a speaker name cannot contain <, >, & or : (captions use them)"
+    return None
+
+
 class Chapter(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -65,6 +79,7 @@ class EpisodeMetadata(BaseModel):
     publish_date: dt.datetime | None = None
     explicit: bool = False
     glossary: list[str] = Field(default_factory=list, max_length=500)
+    speakers: list[str] = Field(default_factory=list, max_length=20)
     chapters: list[Chapter] = Field(default_factory=list, max_length=500)
 
     @field_validator("description")
@@ -97,6 +112,18 @@ class EpisodeMetadata(BaseModel):
         if any(len(t) > 100 for t in terms):
             raise ValueError("terms must be at most 100 characters")
         return terms
+
+    @field_validator("speakers")
+    @classmethod
+    def _speakers(cls, value: list[str]) -> list[str]:
+        names = [" ".join(n.split()) for n in value]
+        for name in names:
+            problem = speaker_name_problem(name)
+            if problem:
+                raise ValueError(f"{name!r}: {problem}")
+        if len({n.casefold() for n in names}) != len(names):
+            raise ValueError("speaker names must be different from each other")
+        return names
 
     @model_validator(mode="after")
     def _chapter_order(self) -> EpisodeMetadata:
