@@ -140,8 +140,9 @@ def parse_vtt(text: str) -> list[Cue]:
             if v:
                 speaker = html.unescape(v.group(1).strip()) or None
         texts = tuple(t for t in (_unescape(line).strip() for line in body) if t)
-        if speaker and texts and texts[0].startswith(f"{speaker}: "):
-            # the visible name the writer adds where the speaker changes
+        changed = speaker != (cues[-1].speaker if cues else None)
+        if speaker and changed and texts and texts[0].startswith(f"{speaker}: "):
+            # the visible name the writer adds where the speaker changes (and only there)
             texts = tuple(t for t in (texts[0][len(speaker) + 2:].strip(), *texts[1:]) if t)
         cues.append(Cue(start, end, texts, speaker))
     return cues
