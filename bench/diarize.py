@@ -253,7 +253,9 @@ def hyp_turns(result: Any) -> list[tuple[float, float, str]]:
     return [(t.start, t.end, f"S{t.speaker}") for t in result.turns]
 
 
-#: case → (voices, pauses between turns, rounds): 1.5-2.5 minutes each.
+#: Each conversation is built with these seeds (turn order, pauses, repeats).
+SEEDS = (15, 16, 17)
+#: case → (voices, pauses between turns, rounds): 1.2-2 minutes each.
 CONVERSATIONS = {
     "2 voices, pauses": (["spk1", "spk2"], True, 3),
     "2 voices, abutting": (["spk1", "spk2"], False, 3),
@@ -262,18 +264,28 @@ CONVERSATIONS = {
 }
 
 
-def _cost_child(path: str) -> None:
-    """One fresh process diarizing one file, as a worker would (encoder load included)."""
+def _cost_child(mode: str, path: str) -> None:
+    """One fresh process diarizing (or, for scale, transcribing) one file, as a worker would:
+    model load included. Prints CPU seconds, wall seconds and peak RSS as JSON."""
     import resource
 
     from pipeline.media import find_ffmpeg
 
     started = time.process_time()
     wall = time.perf_counter()
-    result, _ = diarize_file(Path(path), find_ffmpeg(), {})
+    if mode == "diarize":
+        result, _ = diarize_file(Path(path), find_ffmpeg(), {})
+        duration = result.duration_s
+    else:  # the cheaper engine, so the ratio errs on the side of diarization looking dear
+        from pipeline.asr.audio import decode_16k_mono
+        from pipeline.asr.engines import AsrOptions, load_engine
+
+        audio = decode_16k_mono(find_ffmpeg(), Path(path))
+        engine = load_engine("faster-whisper", "tiny.en", Path(path).parent / "models")
+        engine.transcribe(audio, AsrOptions(beam_size=5))
+        duration = len(audio) / RATE
     print(json.dumps({"cpu_s": time.process_time() - started,
-                      "wall_s": time.perf_counter() - wall, "duration_s": result.duration_s,
-                      "speakers": result.speakers,
+                      "wall_s": time.perf_counter() - wall, "duration_s": duration,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
@@ -285,17 +297,18 @@ def run(workdir: Path) -> list[dict[str, Any]]:
     resources: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []
     for case, (voices, pauses, rounds) in CONVERSATIONS.items():
-        path, ref = build_conversation(ffmpeg, voices, workdir / f"{case}.wav", seed=15,
-                                       pauses=pauses, rounds=rounds)
-        duration = ref[-1].end + 0.5
-        for given in (None, len(voices)):
-            result, cpu = diarize_file(path, ffmpeg, resources, speakers=given)
-            rows.append({"suite": "diarize", "case": case, "tool": "learncast",
-                         "count": "given" if given else "estimated",
-                         "duration_s": round(duration, 1), "voices": len(voices),
-                         "speakers_found": result.speakers,
-                         **score(ref, hyp_turns(result), duration),
-                         "cpu_s_per_min": round(cpu / duration * 60, 2)})
+        for seed in SEEDS:
+            path, ref = build_conversation(ffmpeg, voices, workdir / f"{case} {seed}.wav",
+                                           seed=seed, pauses=pauses, rounds=rounds)
+            duration = ref[-1].end + 0.5
+            for given in (None, len(voices)):
+                result, cpu = diarize_file(path, ffmpeg, resources, speakers=given)
+                rows.append({"suite": "diarize", "case": f"{case}, seed {seed}",
+                             "tool": "learncast", "count": "given" if given else "estimated",
+                             "duration_s": round(duration, 1), "voices": len(voices),
+                             "speakers_found": result.speakers,
+                             **score(ref, hyp_turns(result), duration),
+                             "cpu_s_per_min": round(cpu / duration * 60, 2)})
     for name in SINGLE_VOICE:
         result, cpu = diarize_file(SHARED_AUDIO / name, ffmpeg, resources)
         rows.append({"suite": "diarize", "case": f"single voice: {name}", "tool": "learncast",
@@ -305,16 +318,22 @@ def run(workdir: Path) -> list[dict[str, Any]]:
     # Cost as a worker pays it: a fresh process, 2-minute conversation + encoder load.
     path, ref = build_conversation(ffmpeg, ["spk1", "spk2", "osr"], workdir / "cost.wav",
                                    seed=16)
-    proc = subprocess.run([sys.executable, "-m", "bench.diarize", str(path)],
-                          capture_output=True, text=True, cwd=REPO, check=True)
-    cost = json.loads(proc.stdout.strip().splitlines()[-1])
-    rows.append({"suite": "diarize", "case": "cost, fresh process", "tool": "learncast",
-                 "duration_s": round(cost["duration_s"], 1),
-                 "cpu_s_per_min": round(cost["cpu_s"] / cost["duration_s"] * 60, 2),
-                 "wall_s": round(cost["wall_s"], 2),
-                 "peak_rss_mb": round(cost["peak_rss_mb"])})
+    costs = {}
+    for mode in ("diarize", "asr"):
+        proc = subprocess.run([sys.executable, "-m", "bench.diarize", mode, str(path)],
+                              capture_output=True, text=True, cwd=REPO, check=True)
+        costs[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
+    for mode, cost in costs.items():
+        rows.append({"suite": "diarize", "case": "cost, fresh process",
+                     "tool": "learncast diarize" if mode == "diarize"
+                     else "faster-whisper tiny.en (for scale)",
+                     "duration_s": round(cost["duration_s"], 1),
+                     "cpu_s_per_min": round(cost["cpu_s"] / cost["duration_s"] * 60, 2),
+                     "wall_s": round(cost["wall_s"], 2),
+                     "peak_rss_mb": round(cost["peak_rss_mb"]),
+                     "cpu_vs_asr": round(cost["cpu_s"] / costs["asr"]["cpu_s"], 3)})
     return rows
 
 
 if __name__ == "__main__":
-    _cost_child(sys.argv[1])
+    _cost_child(sys.argv[1], sys.argv[2])
