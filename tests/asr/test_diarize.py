@@ -149,3 +149,15 @@ def test_word_speaker_round_trips_and_stays_optional() -> None:
     plain = Word("Hi", 0.1, 0.4, 0.9)
     assert "speaker" not in plain.to_dict()
     assert Word.from_dict({"word": "Hi", "start": 0.1, "end": 0.4, "probability": 0.9}) == plain
+
+
+def test_config_defaults_are_the_tuned_ones() -> None:
+    """The bench tunes the module's constants; the shipped config must be the same values."""
+    from pipeline.config import SpeakerSettings
+
+    shipped = SpeakerSettings()
+    assert (shipped.threshold, shipped.ratio, shipped.min_speaker_s, shipped.max_speakers) == (
+        dz.THRESHOLD, dz.RATIO, dz.MIN_SPEAKER_S, dz.MAX_SPEAKERS)
+    assert dz.Settings() == dz.Settings(threshold=shipped.threshold, ratio=shipped.ratio,
+                                        min_speaker_s=shipped.min_speaker_s,
+                                        max_speakers=shipped.max_speakers)
