@@ -20,7 +20,8 @@ around every reference boundary. A change point is where the speaker differs fro
 turn's; its error is the distance from the hypothesis change to the reference pause (0 inside
 it). Goal: DER ≤ 15 %, every change within 1 s. Single-voice files must come out as one
 speaker. Cost: seconds of CPU per minute of audio and the process's peak RSS, in a fresh
-child process that loads the encoder like a worker does.
+child process that loads the encoder like a worker does (measured by the kernel through
+bench/measure.py's launcher), beside faster-whisper tiny.en on the same file for scale.
 Run: `python -m bench.run diarize`.
 """
 
@@ -38,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from bench.measure import run_measured
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_AUDIO = Path(os.environ.get("LEARNCAST_SHARED_AUDIO", REPO.parent / "shared" / "audio"))
@@ -318,20 +321,21 @@ def run(workdir: Path) -> list[dict[str, Any]]:
     # Cost as a worker pays it: a fresh process, 2-minute conversation + encoder load.
     path, ref = build_conversation(ffmpeg, ["spk1", "spk2", "osr"], workdir / "cost.wav",
                                    seed=16)
-    costs = {}
-    for mode in ("diarize", "asr"):
-        proc = subprocess.run([sys.executable, "-m", "bench.diarize", mode, str(path)],
-                              capture_output=True, text=True, cwd=REPO, check=True)
-        costs[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
+    duration = ref[-1].end + 0.5
+    costs = {mode: run_measured([sys.executable, "-m", "bench.diarize", mode, str(path)],
+                                cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+             for mode in ("diarize", "asr")}
     for mode, cost in costs.items():
+        if cost.returncode != 0:
+            raise RuntimeError(f"the {mode} cost run failed (exit {cost.returncode}); run "
+                               f"`python -m bench.diarize {mode} {path}` to see why")
         rows.append({"suite": "diarize", "case": "cost, fresh process",
                      "tool": "learncast diarize" if mode == "diarize"
                      else "faster-whisper tiny.en (for scale)",
-                     "duration_s": round(cost["duration_s"], 1),
-                     "cpu_s_per_min": round(cost["cpu_s"] / cost["duration_s"] * 60, 2),
-                     "wall_s": round(cost["wall_s"], 2),
-                     "peak_rss_mb": round(cost["peak_rss_mb"]),
-                     "cpu_vs_asr": round(cost["cpu_s"] / costs["asr"]["cpu_s"], 3)})
+                     "duration_s": round(duration, 1),
+                     "cpu_s_per_min": round(cost.cpu_s / duration * 60, 2),
+                     "wall_s": round(cost.wall_s, 2), "peak_rss_mb": round(cost.peak_rss_mb),
+                     "cpu_vs_asr": round(cost.cpu_s / costs["asr"].cpu_s, 3)})
     return rows
 
 

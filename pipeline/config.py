@@ -266,7 +266,7 @@ class SpeakerSettings(Section):
         0.65, gt=0, lt=1, description="Two groups of speech whose voice embeddings are this "
         "alike on average (cosine) are one speaker. Lower finds fewer speakers.")
     ratio: float = Field(
-        0.76, gt=0, lt=1, description="...or when they are this alike relative to how alike "
+        0.80, gt=0, lt=1, description="...or when they are this alike relative to how alike "
         "each is within itself (a noisy single voice varies more). Lower finds fewer.")
     min_speaker_s: float = Field(
         2.0, ge=0, le=600, description="A voice heard for less than this many seconds in all "

@@ -59,7 +59,7 @@ CHUNK_S = 1.5
 MAX_CHUNK_S = 2.0
 #: Defaults of `[speakers]` (see pipeline/config.py), tuned by bench/diarize.py.
 THRESHOLD = 0.65
-RATIO = 0.76
+RATIO = 0.80
 MIN_SPEAKER_S = 2.0
 MAX_SPEAKERS = 6
 #: Window and step of the boundary refinement.

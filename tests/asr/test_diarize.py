@@ -65,6 +65,18 @@ def test_a_single_voice_is_one_speaker(name: str, shared_audio: Path, ffmpeg: st
     assert result.speech_s > 0.5 * result.duration_s * 0.5
 
 
+@pytest.mark.parametrize(("voice", "rounds"), [("jfk", 6), ("spk2", 5)])
+def test_a_longer_single_voice_is_one_speaker(voice: str, rounds: int, ffmpeg: str,
+                                              tmp_path: Path,
+                                              resources: dict[str, Any]) -> None:
+    """40-60 s of one voice (a noisy speech; a clean one): no second speaker appears."""
+    path, _ = build_conversation(ffmpeg, [voice], tmp_path / "one.wav", seed=3,
+                                 rounds=rounds)
+    result = dz.diarize(stream_16k_mono(ffmpeg, path), resources=resources)
+    assert result.duration_s > 40
+    assert result.speakers == 1, result.figures
+
+
 def test_silence_costs_no_encoder(ffmpeg: str, make_media: Any, tmp_path: Path) -> None:
     tone = make_media(tmp_path / "room.wav", "-f", "lavfi", "-i",
                       "anoisesrc=color=pink:amplitude=0.001:duration=6")
