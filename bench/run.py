@@ -25,6 +25,7 @@ SUITES: dict[str, str] = {
     "finishing": "bench.finishing",
     "asr": "bench.asr",
     "asr-robust": "bench.asr_robust",
+    "diarize": "bench.diarize",
     "e2e": "bench.e2e",
     "memory": "bench.memory",
     "sound": "bench.sound",

@@ -27,6 +27,7 @@ class Artifact(StrEnum):
     TRIMMED_VIDEO = "trimmed_video"  # the picture cut at the same instants (trim, video only)
     MASTER_AUDIO = "master_audio"  # loudness-normalised content, lossless (normalise)
     TRANSCRIPT = "transcript_words"  # words with times in content time (transcribe)
+    SPEAKERS = "speakers"  # speaker turns in content time, and their names (diarize)
     ENCODED_AUDIO = "encoded_audio"  # MP3 with bumpers, loudness verified, untagged (encode)
     ENCODED_VIDEO = "encoded_video"  # MP4 picture + AAC, loudness verified (encode)
     VTT = "vtt"  # captions and transcripts in deliverable time (caption)

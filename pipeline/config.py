@@ -375,6 +375,27 @@ class TranscribeSettings(Section):
         return self
 
 
+class SpeakerSettings(Section):
+    """Speaker diarization: who speaks when, named in captions and transcripts."""
+
+    enabled: bool = Field(
+        True, description="Find who speaks when (offline, about 0.5 s of CPU per minute of "
+        "audio) and name the speakers in captions and transcripts when there is more than "
+        "one; a single voice gets no labels.")
+    max_speakers: int = Field(6, ge=1, le=20, description="Never report more speakers than "
+                              "this when counting them (a sidecar's `speakers` list sets the "
+                              "count exactly).")
+    threshold: float = Field(
+        0.65, gt=0, lt=1, description="Two groups of speech whose voice embeddings are this "
+        "alike on average (cosine) are one speaker. Lower finds fewer speakers.")
+    ratio: float = Field(
+        0.80, gt=0, lt=1, description="...or when they are this alike relative to how alike "
+        "each is within itself (a noisy single voice varies more). Lower finds fewer.")
+    min_speaker_s: float = Field(
+        2.0, ge=0, le=600, description="A voice heard for less than this many seconds in all "
+        "is counted as the most similar speaker, not a new one.")
+
+
 class CaptionSettings(Section):
     """Captions and transcripts: style profile and QA thresholds."""
 
@@ -489,6 +510,7 @@ class Settings(Section):
     loudness: LoudnessSettings = LoudnessSettings()
     encode: EncodeSettings = EncodeSettings()
     transcribe: TranscribeSettings = TranscribeSettings()
+    speakers: SpeakerSettings = SpeakerSettings()
     captions: CaptionSettings = CaptionSettings()
     default_show: str = Field("", description="Show for recordings whose sidecar names none; "
                               "empty = the first show.")

@@ -85,6 +85,17 @@ class TranscriptionResult(Record):
     language: str
 
 
+class SpeakersResult(Record):
+    """Who speaks: the names in order of first appearance (one name or none: a single voice,
+    so captions carry no labels) and where the count came from."""
+
+    count: int
+    names: list[str] = Field(default_factory=list)
+    #: estimated, sidecar (the producer's list), single (one name given), no speech, disabled
+    source: str = "estimated"
+    turns: int = 0
+
+
 class CaptionResult(Record):
     """Which caption revision is current: 1 is the recogniser's first; each reviewer save, and
     each new run of the caption stage, adds one (an approval covers one revision)."""
@@ -136,6 +147,7 @@ class Results(Record):
     loudness: LoudnessResult | None = None
     encode: EncodeResult | None = None
     transcription: TranscriptionResult | None = None
+    speakers: SpeakersResult | None = None
     captions: CaptionResult | None = None
     chapters: list[ChapterMark] | None = None
     #: The normalise stage's sound report (pipeline.audio.report): what the leveler, noise

@@ -28,6 +28,7 @@ from pipeline.models import Job, Status
 from pipeline.stages import (
     caption,
     chapters,
+    diarize,
     encode,
     normalise,
     package,
@@ -69,8 +70,9 @@ class Stage:
 #: chapters and the caption track into the deliverables; the review gate sits before anything
 #: is uploaded.
 STAGES: tuple[Stage, ...] = tuple(Stage.of(m) for m in (
-    prepare, trim, normalise, transcribe, encode, chapters, caption, package, review, upload,
-    publish))
+    prepare, trim, normalise, transcribe, diarize, encode, chapters, caption, package, review,
+    upload, publish))
+
 
 def stage_names() -> list[str]:
     return [s.name for s in STAGES]

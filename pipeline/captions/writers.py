@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from pipeline.artifacts import Artifact
 from pipeline.asr.types import Word
 from pipeline.captions.segmenter import Cue
+from pipeline.captions.speakers import starts_turn
 
 PARAGRAPH_PAUSE_S = 2.0
 PARAGRAPH_MAX_WORDS = 120
@@ -59,17 +60,25 @@ def caption_lines(lines: tuple[str, ...] | list[str]) -> list[str]:
     return [line for line in map(caption_line, lines) if line]
 
 
+def speaker_texts(groups: list[tuple[str | None, str]]) -> list[str]:
+    """Each paragraph's text, with `Name: ` where the speaker changes."""
+    return [f"{who}: {text}" if who and (k == 0 or groups[k - 1][0] != who) else text
+            for k, (who, text) in enumerate(groups)]
+
+
 def shown_cues(cues: list[Cue]) -> list[Cue]:
     """Cues with text left to show: an empty cue would be a malformed SRT block."""
     return [cue for cue in cues if caption_lines(cue.lines)]
 
 
 def paragraphs(words: list[Word]) -> list[list[Word]]:
-    """Group words into paragraphs at long pauses or sentence ends of long runs."""
+    """Group words into paragraphs at long pauses, changes of speaker, or sentence ends of
+    long runs."""
     out: list[list[Word]] = []
     current: list[Word] = []
     for w in words:
-        if current and (w.start - current[-1].end >= PARAGRAPH_PAUSE_S or (
+        if current and (w.start - current[-1].end >= PARAGRAPH_PAUSE_S
+                        or w.speaker != current[-1].speaker or (
                 len(current) >= PARAGRAPH_MAX_WORDS
                 and current[-1].text.endswith((".", "?", "!")))):
             out.append(current)
@@ -99,11 +108,15 @@ class WebVTT(Writer):
 
     def render(self, doc: Document) -> str:
         out = ["WEBVTT", ""]
-        for k, cue in enumerate(shown_cues(doc.cues), 1):
+        cues = shown_cues(doc.cues)
+        for k, cue in enumerate(cues, 1):
             lines = [self.escape(line) for line in caption_lines(cue.lines)]
             speaker = caption_line(cue.speaker or "")
             if speaker:
-                lines[0] = f"<v {self.escape(speaker)}>{lines[0]}"
+                # The voice on every cue; the name shown where the speaker changes (browsers
+                # do not display the voice's name).
+                shown = f"{self.escape(speaker)}: " if starts_turn(cues, k - 1) else ""
+                lines[0] = f"<v {self.escape(speaker)}>{shown}{lines[0]}"
             out += [str(k), f"{timestamp(cue.start)} --> {timestamp(cue.end)}", *lines, ""]
         return "\n".join(out)
 
@@ -122,10 +135,11 @@ class SubRip(Writer):
 
     def render(self, doc: Document) -> str:
         out: list[str] = []
-        for k, cue in enumerate(shown_cues(doc.cues), 1):
+        cues = shown_cues(doc.cues)
+        for k, cue in enumerate(cues, 1):
             lines = [self.escape(line) for line in caption_lines(cue.lines)]
             speaker = caption_line(cue.speaker or "")
-            if speaker:
+            if speaker and starts_turn(cues, k - 1):
                 lines[0] = f"{self.escape(speaker)}: {lines[0]}"
             out += [str(k), f"{timestamp(cue.start, ',')} --> {timestamp(cue.end, ',')}",
                     *lines, ""]
@@ -181,8 +195,9 @@ class PlainText(Writer):
     media_type = "text/plain"
 
     def render(self, doc: Document) -> str:
-        return transcript_text(doc.title,
-                               [" ".join(w.text for w in p) for p in paragraphs(doc.words)])
+        paras = paragraphs(doc.words)
+        return transcript_text(doc.title, speaker_texts(
+            [(p[0].speaker, " ".join(w.text for w in p)) for p in paras]))
 
 
 class HtmlTranscript(Writer):
@@ -190,9 +205,10 @@ class HtmlTranscript(Writer):
     media_type = "text/html"
 
     def render(self, doc: Document) -> str:
+        paras = paragraphs(doc.words)
+        texts = speaker_texts([(p[0].speaker, " ".join(w.text for w in p)) for p in paras])
         return transcript_html(doc.title, doc.language,
-                               [(p[0].start, " ".join(w.text for w in p))
-                                for p in paragraphs(doc.words)])
+                               [(p[0].start, text) for p, text in zip(paras, texts, strict=True)])
 
 
 class JsonTranscript(Writer):

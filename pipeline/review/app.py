@@ -304,6 +304,7 @@ def create_app(ctx: Context, db: StateStore, *, host: str = "127.0.0.1",
             state=service.review_state(ctx, job), mode=service.review_mode(ctx, job),
             revision=service.revision(job), reviews=list(reversed(db.reviews(job.id))),
             paragraphs=cuelib.paragraphs(cues), reviewer=session.get("reviewer", ""),
+            speakers=cuelib.speakers(cues),
             editable=job.status in service.EDITABLE, language=_language(job),
             has_trim=job.results.trim is not None,
             has_loudness=Artifact.MASTER_AUDIO in job.files,
@@ -347,7 +348,7 @@ def create_app(ctx: Context, db: StateStore, *, host: str = "127.0.0.1",
         except ValueError:
             abort(400, f"the form field {name!r} must be a whole number; reload the page")
 
-    def changed(job_id: str, change: Any, what: str, anchor: int) -> Any:
+    def changed(job_id: str, change: Any, what: str, anchor: int | str) -> Any:
         job = job_or_404(job_id)
         reviewer = request.form.get("reviewer", "")
         session["reviewer"] = " ".join(reviewer.split())[:service.MAX_REVIEWER]
@@ -360,8 +361,8 @@ def create_app(ctx: Context, db: StateStore, *, host: str = "127.0.0.1",
         except InputError as exc:
             return render_episode(job, str(exc), 400)
         flash(f"Saved: {what}. Captions are now revision {service.revision(job)}.")
-        return redirect(url_for("episode", job_id=job.id, _anchor=f"cue-{anchor + 1}"),
-                        code=303)
+        return redirect(url_for("episode", job_id=job.id, _anchor=anchor if isinstance(
+            anchor, str) else f"cue-{anchor + 1}"), code=303)
 
     def media_duration(job: Job) -> float | None:
         """Length of the media the reviewer plays (the captions' timeline), if readable."""
@@ -399,6 +400,19 @@ def create_app(ctx: Context, db: StateStore, *, host: str = "127.0.0.1",
         limit = cuelib.profile_for(ctx.settings).max_chars_per_line
         return changed(job_id, lambda cues: cuelib.merge(cues, number - 1, limit),
                        f"merged cue {number} with cue {number + 1}", number - 1)
+
+    @app.post("/episodes/<job_id>/speakers/rename")
+    def rename_speaker(job_id: str) -> Any:
+        old = request.form.get("speaker", "")
+        new = " ".join(request.form.get("name", "").split())
+        return changed(job_id, lambda cues: cuelib.rename_speaker(cues, old, new),
+                       f"renamed speaker {old} to {new}", "speakers")
+
+    @app.post("/episodes/<job_id>/cues/<int:number>/speaker")
+    def cue_speaker(job_id: str, number: int) -> Any:
+        speaker = request.form.get("speaker", "")
+        return changed(job_id, lambda cues: cuelib.reassign(cues, number - 1, speaker),
+                       f"cue {number} said by {' '.join(speaker.split())}", number - 1)
 
     @app.post("/episodes/<job_id>/decision")
     def decision(job_id: str) -> Any:

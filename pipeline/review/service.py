@@ -8,6 +8,7 @@ never misses an action that took effect.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import re
@@ -275,6 +276,7 @@ def _write_revision(ctx: Context, job: Job, cues: list[Cue], *, reviewer: str,
     data = _read_json(ctx, job, Artifact.WORDS)
     if data:
         data.update(cues=cuelib.cues_json(cues), caption_revision=new_revision)
+        _speakers_of_words(data.get("words"), cues)
         atomic_write_text(ws.abs(job.files[Artifact.WORDS]),
                           json.dumps(data, ensure_ascii=False, indent=1) + "\n")
     qa = _read_json(ctx, job, Artifact.QA)
@@ -305,6 +307,24 @@ def _write_revision(ctx: Context, job: Job, cues: list[Cue], *, reviewer: str,
     log.info("[review] %s: captions revision %d saved by %s (%s); %d word edit(s) from the "
              "recognised text", job.id, new_revision, reviewer, what, distance)
     return job
+
+
+def _speakers_of_words(words: Any, cues: list[Cue]) -> None:
+    """Words in the word-level JSON take the speaker of the cue they fall in, so a renamed or
+    reassigned speaker is renamed there too."""
+    if not isinstance(words, list) or not any(c.speaker for c in cues):
+        return
+    starts = [c.start for c in cues]
+    for word in words:
+        if not isinstance(word, dict):
+            continue
+        try:
+            middle = (float(word["start"]) + float(word["end"])) / 2
+        except (KeyError, TypeError, ValueError):
+            continue
+        k = bisect.bisect_right(starts, middle) - 1
+        if k >= 0 and middle <= cues[k].end and cues[k].speaker:
+            word["speaker"] = cues[k].speaker
 
 
 def _language(ctx: Context, job: Job) -> str:

@@ -15,6 +15,7 @@ import logging
 
 from pipeline.artifacts import Artifact
 from pipeline.asr.types import Transcript
+from pipeline.captions import speakers
 from pipeline.captions.profiles import get_profile
 from pipeline.captions.qa import report
 from pipeline.captions.segmenter import segment
@@ -27,6 +28,7 @@ from pipeline.workspace import Context
 log = logging.getLogger(__name__)
 
 NEEDS = (Artifact.TRANSCRIPT,)
+USES = (Artifact.SPEAKERS,)
 MAKES = (*WRITERS, Artifact.QA)
 
 
@@ -48,11 +50,12 @@ def run(job: Job, ctx: Context) -> Job:
         raise PipelineError(f"{ws.rel(stored)} is not a valid transcript ({exc}); run "
                             f"`learncast retry {job.id} --from transcribe`") from exc
     place = job.timeline.content_to_deliverable
-    words = [dataclasses.replace(w, start=place(w.start), end=place(w.end))
-             for w in transcript.words]
+    labelled = speakers.label(transcript.words, ctx.inputs.get(Artifact.SPEAKERS))
+    words = [dataclasses.replace(w, start=place(w.start), end=place(w.end)) for w in labelled]
     profile = get_profile(ctx.settings.captions.profile)
     chapters = job.results.chapters or []
-    cues = segment(words, profile, breaks=[m.start for m in chapters if m.start > 0])
+    cues = speakers.assign(segment(words, profile, breaks=[
+        *(m.start for m in chapters if m.start > 0), *speakers.changes(words)]))
     qa = report(cues, words, profile, low_confidence=ctx.settings.captions.low_confidence,
                 glossary=transcript.info.get("glossary"),
                 dropped=transcript.info.get("dropped_segments"))

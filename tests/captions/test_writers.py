@@ -51,9 +51,49 @@ def test_vtt_voice_spans_when_speakers_are_known(tmp_path: Path, webvtt_validate
     path.write_text(WRITERS["vtt"].render(_doc("Welcome everyone.", speaker="Dana Lee")))
     result = webvtt_validate(path)
     assert result["errors"] == []
-    assert result["cues"][0]["text"] == "<v Dana Lee>Welcome everyone."
+    # the voice for players, the name shown because browsers do not display the voice
+    assert result["cues"][0]["text"] == "<v Dana Lee>Dana Lee: Welcome everyone."
     assert WRITERS["srt"].render(_doc("Welcome everyone.", speaker="Dana Lee")).split(
         "\n")[2] == "Dana Lee: Welcome everyone."
+
+
+def _conversation() -> Document:
+    said = [("Ana", "Hello and welcome."), ("Ana", "Today we talk budgets."),
+            ("Ben", "Thanks, Ana."), ("Ana", "So, Ben,"), ("Ana", "where do we start?")]
+    words, cues = [], []
+    for k, (who, text) in enumerate(said):
+        start = 1.0 + 2 * k
+        group = [Word(t, start + i * 0.4, start + i * 0.4 + 0.3, 0.9, speaker=who)
+                 for i, t in enumerate(text.split())]
+        words += group
+        cues.append(Cue(start, start + 1.8, (text,), who, tuple(group)))
+    return Document(title="Budgets", language="en", cues=cues, words=words)
+
+
+def test_names_appear_where_the_speaker_changes(tmp_path: Path,
+                                                webvtt_validate: Any) -> None:
+    doc = _conversation()
+    vtt = WRITERS["vtt"].render(doc)
+    path = tmp_path / "talk.vtt"
+    path.write_text(vtt)
+    texts = [c["text"] for c in webvtt_validate(path)["cues"]]
+    assert texts == ["<v Ana>Ana: Hello and welcome.", "<v Ana>Today we talk budgets.",
+                     "<v Ben>Ben: Thanks, Ana.", "<v Ana>Ana: So, Ben,",
+                     "<v Ana>where do we start?"]
+    srt = [c.lines[0] for c in parse_srt(WRITERS["srt"].render(doc))]
+    assert srt == ["Ana: Hello and welcome.", "Today we talk budgets.", "Ben: Thanks, Ana.",
+                   "Ana: So, Ben,", "where do we start?"]
+    txt = WRITERS["txt"].render(doc)
+    assert txt.split("\n\n")[1:] == ["Ana: Hello and welcome. Today we talk budgets.",
+                                      "Ben: Thanks, Ana.", "Ana: So, Ben, where do we start?\n"]
+    page = lxml_html.fromstring(WRITERS["html"].render(doc).encode())
+    paras = [p.text_content() for p in page.xpath("//section/p")]
+    assert [p.split(" ", 1)[1] for p in paras] == ["Ana: Hello and welcome. Today we talk "
+                                                   "budgets.", "Ben: Thanks, Ana.",
+                                                   "Ana: So, Ben, where do we start?"]
+    data = json.loads(WRITERS["json"].render(doc))
+    assert [w["speaker"] for w in data["words"][:3]] == ["Ana"] * 3
+    assert [c["speaker"] for c in data["cues"]] == ["Ana", "Ana", "Ben", "Ana", "Ana"]
 
 
 def test_validator_catches_broken_files(tmp_path: Path, webvtt_validate: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from pathlib import Path
@@ -145,3 +146,45 @@ def test_learncast_run_produces_captions_end_to_end(workspace_dir: Path, shared_
     qa = json.loads(vtts[0].with_suffix(".qa.json").read_text())
     assert qa["glossary"]["hits"] == {"Americans": 1} and qa["violations"] == []
     assert (workspace_dir / "models").exists() is False  # faster-whisper needs no conversion
+
+
+def test_two_voices_are_named_and_never_share_a_cue(asr_ctx: MakeCtx, make_job: MakeJob,
+                                                    tmp_path: Path,
+                                                    webvtt_validate: Any) -> None:
+    """transcribe → diarize → caption on a built two-voice conversation (bench/diarize.py)."""
+    from bench.diarize import build_conversation
+    from pipeline.sidecar import EpisodeMetadata
+    from pipeline.stages import diarize
+
+    ctx = asr_ctx("faster-whisper")
+    talk, ref = build_conversation(ctx.ffmpeg, ["spk1", "spk2"], tmp_path / "talk.wav",
+                                   seed=15, turns=6)
+    job = make_job(ctx, talk).replace(metadata=EpisodeMetadata(speakers=["Ana", "Ben"]))
+    job = call_stage(caption, call_stage(diarize, call_stage(transcribe, job, ctx), ctx), ctx)
+    data = json.loads(_read(ctx, job, "json"))
+    words, cues = data["words"], data["cues"]
+    assert {w.get("speaker") for w in words} == {"Ana", "Ben"}
+    # words match the reference turns (who said the sentence the word is in)
+    first = {"spk1": "Ana", "spk2": "Ben"}[ref[0].speaker]
+    assert words[0]["speaker"] == first
+    for cue in cues:
+        inside = {w["speaker"] for w in words
+                  if cue["start"] - 0.001 <= w["start"] and w["end"] <= cue["end"] + 0.5
+                  and w["start"] < cue["end"]}
+        assert inside == {cue["speaker"]}, (cue, inside)
+    changes = sum(a["speaker"] != b["speaker"] for a, b in itertools.pairwise(cues))
+    assert changes >= len(ref) - 2  # a turn boundary per reference change (bar ASR merges)
+
+    vtt = _read(ctx, job, "vtt")
+    assert webvtt_validate(ctx.workspace.abs(job.files["vtt"]))["errors"] == []
+    voiced = [line for line in vtt.splitlines() if line.startswith("<v ")]
+    assert len(voiced) == len(cues)  # every cue carries its voice
+    shown = [line for line in voiced if line.startswith(("<v Ana>Ana: ", "<v Ben>Ben: "))]
+    assert len(shown) == changes + 1  # the name is shown where the speaker changes
+    srt = parse_srt(_read(ctx, job, "srt"))
+    assert sum(c.lines[0].startswith(("Ana: ", "Ben: ")) for c in srt) == changes + 1
+    txt = _read(ctx, job, "txt")
+    assert txt.count("Ana: ") + txt.count("Ben: ") == changes + 1
+    page = lxml_html.fromstring(_read(ctx, job, "html").encode())
+    paras = page.xpath("//section[@aria-label='Transcript']/p")
+    assert paras[0].text_content().split(" ", 1)[1].startswith(f"{first}: ")
