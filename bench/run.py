@@ -26,6 +26,8 @@ SUITES: dict[str, str] = {
     "asr": "bench.asr",
     "e2e": "bench.e2e",
     "memory": "bench.memory",
+    "audiogram": "bench.audiogram",
+    "highlights": "bench.highlights",
 }
 
 
