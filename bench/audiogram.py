@@ -8,8 +8,9 @@ peak RSS are the kernel's figures for that work alone (ffmpeg children included)
 - `learncast-audiogram`: `pipeline.video.audiogram.render` at the default look (1280×720,
   15 fps, 32 bars, [encode] x264 veryfast CRF 20, AAC 160 kb/s), with a caption on screen for
   most of the time (two lines, new every 3.5 s) — busier than most episodes;
-- `ffmpeg-still-floor`: `ffmpeg -loop 1 -framerate 15 -i still.png -i AUDIO` with the same
-  x264/AAC settings: the least any audiogram of this size and rate costs.
+- `ffmpeg-still-floor`: ffmpeg encoding the same audio under one still picture (decoded once,
+  repeated by the `loop` filter) at the same size, rate and x264/AAC settings: the least any
+  audiogram of this size and rate costs.
 
 Goals: wall ≤ 0.5× the audio's duration on 2 cores, and peak RSS that does not grow with the
 episode (5 vs 60 minutes). `LEARNCAST_BENCH_AUDIOGRAM_MINUTES` (default "5,60") picks lengths.
@@ -92,9 +93,13 @@ def run(workdir: Path) -> list[dict[str, Any]]:
         ours = run_measured([sys.executable, "-m", "bench.audiogram", "child", str(audio),
                              str(out), str(seconds), str(result)], cwd=REPO)
         floor_out = workdir / f"floor-{length:g}min.mp4"
-        floor = run_measured([ff, "-hide_banner", "-nostdin", "-v", "error", "-y", "-loop", "1",
-                              "-framerate", f"{s.audiogram.fps:g}", "-i", str(still), "-i",
-                              str(audio), "-map", "0:v", "-map", "1:a", "-t", f"{seconds:.3f}",
+        fps = f"{s.audiogram.fps:g}"
+        # The still is decoded once and repeated by the loop filter: what remains is encoding
+        # an unchanging 720p picture and the AAC track, the least any audiogram costs.
+        floor = run_measured([ff, "-hide_banner", "-nostdin", "-v", "error", "-y", "-i",
+                              str(still), "-i", str(audio), "-filter_complex",
+                              f"[0:v]loop=loop=-1:size=1:start=0,setpts=N/{fps}/TB[v]",
+                              "-map", "[v]", "-map", "1:a", "-t", f"{seconds:.3f}", "-r", fps,
                               "-c:v", "libx264", "-preset", s.encode.video_preset, "-crf",
                               str(s.encode.video_crf), "-pix_fmt", "yuv420p", "-c:a", "aac",
                               "-b:a", f"{s.encode.aac_bitrate_kbps}k", "-ar", "48000",

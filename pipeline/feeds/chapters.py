@@ -19,7 +19,7 @@ from pipeline.artifacts import Timeline
 from pipeline.asr.types import Word
 from pipeline.models import ChapterMark
 from pipeline.sidecar import Chapter
-from pipeline.text.topics import suggest
+from pipeline.text.topics import UNIT_MAX_S, suggest
 from pipeline.text.words import sentences
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def suggested_chapters(words: Sequence[Word], timeline: Timeline, *, min_chapter
                        window_s: float = 0.0) -> list[Chapter]:
     """Chapters at the transcript's topic shifts (`pipeline.text.topics`), as sidecar chapters
     are given: in recording time, so `chapter_marks` places them like any other."""
-    topics = suggest(sentences(words, max_s=12.0), timeline.content_duration_s,
+    topics = suggest(sentences(words, max_s=UNIT_MAX_S), timeline.content_duration_s,
                      min_chapter_s=min_chapter_s, window_s=window_s)
     out: list[Chapter] = []
     for topic in topics:

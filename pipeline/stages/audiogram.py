@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from pipeline.artifacts import SOUNDBITE_VIDEOS, SOUNDBITES, Artifact
-from pipeline.audio.id3 import cover_jpeg
 from pipeline.audio.loudness import measure
-from pipeline.audio.mp4 import package_mp4
 from pipeline.audio.normalise import delivery_profile
 from pipeline.captions.profiles import get_profile
 from pipeline.captions.segmenter import Cue
 from pipeline.errors import PipelineError
-from pipeline.fsutil import atomic_path
-from pipeline.models import AudiogramResult, ChapterMark, Job
+from pipeline.models import AudiogramResult, Job
 from pipeline.review.cues import parse_vtt
-from pipeline.video.audiogram import Rendered, Style, clip_cues, render
+from pipeline.video.audiogram import Style, clip_cues, write_audiogram
 from pipeline.workspace import Context
 
 log = logging.getLogger(__name__)
@@ -69,50 +67,38 @@ def run(job: Job, ctx: Context) -> Job:
     metadata = {"title": job.title, "album": show.title, "artist": show.author,
                 "comment": job.metadata.description or ""}
 
-    renders: list[Rendered] = []
-
-    def make(audio: Path, dest: Path, style: Style, cues: list[Cue], title: str,
-             seconds: float, chapters: list[ChapterMark]) -> float:
-        raw = dest.with_name(f"{dest.stem}.raw.mp4")
-        with atomic_path(raw) as tmp:
-            rendered = render(ctx.ffmpeg, audio, tmp, duration_s=seconds, cues=cues,
-                              title=title, show=show.title, artwork=artwork, style=style,
-                              channels=channels)
-        package_mp4(ctx.ffmpeg, raw, dest, work=out, chapters=chapters, captions=None,
-                    language=language, cover_jpeg=cover_jpeg(artwork) if artwork else None,
-                    metadata={**metadata, "title": title}, duration_s=seconds)
-        raw.unlink(missing_ok=True)
-        if not renders:  # the episode's; a clip keeps its own (measured) loudness
-            _verify(ctx, dest, channels)
-        renders.append(rendered)
-        return rendered.seconds
-
+    common: dict[str, Any] = {"show": show.title, "artwork": artwork, "channels": channels,
+                              "language": language, "metadata": metadata}
     episode = out / f"{job.slug}.audiogram.mp4"
-    seconds = make(ctx.input(Artifact.ENCODED_AUDIO), episode, _style(ctx, a.width, a.height),
-                   cues, job.title, duration, list(job.results.chapters or []))
+    first = write_audiogram(ctx.ffmpeg, ctx.input(Artifact.ENCODED_AUDIO), episode,
+                            duration_s=duration, cues=cues, title=job.title,
+                            style=_style(ctx, a.width, a.height),
+                            chapters=job.results.chapters or [], **common)
+    _verify(ctx, episode, channels)  # a clip keeps its own, measured, loudness
     job = job.with_file(Artifact.AUDIOGRAM, ws.rel(episode))
+    seconds, clips = first.seconds, 0
     clip_seconds = 0.0
-    bites = job.results.soundbites or []
-    for k, (source, target, bite) in enumerate(zip(SOUNDBITES, SOUNDBITE_VIDEOS, bites,
+    for k, (source, target, bite) in enumerate(zip(SOUNDBITES, SOUNDBITE_VIDEOS,
+                                                   job.results.soundbites or [],
                                                    strict=False), 1):
         if not ctx.has_input(source):
             continue
         dest = out / f"{job.slug}.soundbite{k}.mp4"
-        clip_seconds += make(ctx.input(source), dest, _style(ctx, a.square_px, a.square_px),
-                             clip_cues(cues, bite.start, bite.duration), bite.title,
-                             bite.duration, [])
+        clip_seconds += write_audiogram(
+            ctx.ffmpeg, ctx.input(source), dest, duration_s=bite.duration,
+            cues=clip_cues(cues, bite.start, bite.duration), title=bite.title,
+            style=_style(ctx, a.square_px, a.square_px), chapters=[], **common).seconds
         job = job.with_file(target, ws.rel(dest))
-    first = renders[0]
+        clips += 1
     log.info("[audiogram] %s: %dx%d at %g fps, captions %d px, in %.1f s (%.2fx the "
              "episode); %d soundbite video(s) in %.1f s", job.id, first.width, first.height,
-             first.fps, first.caption_px, seconds, seconds / duration, len(renders) - 1,
-             clip_seconds)
+             first.fps, first.caption_px, seconds, seconds / duration, clips, clip_seconds)
     return job.with_results(
         timeline=job.timeline.with_durations(audiogram=round(duration, 3)),
         audiogram=AudiogramResult(width=first.width, height=first.height, fps=first.fps,
                                   caption_px=first.caption_px,
                                   smallest_caption_px=first.smallest_caption_px,
-                                  frames=first.frames, soundbite_videos=len(renders) - 1),
+                                  frames=first.frames, soundbite_videos=clips),
     ).with_measurements(audiogram_seconds=round(seconds, 3),
                         audiogram_rtf=round(seconds / duration, 4) if duration else 0.0,
                         soundbite_video_seconds=round(clip_seconds, 3))

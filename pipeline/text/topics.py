@@ -32,6 +32,9 @@ from pipeline.text.words import Sentence
 #: A pause this long before a sentence adds the full pause bonus to its gap (seconds).
 PAUSE_FULL_S = 3.0
 PAUSE_WEIGHT = 0.35
+#: Sentences longer than this are cut at their longest pause for comparing (a recogniser that
+#: writes few full stops still gives units a window can hold several of).
+UNIT_MAX_S = 12.0
 #: A gap must score at least this to be a boundary, however flat the rest: talk that stays
 #: on one topic has small dips everywhere, and they are not chapters.
 MIN_SCORE = 0.45

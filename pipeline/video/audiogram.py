@@ -33,8 +33,12 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from pipeline.audio.id3 import cover_jpeg
+from pipeline.audio.mp4 import package_mp4
 from pipeline.captions.segmenter import Cue
 from pipeline.errors import PipelineError
+from pipeline.fsutil import atomic_path
+from pipeline.models import ChapterMark
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +212,12 @@ class LevelMeter:
         self._start, self._eof = sample, False
 
     def _samples(self, first: int, count: int) -> np.ndarray:
+        """`count` samples from sample index `first` (zeros before the start and past the
+        end)."""
+        lead = max(-first, 0)
+        first, count = first + lead, count - lead
         if self._proc is None or first < self._start:
-            self._open(max(first, 0))
+            self._open(first)
         assert self._proc is not None and self._proc.stdout is not None
         need = first + count - self._start
         while len(self._buf) < need and not self._eof:
@@ -220,14 +228,11 @@ class LevelMeter:
             data = np.frombuffer(chunk[:len(chunk) // 4 * 4], "<f4")
             self._buf = np.concatenate((self._buf, data))
         # keep only from `first` on: memory is one window, not the episode
-        drop = max(0, min(first - self._start, len(self._buf)))
-        if drop:
-            self._buf = self._buf[drop:]
-            self._start += drop
-        out = self._buf[max(first - self._start, 0):max(first - self._start, 0) + count]
-        if len(out) < count:
-            out = np.pad(out, (count - len(out), 0) if first < 0 else (0, count - len(out)))
-        return out
+        drop = min(first - self._start, len(self._buf))
+        self._buf = self._buf[drop:]
+        self._start += drop
+        out = self._buf[:count]
+        return np.pad(out, (lead, count - len(out)))
 
     def levels(self, t: float) -> np.ndarray:
         center = round(t * _LEVEL_RATE)
@@ -393,9 +398,9 @@ def compose_still(layout: Layout, artwork: Path | None, title: str, show: str,
     font = load_font(font_path, title_px)
     lines = wrap(title, font, box.w, max(1, (box.h - show_px * 2) // round(title_px * 1.25)))
     if show:
-        layers.append(TextClip(text=_ellipsis(show, load_font(font_path, show_px), box.w)
-                               if load_font(font_path, show_px).getlength(show) > box.w
-                               else show, font=font_path or None, font_size=show_px,
+        small = load_font(font_path, show_px)
+        label = show if small.getlength(show) <= box.w else _ellipsis(show, small, box.w)
+        layers.append(TextClip(text=label, font=font_path or None, font_size=show_px,
                                color=(*colour, 255), margin=(0, round(show_px * 0.3)))
                       .with_position((box.x, box.y)))
     layers.append(TextClip(text="\n".join(lines), font=font_path or None, font_size=title_px,
@@ -487,3 +492,22 @@ def render(ffmpeg: str, audio: Path, dest: Path, *, duration_s: float, cues: Seq
     frames = int(duration_s * style.fps)
     return Rendered(layout.width, layout.height, style.fps, frames, font_px,
                     captions.smallest_px, round(time.monotonic() - started, 3))
+
+
+def write_audiogram(ffmpeg: str, audio: Path, dest: Path, *, duration_s: float,
+                    cues: Sequence[Cue], title: str, show: str, artwork: Path | None,
+                    style: Style, channels: int, chapters: Sequence[ChapterMark],
+                    language: str, metadata: dict[str, str]) -> Rendered:
+    """The audiogram deliverable: `render`, then the episode MP4's remux (chapter track,
+    cover, metadata, `+faststart`), so players see the same chapters as in the MP3."""
+    raw = dest.with_name(f"{dest.stem}.raw.mp4")
+    with atomic_path(raw) as tmp:
+        rendered = render(ffmpeg, audio, tmp, duration_s=duration_s, cues=cues, title=title,
+                          show=show, artwork=artwork, style=style, channels=channels)
+    try:
+        package_mp4(ffmpeg, raw, dest, work=dest.parent, chapters=chapters, captions=None,
+                    language=language, cover_jpeg=cover_jpeg(artwork) if artwork else None,
+                    metadata={**metadata, "title": title}, duration_s=duration_s)
+    finally:
+        raw.unlink(missing_ok=True)
+    return rendered
