@@ -106,3 +106,20 @@ def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="already exists"):
         init_workspace(tmp_path / "ws")
     assert config.read_text() == "# mine\n"
+
+
+def test_audiogram_and_highlight_settings_are_checked(tmp_path: Path) -> None:
+    write_config(tmp_path, '[soundbites]\nmin_s = 50\nmax_s = 20\n')
+    with pytest.raises(ConfigError, match=r"soundbites.min_s \(50.0\) must not exceed max_s"):
+        load_settings(tmp_path, env={})
+    write_config(tmp_path, '[[shows]]\nid = "a"\ntitle = "A"\naudiogram = "sometimes"\n')
+    with pytest.raises(ConfigError, match=r"shows.0.audiogram"):
+        load_settings(tmp_path, env={})
+    write_config(tmp_path, '[audiogram]\nwidth = 1281\n')
+    with pytest.raises(ConfigError, match="audiogram.width"):
+        load_settings(tmp_path, env={})
+    write_config(tmp_path, '[[shows]]\nid = "a"\ntitle = "A"\nmedium = "video"\n'
+                 '[[shows]]\nid = "b"\ntitle = "B"\naudiogram = true\n'
+                 '[[shows]]\nid = "c"\ntitle = "C"\nmedium = "video"\naudiogram = false\n')
+    shows = load_settings(tmp_path, env={}).shows
+    assert [s.makes_audiograms for s in shows] == [True, True, False]

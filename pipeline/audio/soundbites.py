@@ -10,8 +10,8 @@ Loudness: the faded clip is measured (ITU-R BS.1770 with true peak, `pipeline.au
 and brought to the episode's delivery target by the same plan as the normalise stage: one
 linear gain, plus a 4x-oversampled true-peak limiter only when the peaks would pass the
 ceiling (pydub has no limiter, so the plan's filter runs in the export's ffmpeg). The
-exported MP3 is measured again — that is the figure recorded — and corrected once when the
-encoder moved it by more than 0.3 LU.
+exported MP3 is measured again — that is the figure recorded — and corrected (up to three
+times) while it is more than 0.3 LU off, as the limiter or the encoder moved it.
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ from pipeline.fsutil import atomic_path
 
 log = logging.getLogger(__name__)
 
-#: Further off the target than this after the export → one corrective pass (LU).
+#: Further off the target than this after the export → a corrective pass (LU), at most
+#: MAX_CORRECTIONS of them (the limiter takes back some of the gain it was planned with).
 CORRECT_ABOVE_LU = 0.3
+MAX_CORRECTIONS = 3
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ def cut(ffmpeg: str, source: Path, dest: Path, *, codec: str, start_s: float, du
                             f"({before}); choose another span in the sidecar's soundbites")
     extra = 0.0
     with atomic_path(dest) as tmp:
-        for _ in range(2):  # the plan, then one correction for what the encoder changed
+        for _ in range(1 + MAX_CORRECTIONS):  # the plan, then corrections
             plan = plan_gain(before, profile, rate=sample_rate, headroom_db=headroom_db,
                              extra_gain_db=extra)
             clip.export(str(tmp), format="mp3", bitrate=f"{bitrate_kbps}k",

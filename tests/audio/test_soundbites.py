@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +78,19 @@ def test_a_span_past_the_end_is_refused(tmp_path: Path, ffmpeg: str, master: Pat
             duration_s=20.0, profile=PROFILE, headroom_db=1.0, fade_in_s=0.2, fade_out_s=0.5,
             bitrate_kbps=128, sample_rate=44100)
     assert not (tmp_path / "late.mp3").exists()
+
+
+def test_peaks_that_forbid_the_gain_are_limited_and_the_clip_still_lands(
+        tmp_path: Path, ffmpeg: str, make_media: Callable[..., Path]) -> None:
+    # a quiet voice-band tone (-28.5 LUFS) with a full-scale click every two seconds: about
+    # +12 dB of gain needed, which would put the clicks far past the ceiling
+    spiky = make_media(tmp_path / "spiky.wav", "-f", "lavfi", "-i",
+                       "aevalsrc='0.08*sin(2*PI*300*t)*(0.6+0.4*sin(2*PI*3*t))"
+                       "+0.95*lt(mod(t,2),0.0005)':s=44100:d=30", "-ac", "2")
+    dest = tmp_path / "clip.mp3"
+    figures = cut(ffmpeg, spiky, dest, codec="pcm_s16le", start_s=5.0, duration_s=20.0,
+                  profile=PROFILE, headroom_db=1.0, fade_in_s=0.2, fade_out_s=0.5,
+                  bitrate_kbps=128, sample_rate=44100)
+    assert figures.limited and figures.gain_db > 10
+    got = ebur128(ffmpeg, dest)
+    assert abs(got["i"] - PROFILE.integrated) <= 1.0 and got["tp"] <= PROFILE.true_peak, got

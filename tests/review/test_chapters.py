@@ -11,7 +11,7 @@ import av
 from mutagen.id3 import ID3
 
 from pipeline import runner
-from pipeline.models import ChapterMark, Job, Status
+from pipeline.models import ChapterMark, Job, SoundbiteResult, Status
 from pipeline.review import service
 from pipeline.state import StateDB
 from pipeline.workspace import Context
@@ -95,3 +95,23 @@ def test_without_an_approval_accepted_chapters_keep_waiting_for_it(
     approved = service.decide(ctx, job.id, action="approve", reviewer="Ana",
                               expected_revision=1)
     assert approved.status is Status.QUEUED
+
+
+def test_the_soundbites_are_listed_and_playable(ctx: Context, db: StateDB,
+                                                make_episode: MakeEpisode) -> None:
+    job = make_episode("video")
+    clip = ctx.workspace.job_dir(job.id) / "clip.mp3"
+    clip.write_bytes(ctx.workspace.abs(job.files["audio"]).read_bytes())
+    job = job.with_file("soundbite_1", ctx.workspace.rel(clip)).with_results(
+        soundbites=[SoundbiteResult(start=2.2, duration=15.0, title="The <expense> policy",
+                                    origin="transcript")])
+    db.save(job)
+    client = client_for(ctx, db)
+    page = client.get(f"/episodes/{job.id}").get_data(as_text=True)
+    assert "Soundbites" in page and "“The &lt;expense&gt; policy”" in page
+    assert "chosen from the transcript" in page
+    src = f"/episodes/{job.id}/media/soundbite_1"
+    assert f'src="{src}"' in page and 'aria-label="Soundbite 1: The &lt;expense&gt; policy"' in page
+    served = client.get(src)
+    assert served.status_code == 200 and served.data == clip.read_bytes()
+    assert client.get(f"/episodes/{job.id}/media/soundbite_2").status_code == 404
