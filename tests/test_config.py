@@ -113,10 +113,10 @@ def test_audiogram_and_highlight_settings_are_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"soundbites.min_s \(50.0\) must not exceed max_s"):
         load_settings(tmp_path, env={})
     write_config(tmp_path, '[[shows]]\nid = "a"\ntitle = "A"\naudiogram = "sometimes"\n')
-    with pytest.raises(ConfigError, match=r"shows.0.audiogram"):
+    with pytest.raises(ConfigError, match=r"shows\.0\.audiogram"):
         load_settings(tmp_path, env={})
     write_config(tmp_path, '[audiogram]\nwidth = 1281\n')
-    with pytest.raises(ConfigError, match="audiogram.width"):
+    with pytest.raises(ConfigError, match=r"audiogram\.width"):
         load_settings(tmp_path, env={})
     write_config(tmp_path, '[[shows]]\nid = "a"\ntitle = "A"\nmedium = "video"\n'
                  '[[shows]]\nid = "b"\ntitle = "B"\naudiogram = true\n'
