@@ -391,15 +391,21 @@ def chapters_pending(job: Job) -> bool:
 
 
 def chapters_digest(job: Job) -> str:
-    """A fingerprint of the chapters as the page showed them (to refuse a stale form)."""
-    marks = [m.model_dump(mode="json") for m in job.results.chapters or []]
+    """A fingerprint of the chapters as the page shows them (to refuse a stale form)."""
+    marks = [m.model_dump(mode="json") for m in chapter_rows(job)]
     return hashlib.sha256(json.dumps(marks, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def chapter_rows(job: Job) -> list[ChapterMark]:
     """The chapters a reviewer sees and edits: the listed ones (the intro and opening marks
-    are made again from the timeline)."""
-    return [m for m in job.results.chapters or [] if m.toc]
+    are made again from the timeline). Once a reviewer has saved chapters, those — placed in
+    the deliverables — even before the chapters stage has run again."""
+    review = job.results.chapter_review
+    if review is None:
+        return [m for m in job.results.chapters or [] if m.toc]
+    place = job.timeline.to_deliverable
+    return [ChapterMark(start=round(place(c.start), 3), end=round(place(c.start), 3),
+                        title=c.title) for c in review.chapters]
 
 
 def save_chapters(ctx: Context, job_id: str, rows: list[tuple[float, str]], *, reviewer: str,
