@@ -14,6 +14,7 @@ import pytest
 
 from pipeline.captions.segmenter import Cue
 from pipeline.video.audiogram import (
+    LevelMeter,
     Style,
     caption_font_px,
     clip_cues,
@@ -104,3 +105,16 @@ def test_caption_size_fits_the_profiles_line_length() -> None:
 def test_clip_cues_are_shifted_and_cut_to_the_clip() -> None:
     got = clip_cues(CUES, 2.0, 4.0)
     assert [(c.start, c.end) for c in got] == [(0.0, 1.0), (2.6, 4.0)]
+
+
+def test_the_level_meter_holds_one_window_not_the_episode(ffmpeg: str, speech: Path) -> None:
+    meter = LevelMeter(ffmpeg, speech, bands=32, fps=15)
+    try:
+        levels = [meter.levels(i / 15) for i in range(15 * 10)]
+        assert len(meter._buf) < 40_000  # about a second of 16 kHz samples, whatever the length
+        speaking = np.mean([lv.mean() for lv in levels[15:45]])  # JFK speaks from about 1 s
+        assert speaking > 0.2 and all(lv.shape == (32,) for lv in levels)
+        again = meter.levels(1.0)  # an earlier time restarts the decode there
+        assert again.shape == (32,) and meter._start <= 16000
+    finally:
+        meter.close()
