@@ -13,7 +13,10 @@ peak RSS are the kernel's figures for that work alone (ffmpeg children included)
   audiogram of this size and rate costs.
 
 Goals: wall ≤ 0.5× the audio's duration on 2 cores, and peak RSS that does not grow with the
-episode (5 vs 60 minutes). `LEARNCAST_BENCH_AUDIOGRAM_MINUTES` (default "5,60") picks lengths.
+episode (5 vs 60 minutes). `peak_rss_mb` is the largest process of the tool (for the audiogram,
+usually its ffmpeg child, whose MP4 muxer keeps every frame's index until the end, as the
+floor's does); `python_rss_mb` is the peak of the Python process that composes the frames.
+`LEARNCAST_BENCH_AUDIOGRAM_MINUTES` (default "5,60") picks lengths.
 """
 
 from __future__ import annotations
@@ -60,7 +63,10 @@ def child(audio: Path, dest: Path, seconds: float, result: Path) -> None:
     got = render(find_ffmpeg(), audio, dest, duration_s=seconds, cues=cues,
                  title="Weekly briefing: feedback that lands", show="Learning Weekly",
                  artwork=ARTWORK, style=style)
-    result.write_text(json.dumps(got.__dict__))
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # this Python process only
+    result.write_text(json.dumps({**got.__dict__, "python_rss_mb": round(own, 1)}))
 
 
 def _duration(path: Path) -> float:
@@ -116,7 +122,8 @@ def run(workdir: Path) -> list[dict[str, Any]]:
                          "output_s": round(_duration(path), 2) if path.exists() else None,
                          "output_mb": round(path.stat().st_size / 2**20, 1)
                          if path.exists() else None,
-                         **({"frames": info.get("frames"), "caption_px": info.get("caption_px")}
+                         **({"frames": info.get("frames"), "caption_px": info.get("caption_px"),
+                             "python_rss_mb": info.get("python_rss_mb")}
                             if tool.startswith("learncast") else {})})
     return rows
 
