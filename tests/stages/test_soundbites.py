@@ -59,6 +59,7 @@ def test_sidecar_soundbites_are_placed_through_trim_and_intro(
     assert list(out.files).count(SOUNDBITES[0]) == 1 and SOUNDBITES[1] not in out.files
 
 
+@pytest.mark.slow
 def test_count_zero_makes_none_and_removes_old_clips(ctx: Context, shared_audio: Path,
                                                     tmp_path: Path) -> None:
     job = call_stage(soundbites, speech_episode(ctx, shared_audio, tmp_path), ctx)
