@@ -30,6 +30,8 @@ SUITES: dict[str, str] = {
     "memory": "bench.memory",
     "sound": "bench.sound",
     "queue": "bench.queue",
+    "audiogram": "bench.audiogram",
+    "highlights": "bench.highlights",
 }
 
 

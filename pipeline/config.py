@@ -242,6 +242,18 @@ class ShowSettings(Section):
     def _hum_number(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
+    audiogram: bool | Literal["auto"] = Field(
+        "auto", description="Audio-only episodes also get an audiogram (MP4: artwork, level "
+        "bars, title, burned-in captions) for the video feed, and their soundbites square "
+        "audiogram videos. true, false, or auto = on when `medium` is video: a show that "
+        "declares itself a video show has a video feed, and its audio episodes need a "
+        "picture to appear there.")
+
+    @property
+    def makes_audiograms(self) -> bool:
+        """Whether this show's audio-only episodes get audiograms (resolves `auto`)."""
+        return self.audiogram is True or (self.audiogram == "auto" and self.medium == "video")
+
     @model_validator(mode="after")
     def _check_category(self) -> ShowSettings:
         problem = category_problem(self.category, self.subcategory)
@@ -406,6 +418,58 @@ class CaptionSettings(Section):
         "listed in the QA report for review.")
 
 
+class ChapterSettings(Section):
+    """Suggested chapters: topic shifts in the transcript of long episodes without chapters."""
+
+    suggest: bool = Field(True, description="Suggest chapters for episodes whose sidecar has "
+                          "none (marked suggested until a reviewer accepts them).")
+    suggest_min_duration_s: float = Field(
+        300.0, ge=0, description="Only episodes at least this long (seconds of content) get "
+        "suggested chapters.")
+    min_chapter_s: float = Field(
+        0.0, ge=0, le=3600, description="Shortest suggested chapter (seconds); 0 = automatic, "
+        "about a fifteenth of the episode (5 s to 5 minutes).")
+    window_s: float = Field(
+        0.0, ge=0, le=600, description="How much talk on each side of a sentence break is "
+        "compared (seconds); 0 = automatic, about a sixth of the episode (15-90 s).")
+
+
+class SoundbiteSettings(Section):
+    """Soundbites: short shareable clips (MP3, podcast:soundbite), from the sidecar or chosen
+    from the transcript."""
+
+    count: int = Field(3, ge=0, le=3, description="Soundbites chosen from the transcript when "
+                       "the sidecar gives none; 0 = none.")
+    min_s: float = Field(15.0, ge=5, le=120, description="Shortest chosen soundbite (seconds).")
+    max_s: float = Field(60.0, ge=5, le=120, description="Longest chosen soundbite (seconds).")
+    fade_in_s: float = Field(0.2, ge=0, le=3, description="Fade-in at the clip's start.")
+    fade_out_s: float = Field(0.5, ge=0, le=5, description="Fade-out at the clip's end.")
+
+    @model_validator(mode="after")
+    def _check_range(self) -> SoundbiteSettings:
+        if self.min_s > self.max_s:
+            raise ValueError(f"soundbites.min_s ({self.min_s}) must not exceed max_s "
+                             f"({self.max_s})")
+        return self
+
+
+class AudiogramSettings(Section):
+    """Audiograms (moviepy): how they look; encoding follows [encode] (H.264 CRF, preset,
+    AAC bitrate)."""
+
+    width: int = Field(1280, ge=320, le=1920, multiple_of=2,
+                       description="Width of an episode's audiogram (pixels).")
+    height: int = Field(720, ge=240, le=1080, multiple_of=2,
+                        description="Height of an episode's audiogram (pixels).")
+    square_px: int = Field(720, ge=240, le=1080, multiple_of=2,
+                           description="Side of the square soundbite videos (pixels).")
+    fps: float = Field(15.0, ge=5, le=30, description="Frame rate: the level bars move this "
+                       "often; cost grows with it.")
+    bars: int = Field(32, ge=8, le=96, description="Number of level bars (frequency bands).")
+    font: str = Field("", description="TrueType/OpenType font file for title and captions; "
+                      "empty = Pillow's built-in Aileron (Latin scripts only).")
+
+
 class StorageSettings(Section):
     """Where published media, captions and feeds go."""
 
@@ -512,6 +576,9 @@ class Settings(Section):
     transcribe: TranscribeSettings = TranscribeSettings()
     speakers: SpeakerSettings = SpeakerSettings()
     captions: CaptionSettings = CaptionSettings()
+    chapters: ChapterSettings = ChapterSettings()
+    soundbites: SoundbiteSettings = SoundbiteSettings()
+    audiogram: AudiogramSettings = AudiogramSettings()
     default_show: str = Field("", description="Show for recordings whose sidecar names none; "
                               "empty = the first show.")
     shows: list[ShowSettings] = Field(default_factory=_default_shows, min_length=1)

@@ -129,6 +129,26 @@ class Chapter(BaseModel):
         return value
 
 
+class SoundbiteSpec(BaseModel):
+    """A soundbite the producer chose: start in the recording as dropped, length, title."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: float = Field(description="Start time: seconds or HH:MM:SS.")
+    duration: float = Field(gt=0, le=300, description="Length in seconds.")
+    title: str | None = Field(None, min_length=1, max_length=128)
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _clock(cls, value: Any) -> float:
+        return parse_clock(value)
+
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _length(cls, value: Any) -> float:
+        return parse_clock(value)
+
+
 class EpisodeMetadata(BaseModel):
     """Everything a producer can say about an episode; all optional."""
 
@@ -145,6 +165,7 @@ class EpisodeMetadata(BaseModel):
     glossary: list[str] = Field(default_factory=list, max_length=500)
     speakers: list[str] = Field(default_factory=list, max_length=20)
     chapters: list[Chapter] = Field(default_factory=list, max_length=500)
+    soundbites: list[SoundbiteSpec] = Field(default_factory=list, max_length=3)
 
     @field_validator("title")
     @classmethod
