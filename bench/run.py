@@ -24,6 +24,7 @@ SUITES: dict[str, str] = {
     "review": "bench.review",
     "finishing": "bench.finishing",
     "asr": "bench.asr",
+    "captions": "bench.captions",
     "e2e": "bench.e2e",
     "memory": "bench.memory",
 }
