@@ -28,6 +28,7 @@ from pipeline.captions.writers import (
     transcript_html,
     transcript_text,
 )
+from pipeline.captions.writers import paragraphs as transcript_paragraphs
 from pipeline.errors import InputError
 
 __all__ = ["Cue", "check_cues", "distribution"]
@@ -160,12 +161,12 @@ def paragraphs(cues: list[Cue]) -> list[list[Cue]]:
 
 
 def render_txt(cues: list[Cue], title: str) -> str:
-    return transcript_text(title, [" ".join(c.text for c in p) for p in paragraphs(cues)])
+    """The TXT transcript in the caption stage's paragraphs (by pause and speaker)."""
+    return transcript_text(title, transcript_paragraphs(cues))
 
 
 def render_html(cues: list[Cue], title: str, language: str) -> str:
-    return transcript_html(title, language, [(p[0].start, " ".join(c.text for c in p))
-                                             for p in paragraphs(cues)])
+    return transcript_html(title, language, transcript_paragraphs(cues))
 
 
 def cues_json(cues: list[Cue]) -> list[dict[str, Any]]:
