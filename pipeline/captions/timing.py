@@ -44,12 +44,16 @@ WINDOW = 2 * HOP  # each frame's level over 20 ms
 FRAME_S = HOP / RATE
 BAND_HZ = (100.0, 4000.0)
 #: Silence this long is a pause (shorter gaps are stop consonants and word joins).
-MIN_PAUSE_S = 0.2
+MIN_PAUSE_S = 0.25
 #: A frame is sound if above both: the local floor + this, and the local loud level − the next.
 SPEECH_ABOVE_FLOOR_DB = 10.0
 SPEECH_BELOW_LOUD_DB = 30.0
-#: A pause ends (hysteresis) where sound rises this far above the floor.
-EDGE_ABOVE_FLOOR_DB = 5.0
+#: ...but at most this share of the distance from floor to loud speech, and at least
+#: MIN_MARGIN_DB (a noisy recording has less room between the two).
+SNR_SHARE = 0.3
+MIN_MARGIN_DB = 3.0
+#: A pause ends (hysteresis) where sound rises above this share of that margin.
+EDGE_SHARE = 0.5
 #: How far the edges of a pause may extend past the strict threshold (a fading consonant).
 EDGE_REACH_S = 0.15
 #: Floor and loud level are percentiles over this many seconds either side of each moment.
@@ -57,7 +61,7 @@ CONTEXT_S = 8.0
 #: The floor may rise locally to what the quietest moments within ±NEAR_S show, by at most
 #: NEAR_RISE_DB (a noisier stretch of the recording).
 NEAR_S = 1.5
-NEAR_RISE_DB = 15.0
+NEAR_RISE_DB = 30.0
 #: A word's start or end moves at most this far to meet the speech's edge.
 MAX_SHIFT_S = 0.5
 
@@ -117,18 +121,21 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
 
 
-def find_pauses(db: np.ndarray, min_pause_s: float = MIN_PAUSE_S) -> list[Pause]:
+def find_pauses(db: np.ndarray, min_pause_s: float | None = None) -> list[Pause]:
     """Stretches of at least `min_pause_s` without speech, judged against the local floor."""
     if len(db) == 0:
         return []
+    min_pause_s = MIN_PAUSE_S if min_pause_s is None else min_pause_s
     db = np.maximum(db, -100.0)
     floor, loud = _local(db, 10), _local(db, 95)
     # A noisier stretch (a crowd, another room) raises the floor where it is, as far as the
     # quietest moments within ±NEAR_S show, by at most NEAR_RISE_DB (within continuous speech
     # the quietest moments are quiet syllables, not the room).
     floor = np.maximum(floor, np.minimum(_local(db, 10, NEAR_S), floor + NEAR_RISE_DB))
-    strict = np.maximum(floor + SPEECH_ABOVE_FLOOR_DB, loud - SPEECH_BELOW_LOUD_DB)
-    edge = floor + EDGE_ABOVE_FLOOR_DB
+    # In a noisy recording (speech little above the floor) the margins shrink with the range.
+    margin = np.clip(SNR_SHARE * (loud - floor), MIN_MARGIN_DB, SPEECH_ABOVE_FLOOR_DB)
+    strict = np.maximum(floor + margin, loud - SPEECH_BELOW_LOUD_DB)
+    edge = floor + margin * EDGE_SHARE
     reach = round(EDGE_REACH_S / FRAME_S)
     pauses: list[Pause] = []
     for a, b in _runs(db <= strict):
@@ -186,9 +193,9 @@ def refine(words: Sequence[Word], pauses: Sequence[Pause], max_shift_s: float = 
                         spans[j] = [min(s, p.start), p.start]
                     else:
                         spans[j] = [p.end, max(e, p.end)]
-                elif before >= after:
+                elif before > after:
                     spans[j][1] = p.start
-                else:
+                else:  # a tie goes after: whisper's words start early far more than late
                     spans[j][0] = p.end
             j += 1
         # The words either side meet the pause's edges (whisper starts late, ends early).
