@@ -292,6 +292,72 @@ def summarise(errors: dict[str, list[float]]) -> dict[str, float]:
     return out
 
 
+# --- where cues and lines break ----------------------------------------------------------
+
+
+def break_kind(before: str, after: str) -> str:
+    """What kind of place the break between two words is (text as recognised)."""
+    from pipeline.captions.segmenter import (
+        CLAUSE_STARTERS,
+        PREPOSITIONS,
+        WEAK_ENDINGS,
+        ends_clause,
+        ends_sentence,
+    )
+
+    bare = re.sub(r"[^\w']", "", after.lower())
+    if ends_sentence(before):
+        return "sentence"
+    if re.sub(r"[^\w']", "", before.lower()) in WEAK_ENDINGS and not ends_clause(before):
+        return "weak"
+    if ends_clause(before):
+        return "clause"
+    if bare in CLAUSE_STARTERS:
+        return "conjunction"
+    if bare in PREPOSITIONS:
+        return "phrase"
+    return "other"
+
+
+def orphan(words: Sequence[str], k: int, most: int = 2) -> bool:
+    """Does a break after words[k] cut a sentence's first or last `most` words off from the
+    rest of it ("...what you saw | and heard.")?"""
+    from pipeline.captions.segmenter import ends_sentence
+
+    if k + 1 >= len(words) or ends_sentence(words[k]):
+        return False
+    start = k
+    while start > 0 and not ends_sentence(words[start - 1]):
+        start -= 1
+    end = k + 1
+    while end < len(words) - 1 and not ends_sentence(words[end]):
+        end += 1
+    return k - start + 1 <= most or end - k <= most
+
+
+def break_quality(cue_lines: Sequence[Sequence[str]]) -> dict[str, Any]:
+    """Counts of each kind of cue break and line break, and of orphans, for cues given as
+    their lines of text."""
+    words: list[str] = []
+    cue_breaks: list[int] = []
+    line_breaks: list[int] = []
+    for lines in cue_lines:
+        for line in lines:
+            words += line.split()
+            line_breaks.append(len(words) - 1)
+        line_breaks.pop()
+        cue_breaks.append(len(words) - 1)
+    cue_breaks.pop()
+    out: dict[str, Any] = {}
+    for name, breaks in (("cue", cue_breaks), ("line", line_breaks)):
+        kinds = [break_kind(words[k], words[k + 1]) for k in breaks]
+        out[f"{name}_breaks"] = len(kinds)
+        for kind in ("sentence", "clause", "conjunction", "phrase", "other", "weak"):
+            out[f"{name}_{kind}"] = kinds.count(kind)
+        out[f"{name}_orphans"] = sum(orphan(words, k) for k in breaks)
+    return out
+
+
 # --- flags against real errors -------------------------------------------------------------
 
 NUMBERS = {"0": "zero", "1": "one", "2": "two", "3": "three", "4": "four", "5": "five",
@@ -423,9 +489,11 @@ def measure_timing(stages: Stages, recording: Constructed, media: Path) -> dict[
     job = stages.transcribe(stages.job(media, "Timing"))
     _, data = stages.caption(job)
     measured = timing_errors(cues_from_json(data), recording.runs)
+    quality = break_quality([cue["lines"] for cue in data["cues"]])
     return {**summarise(measured["errors"]), "runs": measured["runs"],
             "spanned": measured["spanned"], "missed": measured["missed"],
-            "cues": len(data["cues"])}
+            "cues": len(data["cues"]),
+            **{k: v for k, v in quality.items() if k.startswith("cue_")}}
 
 
 #: Listening conditions for the flag measurement: the clips as they are, and degraded so that

@@ -35,7 +35,8 @@ WEAK_ENDINGS = frozenset(
 PREPOSITIONS = frozenset(
     ["of", "to", "in", "on", "at", "for", "with", "from", "by", "about", "into", "onto", "over",
      "under", "than", "via", "per", "behind", "against", "during", "without", "through",
-     "before", "after", "between", "across", "around", "towards", "toward"]
+     "before", "after", "between", "across", "around", "towards", "toward", "within",
+     "upon", "among", "beyond", "along", "despite", "throughout", "inside", "outside"]
 )
 CLAUSE_STARTERS = frozenset(
     ["and", "but", "or", "so", "because", "which", "who", "whom", "whose", "that", "when",
