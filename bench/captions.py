@@ -410,16 +410,30 @@ def word_errors(reference: str, words: Sequence[str]) -> list[bool]:
     return wrong
 
 
-def precision_recall(probs: Sequence[float], wrong: Sequence[bool], threshold: float
-                     ) -> dict[str, float]:
-    flagged = [p < threshold for p in probs]
-    tp = sum(f and w for f, w in zip(flagged, wrong, strict=True))
-    nf, ne = sum(flagged), sum(wrong)
+def precision_recall(data: Sequence[dict[str, Any]], threshold: float, rule: str = "learncast"
+                     ) -> dict[str, Any]:
+    """Flags against errors over clips (`flag_data` rows). `rule`: `learncast` (what the QA
+    report flags, `pipeline.captions.qa.low_confidence_flags`) or `plain` (probability below
+    the threshold: the rule before it)."""
+    from pipeline.captions.qa import low_confidence_flags
+
+    tp = nf = ne = 0
+    for d in data:
+        if rule == "plain":
+            flagged = [p < threshold for p in d["probs"]]
+        else:
+            starts = {k for k, first in enumerate(d["segment_first"]) if first}
+            flagged = [why is not None
+                       for why in low_confidence_flags(d["probs"], threshold, starts)]
+        tp += sum(f and w for f, w in zip(flagged, d["wrong"], strict=True))
+        nf += sum(flagged)
+        ne += sum(d["wrong"])
     precision = tp / nf if nf else 1.0
     recall = tp / ne if ne else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"threshold": threshold, "flagged": nf, "errors": ne, "true_flags": tp,
-            "precision": round(precision, 3), "recall": round(recall, 3), "f1": round(f1, 3)}
+    return {"rule": rule, "threshold": threshold, "flagged": nf, "errors": ne,
+            "true_flags": tp, "precision": round(precision, 3), "recall": round(recall, 3),
+            "f1": round(f1, 3)}
 
 
 def reference_clips() -> list[str]:
@@ -554,14 +568,21 @@ def flag_data(stages: Stages, conditions: Sequence[str] = CONDITIONS
     return out
 
 
-THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 
 
 def sweep(data: Sequence[dict[str, Any]], thresholds: Sequence[float] = THRESHOLDS
-          ) -> list[dict[str, float]]:
-    probs = [p for d in data for p in d["probs"]]
-    wrong = [w for d in data for w in d["wrong"]]
-    return [precision_recall(probs, wrong, t) for t in thresholds]
+          ) -> list[dict[str, Any]]:
+    """Precision/recall per rule and threshold, per condition and over all of them."""
+    rows = []
+    for condition in (*CONDITIONS, "all"):
+        part = [d for d in data if condition in ("all", d["condition"])]
+        if not part:
+            continue
+        for rule in ("plain", "learncast"):
+            rows += [{"condition": condition, **precision_recall(part, t, rule)}
+                     for t in thresholds]
+    return rows
 
 
 def run(workdir: Path) -> list[dict[str, Any]]:

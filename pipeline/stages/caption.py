@@ -19,7 +19,7 @@ import logging
 from pipeline.artifacts import Artifact
 from pipeline.asr.types import Transcript
 from pipeline.captions.profiles import get_profile
-from pipeline.captions.qa import report
+from pipeline.captions.qa import report, segment_starts
 from pipeline.captions.segmenter import segment
 from pipeline.captions.timing import align_to_audio
 from pipeline.captions.writers import WRITERS, Document
@@ -64,7 +64,8 @@ def run(job: Job, ctx: Context) -> Job:
                    aligned=aligned)
     qa = report(cues, words, profile, low_confidence=ctx.settings.captions.low_confidence,
                 glossary=transcript.info.get("glossary"),
-                dropped=transcript.info.get("dropped_segments"))
+                dropped=transcript.info.get("dropped_segments"),
+                segment_starts=segment_starts(transcript.segments))
     language = _language(job, ctx, transcript.language)
     doc = Document(title=job.title, language=language, cues=cues, words=words,
                    info={"engine": transcript.info.get("engine"),

@@ -7,7 +7,7 @@ import itertools
 from bench.captions import break_quality
 from pipeline.asr.types import Word
 from pipeline.captions.profiles import PROFILES, Profile
-from pipeline.captions.qa import check_cues, report
+from pipeline.captions.qa import check_cues, low_confidence_flags, report
 from pipeline.captions.segmenter import WEAK_ENDINGS, layout, segment
 
 LEARNCAST = PROFILES["learncast"]
@@ -100,7 +100,26 @@ def test_low_confidence_words_are_listed_with_times() -> None:
     words[-1] = Word("Zorblax.", words[-1].start, words[-1].end, 0.21)
     qa = report(segment(words, LEARNCAST), words, LEARNCAST, low_confidence=0.5)
     assert qa["low_confidence_words"] == [{"word": "Zorblax.", "start": words[-1].start,
-                                           "end": words[-1].end, "probability": 0.21}]
+                                           "end": words[-1].end, "probability": 0.21,
+                                           "reason": "probability"}]
+
+
+def test_low_confidence_flags_follow_what_was_measured() -> None:
+    """The rule chosen on the shared clips (bench/captions.py): a decoder segment's first
+    word is unsure of its case more than of itself ("drop the two" read right at 0.30), and
+    a misheard phrase runs on in fairly confident words ("men to cope" for "Mend the coat")."""
+    probs = [0.30, 0.95, 0.91, 0.97,  # drop the two when   (segment start, right)
+             0.07, 0.46, 0.58, 0.93,  # men to cope before (segment start, all wrong)
+             0.99, 0.57, 0.99]        # you there under    (one unsure word)
+    flags = low_confidence_flags(probs, 0.6, segment_starts={0, 4})
+    assert flags == [None, None, None, None,
+                     "probability", "probability", "probability", None,
+                     None, "probability", None]
+    # the neighbours of an unsure word pull a middling one below the threshold
+    assert low_confidence_flags([0.95, 0.3, 0.65, 0.75, 0.95], 0.6) == [
+        None, "probability", "phrase", None, None]
+    # a plain probability threshold is what the rule is at a segment's inside
+    assert low_confidence_flags([0.59, 0.61], 0.6) == ["probability", None]
 
 
 def test_long_pauses_split_cues_and_short_words_get_minimum_duration() -> None:
