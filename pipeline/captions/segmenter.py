@@ -5,13 +5,21 @@ mid-clause and drift from speech. Here every cue is cut from the word list by dy
 programming over the possible break points, so the whole file is optimised together:
 
 * a cue must fit the profile's lines (characters per line × lines) and maximum duration, and
-  never spans a long pause;
-* breaks are cheapest after sentence ends, then clause punctuation, then before conjunctions
-  and at pauses; ending on an article or preposition is expensive;
-* reading speed over the profile's limit is expensive, too short cues cost a little.
+  never spans a long pause; a shorter pause inside a cue costs by its length (the text would
+  show before it is said);
+* breaks are cheapest after sentence ends, then clause punctuation, then before conjunctions,
+  then before prepositions, and cheaper at pauses; ending on an article or preposition is
+  expensive, and so is cutting a sentence's first or last two words off from the rest
+  ("...describe what you saw | and heard."); a cue break counts twice a line break;
+* reading speed over the profile's limit is expensive where a longer showing would fix it,
+  cheap where the words themselves are spoken too fast (the QA report lists those);
+  too short cues cost a little.
 
 Lines inside a cue are broken the same way. Timing starts at the first word, ends at most
-`max_end_after_speech_s` after the last one, and keeps `min_gap_s` before the next cue.
+`max_end_after_speech_s` after the last one, and keeps `min_gap_s` before the next cue. Words
+whose times were checked against the audio (`aligned`, see `pipeline.captions.timing`) are
+taken as they are; whisper's own times are corrected for its habit of giving a word the
+silence before it.
 """
 
 from __future__ import annotations
@@ -61,6 +69,7 @@ UNAVOIDABLE_SPEED_COST = 1.0
 #: A sentence ending inside a line (not at a line or cue break) is hard to read.
 MID_LINE_SENTENCE_END = 5.0
 MAX_WORDS_PER_CUE = 40
+CHAPTER_SLACK_S = 0.3
 
 
 @dataclass(frozen=True)
@@ -254,7 +263,9 @@ def segment(words: list[Word], profile: Profile, breaks: Sequence[float] = (), *
     if n == 0:
         return []
     sp = _Speech.of(words, aligned)
-    section = [bisect.bisect_right(sorted(breaks), t) for t in sp.starts]
+    # A chapter marked by ear lands at or just after its first word's onset: a word starting
+    # up to CHAPTER_SLACK_S before a chapter start opens that chapter.
+    section = [bisect.bisect_right(sorted(breaks), t + CHAPTER_SLACK_S) for t in sp.starts]
     inf = float("inf")
     best = [inf] * (n + 1)
     back = [0] * (n + 1)

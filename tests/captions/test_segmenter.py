@@ -208,3 +208,14 @@ def test_a_pause_swallowed_by_a_word_still_splits_cues() -> None:
     cues = segment(words, LEARNCAST)
     assert [c.text for c in cues] == ["Yes.", "Then we continue."]
     assert cues[1].start >= 2.5  # where "Then" plausibly begins, not at 1.3
+
+
+def test_a_chapter_start_opens_a_cue_even_marked_just_after_the_word() -> None:
+    """No cue spans a chapter start; the chapter's first word opens a cue although the mark,
+    set by ear, falls a little after that word's onset (or exactly on it)."""
+    words = speak("We begin with safety and then move on to the new alarms today.", wps=3.0)
+    opening = words[6]  # "move"
+    for mark in (opening.start, opening.start + 0.02, opening.start + 0.25):
+        for aligned in (True, False):
+            cues = segment(words, LEARNCAST, breaks=[mark], aligned=aligned)
+            assert any(c.words[0] is opening for c in cues), (mark, [c.text for c in cues])
