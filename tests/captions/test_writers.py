@@ -15,6 +15,7 @@ from pipeline.captions.segmenter import Cue, segment
 from pipeline.captions.writers import WRITERS, Document, paragraphs, timestamp
 from tests.captions.readback import CONTROL, HOSTILE_TEXTS, ffmpeg_cues
 from tests.captions.srt import parse_srt
+from tests.review.browser import axe_violations
 
 
 def _doc(text: str = "Use <b> & --> arrows & \"quotes\" in R&D.", speaker: str | None = None,
@@ -165,3 +166,22 @@ def test_long_runs_of_speech_are_split_at_sentences() -> None:
     assert 2 <= len(paras) <= 3
     assert all(p.text.endswith("enough.") for p in paras)
     assert all(80 <= len(p.text.split()) <= 150 for p in paras[:-1])
+
+
+def test_html_transcript_with_speakers_passes_axe(browser: Any, axe_source: str,
+                                                  tmp_path: Path) -> None:
+    """The paragraphs, times and speaker names keep the page clean for axe-core (WCAG 2.2
+    A/AA, serious and critical) in a real browser."""
+    cues = (_said("Welcome to the course. Today we cover safety.", 1.0, "Ana")
+            + _said("Thanks Ana. I will start with <the> exits & doors.", 9.0, "Ben & Co"))
+    path = tmp_path / "t.html"
+    path.write_text(WRITERS["html"].render(Document(title="Safety <1>", language="en-GB",
+                                                    cues=cues, words=[])), encoding="utf-8")
+    page = browser.new_page()
+    try:
+        page.goto(path.as_uri())
+        assert page.locator("section[aria-label=Transcript] p").count() == 2
+        assert page.locator(".speaker").all_inner_texts() == ["Ana:", "Ben & Co:"]
+        assert axe_violations(page, axe_source) == []
+    finally:
+        page.close()
