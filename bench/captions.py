@@ -30,7 +30,8 @@ each threshold, a word is flagged when its probability is below it; precision = 
 reported per engine, so the configured `[captions] low_confidence` can be chosen from it.
 
 Run: `python -m bench.run captions` (or `python -m bench.captions` for a quick table;
-`LEARNCAST_BENCH_CAPTION_ENGINES=faster-whisper` for one engine).
+`LEARNCAST_BENCH_CAPTION_ENGINES=faster-whisper` for one engine,
+`LEARNCAST_BENCH_CAPTION_PARTS=timing` for the timing part only).
 """
 
 from __future__ import annotations
@@ -593,13 +594,17 @@ def run(workdir: Path) -> list[dict[str, Any]]:
     workdir.mkdir(parents=True, exist_ok=True)
     recording = construct(TIMING_PARTS, ffmpeg)
     media = write_flac(ffmpeg, recording.samples, workdir / "timing.flac")
+    parts = os.environ.get("LEARNCAST_BENCH_CAPTION_PARTS", "timing,flags").split(",")
     rows: list[dict[str, Any]] = []
     pooled: list[dict[str, Any]] = []
     for engine in engines:
         stages = Stages(workdir, engine)
-        rows.append({"suite": "captions", "case": f"timing, {recording.duration_s:.0f} s "
-                     f"constructed", "tool": engine,
-                     **measure_timing(stages, recording, media)})
+        if "timing" in parts:
+            rows.append({"suite": "captions", "case": f"timing, {recording.duration_s:.0f} s "
+                         f"constructed", "tool": engine,
+                         **measure_timing(stages, recording, media)})
+        if "flags" not in parts:
+            continue
         data = flag_data(stages)
         pooled += data
         threshold = stages.ctx.settings.captions.low_confidence
