@@ -296,16 +296,36 @@ def summarise(errors: dict[str, list[float]]) -> dict[str, float]:
 # --- where cues and lines break ----------------------------------------------------------
 
 
+def ends_sentence(text: str) -> bool:
+    return text.rstrip("\"'”’)]").endswith((".", "?", "!", "…"))
+
+
+def ends_clause(text: str) -> bool:
+    return text.rstrip("\"'”’)]").endswith((",", ";", ":", "—", "–", "-"))
+
+
+#: The measurement's own word lists (not the segmenter's, so a change there cannot move the
+#: yardstick): words a line should not end on, words that open a clause or a phrase.
+WEAK_ENDINGS = frozenset(
+    ["a", "an", "the", "of", "to", "in", "on", "at", "for", "with", "from", "by", "about",
+     "into", "onto", "over", "under", "as", "than", "via", "per", "my", "your", "his", "her",
+     "its", "our", "their", "this", "that", "these", "those", "and", "or", "but", "nor"]
+)
+CLAUSE_STARTERS = frozenset(
+    ["and", "but", "or", "so", "because", "which", "who", "whom", "whose", "that", "when",
+     "where", "while", "if", "although", "though", "unless", "since", "until", "whereas", "then",
+     "whether", "once"]
+)
+PREPOSITIONS = frozenset(
+    ["of", "to", "in", "on", "at", "for", "with", "from", "by", "about", "into", "onto", "over",
+     "under", "than", "via", "per", "behind", "against", "during", "without", "through",
+     "before", "after", "between", "across", "around", "towards", "toward", "within", "upon",
+     "among", "beyond", "along", "despite", "throughout", "inside", "outside"]
+)
+
+
 def break_kind(before: str, after: str) -> str:
     """What kind of place the break between two words is (text as recognised)."""
-    from pipeline.captions.segmenter import (
-        CLAUSE_STARTERS,
-        PREPOSITIONS,
-        WEAK_ENDINGS,
-        ends_clause,
-        ends_sentence,
-    )
-
     bare = re.sub(r"[^\w']", "", after.lower())
     if ends_sentence(before):
         return "sentence"
@@ -323,8 +343,6 @@ def break_kind(before: str, after: str) -> str:
 def orphan(words: Sequence[str], k: int, most: int = 2) -> bool:
     """Does a break after words[k] cut a sentence's first or last `most` words off from the
     rest of it ("...what you saw | and heard.")?"""
-    from pipeline.captions.segmenter import ends_sentence
-
     if k + 1 >= len(words) or ends_sentence(words[k]):
         return False
     start = k
