@@ -45,11 +45,11 @@ FRAME_S = HOP / RATE
 BAND_HZ = (100.0, 4000.0)
 #: Silence this long is a pause (shorter gaps are stop consonants and word joins).
 MIN_PAUSE_S = 0.25
-#: A frame is sound if above both: the local floor + this, and the local loud level − the next.
+#: A frame is sound when above both the local floor + a margin and the local loud level −
+#: SPEECH_BELOW_LOUD_DB. The margin is SNR_SHARE of the distance from floor to loud speech,
+#: between MIN_MARGIN_DB and SPEECH_ABOVE_FLOOR_DB (a noisy recording has less room).
 SPEECH_ABOVE_FLOOR_DB = 10.0
 SPEECH_BELOW_LOUD_DB = 30.0
-#: ...but at most this share of the distance from floor to loud speech, and at least
-#: MIN_MARGIN_DB (a noisy recording has less room between the two).
 SNR_SHARE = 0.3
 MIN_MARGIN_DB = 3.0
 #: A pause ends (hysteresis) where sound rises above this share of that margin.
@@ -128,9 +128,9 @@ def find_pauses(db: np.ndarray, min_pause_s: float | None = None) -> list[Pause]
     min_pause_s = MIN_PAUSE_S if min_pause_s is None else min_pause_s
     db = np.maximum(db, -100.0)
     floor, loud = _local(db, 10), _local(db, 95)
-    # A noisier stretch (a crowd, another room) raises the floor where it is, as far as the
-    # quietest moments within ±NEAR_S show, by at most NEAR_RISE_DB (within continuous speech
-    # the quietest moments are quiet syllables, not the room).
+    # A noisier stretch (a crowd, another room) raises the floor where it is, to what the
+    # quietest moments within ±NEAR_S show (at most NEAR_RISE_DB: a stretch without any pause
+    # has only quiet syllables as its quietest moments).
     floor = np.maximum(floor, np.minimum(_local(db, 10, NEAR_S), floor + NEAR_RISE_DB))
     # In a noisy recording (speech little above the floor) the margins shrink with the range.
     margin = np.clip(SNR_SHARE * (loud - floor), MIN_MARGIN_DB, SPEECH_ABOVE_FLOOR_DB)
