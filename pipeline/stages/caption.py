@@ -5,9 +5,9 @@ words were recognised from, so the same content time): pauses found in the audio
 edges onto the speech (`pipeline.captions.timing`). Cues are then cut from those words with
 the configured profile and placed in the deliverables through the episode's Timeline (content
 time + where the content starts after any intro bumper), so they line up with what learners
-play. Every format is written atomically into
-`transcripts/<show>/<slug>.*`; the QA report lists violations, low-confidence words, reading
-speeds and glossary hits, and its headline figures go to `measurements`.
+play. Every format is written atomically into `transcripts/<show>/<slug>.*`; the QA report
+lists violations, low-confidence words, reading speeds and glossary hits, and its headline
+figures go to `measurements`.
 """
 
 from __future__ import annotations
