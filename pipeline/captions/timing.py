@@ -199,7 +199,7 @@ def refine(words: Sequence[Word], pauses: Sequence[Pause], max_shift_s: float = 
                     spans[j][0] = p.end
             j += 1
         # The words either side meet the pause's edges (whisper starts late, ends early).
-        last = max((n for n in range(j) if spans[n][1] <= p.start + 1e-9), default=None)
+        last = next((n for n in range(j - 1, -1, -1) if spans[n][1] <= p.start + 1e-9), None)
         if last is not None and p.start - spans[last][1] <= max_shift_s and (
                 last + 1 >= len(spans) or spans[last + 1][0] >= p.start - 1e-9):
             spans[last][1] = p.start
