@@ -26,6 +26,7 @@ SUITES: dict[str, str] = {
     "asr": "bench.asr",
     "asr-robust": "bench.asr_robust",
     "diarize": "bench.diarize",
+    "captions": "bench.captions",
     "e2e": "bench.e2e",
     "memory": "bench.memory",
     "sound": "bench.sound",

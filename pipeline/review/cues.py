@@ -26,10 +26,10 @@ from pipeline.captions.writers import (
     WebVTT,
     caption_line,
     caption_lines,
-    speaker_texts,
     transcript_html,
     transcript_text,
 )
+from pipeline.captions.writers import paragraphs as transcript_paragraphs
 from pipeline.errors import InputError
 from pipeline.sidecar import speaker_name_problem
 
@@ -168,18 +168,13 @@ def paragraphs(cues: list[Cue]) -> list[list[Cue]]:
     return out
 
 
-def _texts(paras: list[list[Cue]]) -> list[str]:
-    return speaker_texts([(p[0].speaker, " ".join(c.text for c in p)) for p in paras])
-
-
 def render_txt(cues: list[Cue], title: str) -> str:
-    return transcript_text(title, _texts(paragraphs(cues)))
+    """The TXT transcript in the caption stage's paragraphs (by pause and speaker)."""
+    return transcript_text(title, transcript_paragraphs(cues))
 
 
 def render_html(cues: list[Cue], title: str, language: str) -> str:
-    paras = paragraphs(cues)
-    return transcript_html(title, language, [(p[0].start, text) for p, text in
-                                             zip(paras, _texts(paras), strict=True)])
+    return transcript_html(title, language, transcript_paragraphs(cues))
 
 
 def cues_json(cues: list[Cue]) -> list[dict[str, Any]]:

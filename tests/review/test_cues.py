@@ -41,8 +41,9 @@ def test_srt_txt_html_render_from_edited_cues() -> None:
     srt = cuelib.render_srt(SAMPLE)
     assert "00:00:00,500 --> 00:00:02,000" in srt and "Ana: Hello & welcome." in srt
     txt = cuelib.render_txt(SAMPLE, "Course")
-    assert txt.startswith("Course\n\nAna: Hello & welcome.\n\n"
-                          "a --> b <script>x</script> second line")
+    # a new paragraph where the speaker changes, named where known
+    assert txt == ("Course\n\nAna: Hello & welcome.\n\n"
+                   "a --> b <script>x</script> second line\n")
     page = cuelib.render_html(SAMPLE, "Course <1>", "en")
     assert "<script>x" not in page and "&lt;script&gt;x&lt;/script&gt;" in page
     assert "<h1>Course &lt;1&gt;</h1>" in page and '<html lang="en">' in page
