@@ -121,8 +121,8 @@ def _true_start(word: Word) -> float:
 def pause_before(words: Sequence[Word], k: int, aligned: bool = False) -> float:
     """Silence before words[k]: the gap after the previous word, and for words straight from
     whisper also the silence a too-long word swallowed. In whole milliseconds (what caption
-    times are), so a pause of exactly a threshold compares the same wherever it lies: 9.79 -
-    8.29 is 1.5000000000000018 in floating point, 5.54 - 4.04 is 1.5."""
+    times are): in floating point the same pause, shifted by an intro, can land on either side
+    of a threshold, and the same words would be cut into different cues."""
     if k <= 0 or k >= len(words):
         return 0.0
     gap = words[k].start - words[k - 1].end
