@@ -73,7 +73,8 @@ def _duration(path: Path) -> float:
 
 
 def noise_source(kind: str, seconds: float) -> str:
-    """An lavfi source for the noise bed: pink/brown/white noise, or 50/60 Hz hum."""
+    """An lavfi source for the noise bed: pink/brown/white noise, 50/60 Hz hum, or two of
+    them mixed (`hum50+pink`)."""
     if kind in ("pink", "brown", "white"):
         return (f"anoisesrc=color={kind}:sample_rate={RATE}:amplitude=0.5:seed=7:"
                 f"duration={seconds:.3f}")
@@ -81,6 +82,10 @@ def noise_source(kind: str, seconds: float) -> str:
         f0 = 50 if kind == "hum50" else 60
         terms = "+".join(f"{0.6 / k:.3f}*sin(2*PI*{f0 * k}*t+{k})" for k in range(1, 12))
         return f"aevalsrc='{terms}':s={RATE}:d={seconds:.3f}"
+    if "+" in kind:  # e.g. hum50+pink: both sources mixed, then the bed's level is set
+        a, b = kind.split("+")
+        return (f"{noise_source(a, seconds)}[a];{noise_source(b, seconds)}[b];"
+                "[a][b]amix=inputs=2:normalize=0[out0]")
     raise ValueError(f"unknown noise kind {kind!r}")
 
 

@@ -58,6 +58,12 @@ MIN_STRETCH_S = 0.6
 MAX_STRETCH_S = 3.0
 #: ... and at least this far below the speech, or it may not be noise alone.
 MIN_SNR_LU = 10.0
+#: When hum was notched out and what is left is this far below the speech, it is the
+#: notches' residue (tonal), not broadband noise: afftdn on it (speech at -20 LUFS over
+#: 50 Hz hum at -35 dBFS, residue 36 dB below) cost tiny.en 2-5 words in 215 across
+#: jittered copies of the same master, with nothing audible removed. Broadband noise at
+#: -35 dBFS under the hum leaves a residue about 15 dB below the speech.
+HUM_RESIDUE_BELOW_SPEECH_DB = 30.0
 #: Hum: harmonics examined, prominence that counts as hum, notch width.
 HUM_MAX_HZ = 1200.0
 HUM_PROMINENCE_DB = 10.0
@@ -288,5 +294,11 @@ def plan(ffmpeg: str, path: Path, series: LoudnessSeries, *, mode: str, hum: str
         raw.reshape(-1, 1)
     rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=0))
     level = float(20 * np.log10(max(float(rms.max()), 1e-9)))
+    below = series.loudness.integrated - level
+    if found and below >= HUM_RESIDUE_BELOW_SPEECH_DB:
+        notes.append(f"after hum removal the noise is {below:.0f} dB below the speech: what is "
+                     "left is the notches' residue of the hum, not broadband noise, so "
+                     "broadband noise reduction is skipped (it would cost speech clarity)")
+        return DenoisePlan(mode, hum, stretch, found, level, notes=notes)
     floor = float(np.clip(round(level + FLOOR_OFFSET_DB), -80, -20))
     return DenoisePlan(mode, hum, stretch, found, level, REDUCTION_DB[mode], floor, notes)
