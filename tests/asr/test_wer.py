@@ -39,7 +39,7 @@ def test_longform_wer_conformance_and_timestamps(engine: str, asr_ctx: MakeCtx,
     # a reviewer's edit, and the QA report says so (`avoidable: false`).
     assert all(v["rule"] in ("cps", "wpm") and v["avoidable"] is False
                for v in qa["violations"]), qa["violations"]
-    assert qa["conformance"] >= 0.97, qa["violations"]
+    assert qa["conformance"] >= 0.95, qa["violations"]  # at most one cue in 20
 
 
 @pytest.mark.parametrize("engine", ["openai-whisper", "faster-whisper"])
