@@ -27,6 +27,7 @@ from pipeline.errors import ConfigError, PipelineError, ToolError
 from pipeline.ffmpeg import find_ffmpeg, require_ffmpeg
 from pipeline.fsutil import display_name
 from pipeline.models import Job, Status
+from pipeline.review import service
 from pipeline.state import StateStore, open_state
 from pipeline.workspace import Context, init_workspace, open_workspace, resolve_root
 
@@ -143,6 +144,10 @@ def _review_hint(ctx: Context, job_ids: list[str]) -> None:
               f"Next: run `learncast review`{token} and open", markup=False)
     for job_id in job_ids:
         out.print(f"  {_review_url(ctx, job_id)}", markup=False)
+        job = ctx.db.get(job_id)
+        note = service.live_note(ctx, job) if job is not None else None
+        if note:  # edited after publishing: say which captions learners see meanwhile
+            out.print(f"    {note}", markup=False)
     out.print("Approving queues the episode; the next `learncast run` (or a running "
               "`learncast watch`) publishes it.", markup=False)
 
@@ -220,6 +225,7 @@ def _episode_dict(job: Job, ctx: Context,
         "objects": grouped({a: o.model_dump() for a, o in job.objects.items()}),
         "results": job.results.model_dump(mode="json", exclude_none=True),
         "measurements": job.measurements,
+        "live_captions_revision": service.live_revision(job),
         "progress": {"stage": progress[0], "done_s": round(progress[1], 1),
                      "total_s": round(progress[2], 1)} if progress else None,
     }
@@ -252,6 +258,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         for j in jobs:
             dur = j.probe.duration_s if j.probe else None
             status = f"[{colours[j.status]}]{j.status}[/]" if j.status in colours else j.status
+            live = service.live_revision(j)
+            if live is not None and (j.status is not Status.PUBLISHED
+                                     or live != service.revision(j)):
+                status += f" (revision {live} live)"
             stage = _stage_progress(*progress[j.id]) if j.id in progress else j.stage or ""
             # titles and errors are the producer's text, never rich markup
             table.add_row(j.id, escape(j.show), escape(j.title), stage, status,

@@ -176,6 +176,8 @@ class UploadResult(Record):
 
 class PublishRecord(Record):
     published_at: dt.datetime  # first publication: the item's pubDate without a sidecar date
+    #: The caption revision the feeds carry: what learners see until a newer one is published.
+    captions_revision: int | None = None
     feeds: dict[str, str] = Field(default_factory=dict)  # feed kind → URL
 
 

@@ -243,7 +243,10 @@ def publish_episode(ctx: Context, job: Job) -> Job:
                  when.isoformat(timespec="minutes"))
     results = publish_show(ctx, job.show, include=job)
     feeds = {r.kind: r.url for r in results}
-    return job.with_results(publication=record.model_copy(update={"feeds": feeds}))
+    live = (job.results.captions.revision if job.results.captions else 1) \
+        if Artifact.VTT in job.files else None
+    return job.with_results(publication=record.model_copy(
+        update={"feeds": feeds, "captions_revision": live}))
 
 
 # --- feeds -----------------------------------------------------------------------------

@@ -23,13 +23,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote_plus, urlencode, urlsplit
+from urllib.parse import quote, unquote, unquote_plus, urlencode, urlsplit
 
 from flask import (
     Flask,
     Response,
     abort,
     flash,
+    g,
     redirect,
     render_template,
     request,
@@ -64,6 +65,11 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';
        "media-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; "
        "frame-ancestors 'none'")
 
+
+#: The reviewer's name, asked once and kept in this browser (not secret: it goes into the audit
+#: trail), so it outlives the session cookie, whose key changes when `learncast review` restarts.
+REVIEWER_COOKIE = "learncast_reviewer"
+REVIEWER_COOKIE_AGE_S = 180 * 24 * 3600
 
 #: A token must be at least this long and use this many different characters: a guessable one
 #: on a page reachable from the network is worse than none, since it looks safe.
@@ -303,7 +309,8 @@ def create_app(ctx: Context, db: StateStore, *, host: str = "127.0.0.1",
             figures=service.qa_figures(cues, issues) if cues else {},
             state=service.review_state(ctx, job), mode=service.review_mode(ctx, job),
             revision=service.revision(job), reviews=list(reversed(db.reviews(job.id))),
-            paragraphs=cuelib.paragraphs(cues), reviewer=session.get("reviewer", ""),
+            paragraphs=cuelib.paragraphs(cues), reviewer=current_reviewer(),
+            live_note=service.live_note(ctx, job),
             speakers=cuelib.speakers(cues),
             editable=job.status in service.EDITABLE, language=_language(job),
             has_trim=job.results.trim is not None,
@@ -353,10 +360,56 @@ def create_app(ctx: Context, db: StateStore, *, host: str = "127.0.0.1",
         except ValueError:
             abort(400, f"the form field {name!r} must be a whole number; reload the page")
 
+    def current_reviewer() -> str:
+        """The name this browser gave once ('' until it has)."""
+        name = session.get("reviewer") or unquote(request.cookies.get(REVIEWER_COOKIE, ""))
+        return " ".join(str(name).split())[:service.MAX_REVIEWER]
+
+    def remember_reviewer(name: str) -> None:
+        name = " ".join(name.split())[:service.MAX_REVIEWER]
+        if name:
+            session["reviewer"] = g.reviewer = name
+
+    @app.after_request
+    def reviewer_cookie(response: Response) -> Response:
+        if getattr(g, "reviewer", None):
+            response.set_cookie(REVIEWER_COOKIE, quote(g.reviewer), max_age=REVIEWER_COOKIE_AGE_S,
+                                httponly=True, samesite="Strict")
+        return response
+
+    def reviewer_of() -> str | None:
+        """Who makes this change: the page's one name (a form may still send its own)."""
+        sent = request.form.get("reviewer", "")
+        if sent.strip():
+            remember_reviewer(sent)
+            return sent
+        return current_reviewer() or None
+
+    NO_REVIEWER = ("say who you are first: type your name in 'Reviewing as' at the top of the "
+                   "episode page and save it (asked once), then make the change again")
+
+    @app.post("/reviewer")
+    def set_reviewer() -> Any:
+        name = " ".join(request.form.get("reviewer", "").split())
+        back = request.form.get("next", "")
+        if not back.startswith("/") or back.startswith("//") or "\\" in back:
+            back = url_for("index")
+        if not name:
+            abort(400, "type your name in 'Reviewing as' so the audit trail says who made "
+                       "each change")
+        if len(name) > service.MAX_REVIEWER:
+            abort(400, f"the reviewer name is longer than {service.MAX_REVIEWER} characters; "
+                       "go back and shorten it")
+        remember_reviewer(name)
+        flash(f"You review as {name}; every change you make is recorded under this name, "
+              "and this browser remembers it.")
+        return redirect(back + "#reviewer", code=303)
+
     def changed(job_id: str, change: Any, what: str, anchor: int | str) -> Any:
         job = job_or_404(job_id)
-        reviewer = request.form.get("reviewer", "")
-        session["reviewer"] = " ".join(reviewer.split())[:service.MAX_REVIEWER]
+        reviewer = reviewer_of()
+        if reviewer is None:
+            return render_episode(job, NO_REVIEWER, 400)
         try:
             cues = change(service.load_cues(ctx, job))
             job = service.save_cues(ctx, job.id, cues, reviewer=reviewer,
@@ -422,8 +475,9 @@ def create_app(ctx: Context, db: StateStore, *, host: str = "127.0.0.1",
     @app.post("/episodes/<job_id>/chapters")
     def chapters(job_id: str) -> Any:
         job = job_or_404(job_id)
-        reviewer = request.form.get("reviewer", "")
-        session["reviewer"] = " ".join(reviewer.split())[:service.MAX_REVIEWER]
+        reviewer = reviewer_of()
+        if reviewer is None:
+            return render_episode(job, NO_REVIEWER, 400)
         rows: list[tuple[float, str]] = []
         try:
             for n in range(1, min(form_int("count"), 500) + 2):
@@ -445,8 +499,9 @@ def create_app(ctx: Context, db: StateStore, *, host: str = "127.0.0.1",
     @app.post("/episodes/<job_id>/decision")
     def decision(job_id: str) -> Any:
         job = job_or_404(job_id)
-        reviewer = request.form.get("reviewer", "")
-        session["reviewer"] = " ".join(reviewer.split())[:service.MAX_REVIEWER]
+        reviewer = reviewer_of()
+        if reviewer is None:
+            return render_episode(job, NO_REVIEWER, 400)
         action = request.form.get("action", "")
         try:
             job = service.decide(ctx, job.id, action=action, reviewer=reviewer,

@@ -39,21 +39,34 @@ def _figure() -> tuple[Figure, Axes]:
 
 def reading_speed(ctx: Context, job: Job) -> str:
     cues = service.load_cues(ctx, job)
-    profile = cuelib.profile_for(ctx.settings)
+    return _svg(reading_speed_figure(cues, cuelib.profile_for(ctx.settings).max_cps))
+
+
+def reading_speed_figure(cues: list[cuelib.Cue], max_cps: float | None) -> Figure:
+    """Each cue's reading speed over time, the cues over `max_cps` marked.
+
+    The legend sits above the plot area, never on it: the warned cues are the highest points,
+    just where an in-plot legend ('upper right') covered them.
+    """
     fig, ax = _figure()
     mids = [(c.start + c.end) / 2 for c in cues]
     speeds = [cue_speed(c)[0] for c in cues]
     ax.hlines(speeds, [c.start for c in cues], [c.end for c in cues],
               colors="#0b4fa8", linewidth=3)
-    ax.plot(mids, speeds, "o", color="#0b4fa8", markersize=3)
-    if profile.max_cps:
-        ax.axhline(profile.max_cps, color="#a30015", linestyle="--",
-                   label=f"limit {profile.max_cps:g} characters/s")
-        ax.legend(loc="upper right")
+    ax.plot(mids, speeds, "o", color="#0b4fa8", markersize=3, label="cue")
+    if max_cps:
+        over = [(m, v) for m, v in zip(mids, speeds, strict=True) if v > max_cps]
+        if over:
+            ax.plot(*zip(*over, strict=True), "D", color="#a30015", markersize=6,
+                    label=f"over the limit ({len(over)})")
+        ax.axhline(max_cps, color="#a30015", linestyle="--",
+                   label=f"limit {max_cps:g} characters/s")
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.02), ncol=3, frameon=False,
+              borderaxespad=0.0)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("characters per second")
-    ax.set_ylim(bottom=0)
-    return _svg(fig)
+    ax.set_ylim(bottom=0, top=max([*speeds, max_cps or 0.0, 1.0]) * 1.1)
+    return fig
 
 
 def _envelope(ctx: Context, path: str) -> tuple[np.ndarray, np.ndarray, float]:

@@ -109,6 +109,38 @@ def review_state(ctx: Context, job: Job) -> str:
     return str(job.status)
 
 
+def live_revision(job: Job) -> int | None:
+    """The caption revision learners see now: the one the feeds carry (None before the episode
+    is first published). An edit of a published episode does not change it: the old captions
+    stay live until the new revision is approved (where the show asks for that) and the
+    episode is republished."""
+    publication = job.results.publication
+    if publication is None:
+        return None
+    if publication.captions_revision is not None:
+        return publication.captions_revision
+    review = job.results.review  # published before the feeds recorded their revision
+    return review.revision if review is not None else None
+
+
+def live_note(ctx: Context, job: Job) -> str | None:
+    """One sentence on which captions learners see, when that is not the revision on the page
+    (None when nothing is published, or the current revision is the live one)."""
+    live = live_revision(job)
+    if job.results.publication is None or (job.status is Status.PUBLISHED
+                                           and live in (None, revision(job))):
+        return None
+    shown = f"revision {live}" if live is not None else "the previously published revision"
+    current = revision(job)
+    if live == current:
+        return f"Learners see captions {shown} (published), the revision shown here."
+    if job.status is Status.AWAITING_REVIEW and review_mode(ctx, job) == "after-approval":
+        return (f"Learners see captions {shown} (published); revision {current} goes live "
+                "once it is approved and the episode is republished.")
+    return (f"Learners see captions {shown} (published) until revision {current} is "
+            f"republished; the episode is {job.status}.")
+
+
 # --- reading ----------------------------------------------------------------------------
 
 
@@ -202,7 +234,7 @@ def summary(ctx: Context, job: Job) -> dict[str, Any]:
     """The list page's row: review state and a caption QA summary from the current files."""
     row: dict[str, Any] = {"job": job, "state": review_state(ctx, job),
                            "mode": review_mode(ctx, job), "revision": revision(job),
-                           "has_captions": False}
+                           "live_revision": live_revision(job), "has_captions": False}
     try:
         cues = load_cues(ctx, job)
     except InputError:

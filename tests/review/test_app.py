@@ -38,6 +38,15 @@ def csrf(page: str) -> str:
     return match.group(1)
 
 
+def as_reviewer(client: FlaskClient, job_id: str, name: str) -> str:
+    """Say who reviews, once (the page's 'Reviewing as'), and return the episode page."""
+    token = csrf(client.get(f"/episodes/{job_id}").get_data(as_text=True))
+    said = client.post("/reviewer", data={"csrf_token": token, "reviewer": name,
+                                          "next": f"/episodes/{job_id}"})
+    assert said.status_code == 303 and said.location.endswith(f"/episodes/{job_id}#reviewer")
+    return client.get(f"/episodes/{job_id}").get_data(as_text=True)
+
+
 @pytest.fixture
 def episode(make_episode: MakeEpisode) -> Job:
     return make_episode("video")
@@ -330,7 +339,8 @@ def test_rename_and_reassign_a_speaker(ctx: Context, db: StateDB,
     job = make_episode("video", speakers=["Ana", "Ben", "Ben", "Ana"])
     client = client_for(ctx, db)
     page = client.get(f"/episodes/{job.id}").get_data(as_text=True)
-    assert 'id="speakers-h">Speakers<' in page
+    assert 'id="speakers-h">Speakers<' in page and 'id="rename-2"' not in page  # name first
+    page = as_reviewer(client, job.id, "Rita")
     assert re.search(r'<label for="rename-2">Rename <strong>Ben</strong> to</label>', page)
     assert re.search(r'<select id="speaker-4" name="speaker">\s*<option selected>Ana</option>'
                      r'<option>Ben</option>', page)
@@ -373,3 +383,92 @@ def test_a_single_voice_shows_no_speaker_controls(ctx: Context, db: StateDB,
                                                   episode: Job) -> None:
     page = client_for(ctx, db).get(f"/episodes/{episode.id}").get_data(as_text=True)
     assert "Speakers</h3>" not in page and 'name="speaker"' not in page
+
+
+def test_the_reviewer_is_asked_once_and_remembered(ctx: Context, db: StateDB,
+                                                   make_episode: MakeEpisode) -> None:
+    job = make_episode("video", speakers=["Ana", "Ben", "Ben", "Ana"])
+    client = client_for(ctx, db)
+    page = client.get(f"/episodes/{job.id}").get_data(as_text=True)
+    # one place asks for the name; nothing can be changed before it is given
+    assert page.count('name="reviewer"') == 1 and 'id="reviewer-name"' in page
+    assert "Edit cue 1" not in page and 'class="decision"' not in page
+    token = csrf(page)
+    refused = client.post(f"/episodes/{job.id}/cues/1/merge",
+                          data={"csrf_token": token, "revision": "1"})
+    assert refused.status_code == 400
+    assert "type your name in &#39;Reviewing as&#39;" in refused.get_data(as_text=True)
+    assert service.revision(db.get(job.id)) == 1  # type: ignore[arg-type]
+
+    page = as_reviewer(client, job.id, "  Zoë   Ångström ")
+    assert page.count('name="reviewer"') == 1, "no form asks for the name again"
+    assert 'value="Zoë Ångström"' in page and "Edit cue 4" in page and 'class="decision"' in page
+    for path, form in ((f"/episodes/{job.id}/cues/1/edit",
+                        {"text": "Welcome, everyone.", "start": "00:00:00.500",
+                         "end": "00:00:02.000"}),
+                       (f"/episodes/{job.id}/cues/4/speaker", {"speaker": "Ben"}),
+                       (f"/episodes/{job.id}/speakers/rename", {"speaker": "Ben",
+                                                                 "name": "Ben Okafor"})):
+        revision = service.revision(db.get(job.id))  # type: ignore[arg-type]
+        done = client.post(path, data={"csrf_token": token, "revision": str(revision), **form})
+        assert done.status_code == 303, done.get_data(as_text=True)
+    # the browser keeps the name when `learncast review` restarts (a new session key)
+    remembered = client.get_cookie("learncast_reviewer")
+    assert remembered is not None and remembered.http_only and remembered.max_age
+    again = client_for(ctx, db)
+    again.set_cookie("learncast_reviewer", remembered.value)
+    page = again.get(f"/episodes/{job.id}").get_data(as_text=True)
+    assert 'value="Zoë Ångström"' in page and 'class="decision"' in page
+    # the form's `next` stays on this site
+    away = again.post("/reviewer", data={"csrf_token": csrf(page), "reviewer": "Zoë Ångström",
+                                         "next": "//evil.example/x"})
+    assert away.status_code == 303 and urlsplit(away.location).netloc in ("", "localhost")
+    assert urlsplit(away.location).path == "/"
+    # ...and the name is changed in that one place
+    page = as_reviewer(again, job.id, "Ana")
+    assert 'value="Ana"' in page and page.count('name="reviewer"') == 1
+    approved = again.post(f"/episodes/{job.id}/decision", data={
+        "csrf_token": csrf(page), "revision": "4", "action": "approve"})
+    assert approved.status_code == 303
+    assert [(r["reviewer"], r["action"]) for r in db.reviews(job.id)] == [
+        ("Zoë Ångström", "edit"), ("Zoë Ångström", "edit"), ("Zoë Ångström", "edit"),
+        ("Ana", "approve")]
+
+
+def test_after_an_edit_of_a_published_episode_the_page_says_which_captions_are_live(
+        ctx: Context, db: StateDB, make_episode: MakeEpisode, workspace_dir: Path) -> None:
+    from pipeline import runner
+    from pipeline.review import cues as cuelib
+
+    job = make_episode("video")
+    service.decide(ctx, job.id, action="approve", reviewer="Cy", expected_revision=1)
+    runner.work_queue(ctx)
+    published = db.get(job.id)
+    assert published is not None and published.status is Status.PUBLISHED
+    assert service.live_revision(published) == 1 and service.live_note(ctx, published) is None
+    client = client_for(ctx, db)
+    assert "Learners see" not in client.get(f"/episodes/{job.id}").get_data(as_text=True)
+
+    cues = cuelib.split(service.load_cues(ctx, published), 0, 2, 42)
+    edited = service.save_cues(ctx, job.id, cues, reviewer="Cy", expected_revision=1,
+                               what="split cue 1")
+    assert edited.status is Status.AWAITING_REVIEW
+    note = ("Learners see captions revision 1 (published); revision 2 goes live once it is "
+            "approved and the episode is republished.")
+    assert service.live_note(ctx, edited) == note
+    assert note in client.get(f"/episodes/{job.id}").get_data(as_text=True)
+    assert "learners see revision 1" in client.get("/").get_data(as_text=True)
+    status = learncast(workspace_dir, "status")
+    assert "(revision 1 live)" in status.stdout, status.stdout
+    assert note in " ".join(status.stdout.split()), status.stdout
+    [row] = json.loads(learncast(workspace_dir, "status", "--json").stdout)
+    assert row["live_captions_revision"] == 1
+    assert row["results"]["publication"]["captions_revision"] == 1
+
+    service.decide(ctx, job.id, action="approve", reviewer="Cy", expected_revision=2)
+    runner.work_queue(ctx)
+    republished = db.get(job.id)
+    assert republished is not None and republished.status is Status.PUBLISHED
+    assert service.live_revision(republished) == 2
+    assert service.live_note(ctx, republished) is None
+    assert "(revision" not in learncast(workspace_dir, "status").stdout

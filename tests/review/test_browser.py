@@ -51,19 +51,27 @@ def server(workspace_dir: Path) -> Iterator[ReviewServer]:
 
 
 def play_cue(page: Any, number: int) -> str:
-    """Select a cue's time button, play a moment, and return the caption the browser shows."""
+    """Select a cue's time button (which plays from there) and return the caption the browser
+    shows."""
     button = page.get_by_role("button", name=f"Play cue {number}.")
+    page.evaluate("() => { const p = document.getElementById('player'); p.pause(); "
+                  "p.muted = true; }")
     button.focus()  # keyboard operable: Enter on the focused time button plays the cue
     assert button.evaluate("b => getComputedStyle(b).outlineStyle") == "solid", \
         "the focused button shows a visible focus outline"
-    page.keyboard.press("Enter")
-    page.evaluate("() => { const p = document.getElementById('player'); p.muted = true; "
-                  "return p.play(); }")
+    page.keyboard.press("Enter")  # jumps and plays: nothing else starts the player here
     page.wait_for_function(f"() => ({ACTIVE_CUE})().length > 0 && "
                            f"document.getElementById('cue-{number}')"
                            ".getAttribute('aria-current') === 'true'", timeout=20_000)
     page.evaluate("() => document.getElementById('player').pause()")
     return str(page.evaluate(ACTIVE_CUE))
+
+
+def say_who(page: Any, name: str) -> None:
+    """Type the reviewer's name in the page's one 'Reviewing as' field."""
+    page.get_by_label("Reviewing as").fill(name)
+    page.get_by_role("button", name="Save name").click()
+    page.wait_for_selector(f"text=You review as {name}")
 
 
 def assert_accessible(page: Any, axe_source: str, what: str) -> None:
@@ -94,9 +102,9 @@ def test_review_session_in_a_real_browser(ctx: Context, db: StateDB, workspace_d
     assert page.locator("#cue-2 mark.low").inner_text().startswith("expense")
     page.screenshot(path=str(artifacts / "episode.png"), full_page=False)
 
+    say_who(page, "Ana Reviewer")
     page.get_by_text("Edit cue 2", exact=True).click()
     page.fill("#text-2", "Today we look at the\ntravel expense policy.")
-    page.fill("#reviewer-2", "Ana Reviewer")
     page.get_by_role("button", name="Save cue 2").click()
     page.wait_for_selector("text=Saved: edited cue 2")
     saved = db.get(job.id)
@@ -125,7 +133,6 @@ def test_review_session_in_a_real_browser(ctx: Context, db: StateDB, workspace_d
     page.wait_for_selector("text=Saved: split cue 4 after word 2")
     assert page.locator("#cue-5 .line").first.inner_text().startswith("listening.")
 
-    page.fill("#d-reviewer", "Ana Reviewer")
     page.get_by_role("button", name="Approve revision 4").click()
     page.wait_for_selector("text=Approved captions revision 4")
     assert_accessible(page, axe_source, "episode page after approval")
@@ -220,7 +227,7 @@ def test_a_reviewer_renames_and_reassigns_speakers(ctx: Context, db: StateDB,
     assert play_cue(page, 2) == "Speaker 2: Today we look at the\nexpense policy."
     assert play_cue(page, 3).startswith("Never type")
 
-    page.fill("#rename-reviewer-2", "Rita")
+    say_who(page, "Rita")
     page.get_by_label("Rename Speaker 2 to").fill("Ben Okafor")
     page.get_by_role("button", name="Rename Speaker 2").click()
     page.wait_for_selector("text=Saved: renamed speaker Speaker 2 to Ben Okafor")
@@ -253,10 +260,10 @@ def test_suggested_chapters_are_accepted_from_the_keyboard(
         soundbites=[SoundbiteResult(start=2.2, duration=15.0, title="The expense policy",
                                     origin="transcript")]))
     page.goto(f"{server.url.rstrip('/')}/episodes/{job.id}")
+    say_who(page, "Ana")
     assert_accessible(page, axe_source, "episode page with chapters and soundbites")
     assert page.get_by_role("heading", name="Soundbites").is_visible()
     page.get_by_label("Title of chapter 2").fill("The expense policy")
-    page.locator("#ch-reviewer").fill("Ana")
     page.get_by_role("button", name="Accept chapters").focus()
     page.keyboard.press("Enter")
     page.wait_for_url(f"**/episodes/{job.id}#chapters")
@@ -269,3 +276,133 @@ def test_suggested_chapters_are_accepted_from_the_keyboard(
     assert stored is not None and stored.results.chapter_review is not None
     assert [c.title for c in stored.results.chapter_review.chapters] == [
         "Onboarding", "The expense policy"]
+
+
+#: A long episode: 30 cues over 40 s, so cue 15 lies far below the player.
+LONG_CUES = [(0.5 + k * 1.3, 1.6 + k * 1.3, (f"This is cue number {k + 1} of a long episode.",))
+             for k in range(30)]
+LONG_NOTE = ("names must match the style guide: https://intranet.example.com/style-guide/"
+             "captions/speaker-names-and-job-titles-in-training-videos-section-4")
+PLAYER_STATE = "() => { const p = document.getElementById('player'); " \
+    "return {paused: p.paused, t: p.currentTime}; }"
+FOCUSED_CUE = "() => document.activeElement.closest('li.cue')?.id || null"
+
+
+def overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    """Whether two Playwright bounding boxes intersect."""
+    return not (a["x"] + a["width"] <= b["x"] or b["x"] + b["width"] <= a["x"]
+                or a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"])
+
+
+def assert_player_in_view(page: Any, what: str) -> None:
+    box = page.locator("#player").bounding_box()
+    height = page.evaluate("() => window.innerHeight")
+    assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= height, \
+        f"the player is out of view {what}: {box}, viewport height {height}"
+
+
+def assert_audit_beside_the_cues(page: Any, what: str) -> None:
+    table = page.locator("table.audit").bounding_box()
+    cues = page.locator("section.cues").bounding_box()
+    assert table is not None and cues is not None
+    assert not overlap(table, cues), f"the audit table {table} runs into the cues {cues} {what}"
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"), \
+        f"the page scrolls sideways {what}"
+
+
+def test_a_long_episode_from_the_keyboard_with_the_player_in_view(
+        db: StateDB, make_episode: MakeEpisode, server: ReviewServer, page: Any,
+        axe_source: str, artifacts: Path) -> None:
+    job = make_episode("video", seconds=41.0, cues=LONG_CUES)
+    db.add_review(job.id, "Maximiliane Featherstonehaugh-Cholmondeley", "request-changes", 1,
+                  LONG_NOTE, "")
+    page.goto(f"{server.url.rstrip('/')}/episodes/{job.id}")
+    # the name is asked once, in one place; nothing else asks for it
+    assert page.locator("input[name=reviewer]").count() == 1
+    assert page.get_by_text("Edit cue 15", exact=True).count() == 0
+    say_who(page, "Ana Reviewer")
+    assert page.locator("input[name=reviewer]").count() == 1
+    assert page.get_by_label("Reviewing as").input_value() == "Ana Reviewer"
+    assert_accessible(page, axe_source, "long episode page")
+    assert_audit_beside_the_cues(page, "at 1280 px")
+    page.screenshot(path=str(artifacts / "long-top.png"), full_page=False)
+
+    # editing cue 15, far down the page: the player stays in view
+    page.get_by_text("Edit cue 15", exact=True).click()
+    page.locator("#text-15").scroll_into_view_if_needed()
+    assert page.evaluate("() => window.scrollY") > 800, "cue 15 lies well below the player"
+    assert_player_in_view(page, "while editing cue 15")
+    page.screenshot(path=str(artifacts / "long-cue-15.png"), full_page=False)
+
+    # letter keys type into the field, they do not drive the player...
+    page.evaluate("() => { document.getElementById('player').muted = true; }")
+    before = page.evaluate(PLAYER_STATE)
+    page.locator("#text-15").press("End")
+    page.locator("#text-15").type(" jkl?")
+    assert page.locator("#text-15").input_value().endswith(" jkl?")
+    assert page.evaluate(PLAYER_STATE) == before
+    assert page.locator("#shortcuts").get_attribute("open") is None
+    # ...and Ctrl+S saves from the text field
+    page.locator("#text-15").press("Control+s")
+    page.wait_for_selector("text=Saved: edited cue 15")
+    assert page.locator("#cue-15 .line").first.inner_text().startswith(
+        "This is cue number 15 of a long episode. jkl?")
+    assert [(r["reviewer"], r["action"]) for r in db.reviews(job.id)][-1] == (
+        "Ana Reviewer", "edit")
+    assert page.evaluate("() => window.scrollY") > 800  # back at cue 15 (the anchor)
+    assert_player_in_view(page, "after saving cue 15")
+
+    # shortcuts outside text fields: next/previous cue, play/pause, help
+    page.evaluate("() => { document.activeElement.blur(); const p = "
+                  "document.getElementById('player'); p.muted = true; p.currentTime = 0; }")
+    page.keyboard.press("l")
+    assert page.evaluate(FOCUSED_CUE) == "cue-1"
+    page.keyboard.press("l")
+    page.keyboard.press("l")
+    assert page.evaluate(FOCUSED_CUE) == "cue-3"
+    assert abs(page.evaluate(PLAYER_STATE)["t"] - LONG_CUES[2][0]) < 0.1
+    page.keyboard.press("j")
+    assert page.evaluate(FOCUSED_CUE) == "cue-2"
+    assert page.evaluate(PLAYER_STATE)["paused"]
+    page.keyboard.press("k")
+    page.wait_for_function("() => !document.getElementById('player').paused")
+    page.keyboard.press("k")
+    page.wait_for_function("() => document.getElementById('player').paused")
+    help_list = page.get_by_text("Previous / next cue", exact=False)
+    assert not help_list.is_visible()
+    page.keyboard.press("?")
+    assert help_list.is_visible(), "? shows the shortcut help"
+    page.keyboard.press("?")
+    assert not help_list.is_visible()
+    page.get_by_text("Keyboard shortcuts", exact=True).click()  # visible without the key too
+    assert help_list.is_visible()
+    page.get_by_label("Letter shortcuts on").uncheck()
+    page.evaluate("() => document.activeElement.blur()")
+    page.keyboard.press("l")
+    assert page.evaluate(FOCUSED_CUE) is None, "letter shortcuts can be turned off"
+    page.get_by_label("Letter shortcuts on").check()
+
+    # clicking a cue's time jumps there and plays
+    page.get_by_role("button", name="Play cue 20.").click()
+    page.wait_for_function("() => !document.getElementById('player').paused")
+    state = page.evaluate(PLAYER_STATE)
+    assert LONG_CUES[19][0] <= state["t"] < LONG_CUES[19][1] + 0.5
+    page.wait_for_function("() => document.getElementById('cue-20')"
+                           ".getAttribute('aria-current') === 'true'")
+    page.evaluate("() => document.getElementById('player').pause()")
+    assert_accessible(page, axe_source, "long episode page with the shortcut help open")
+
+    # a narrow window: one column, the player still in view, the audit table inside it
+    page.set_viewport_size({"width": 700, "height": 900})
+    page.goto(f"{server.url.rstrip('/')}/episodes/{job.id}")
+    assert_audit_beside_the_cues(page, "at 700 px")
+    page.get_by_text("Edit cue 15", exact=True).click()
+    page.locator("#text-15").focus()
+    assert page.evaluate("() => window.scrollY") > 800
+    assert_player_in_view(page, "at 700 px")
+    text = page.locator("#text-15").bounding_box()
+    player = page.locator("#player-box").bounding_box()
+    assert text is not None and player is not None and not overlap(text, player), \
+        "the field being edited is not hidden under the player"
+    page.screenshot(path=str(artifacts / "long-narrow.png"), full_page=False)
+    assert_accessible(page, axe_source, "long episode page at 700 px")

@@ -16,7 +16,7 @@ from pipeline.review import service
 from pipeline.state import StateDB
 from pipeline.workspace import Context
 from tests.review.conftest import MakeEpisode
-from tests.review.test_app import client_for, csrf
+from tests.review.test_app import as_reviewer, client_for, csrf
 
 SUGGESTED = [ChapterMark(start=0.0, end=4.2, title="Onboarding course", suggested=True),
              ChapterMark(start=4.2, end=8.0, title="Expense policy", suggested=True)]
@@ -41,13 +41,13 @@ def test_suggested_chapters_hold_the_gate_until_accepted_then_reach_every_delive
     assert service.approval(ctx, approved) is not None
 
     client = client_for(ctx, db)
-    page = client.get(f"/episodes/{job.id}").get_data(as_text=True)
+    page = as_reviewer(client, job.id, "Ana")
     assert "Accept chapters" in page and "suggested: accept or edit" in page
     assert 'value="Expense policy"' in page
     digest = re.search(r'name="digest" value="([0-9a-f]+)"', page)
     assert digest
     form = {"csrf_token": csrf(page), "digest": digest.group(1), "count": "2",
-            "reviewer": "Ana", "start-1": "00:00:00.000", "title-1": "Welcome",
+            "start-1": "00:00:00.000", "title-1": "Welcome",
             "start-2": "00:00:04.200", "title-2": "Expense policy",
             "start-3": "6.2", "title-3": "Thanks"}
     stale = client.post(f"/episodes/{job.id}/chapters", data={**form, "digest": "0" * 16})
