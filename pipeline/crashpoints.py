@@ -25,7 +25,9 @@ def reached(point: str, detail: str = "") -> None:
     if not pattern or not fnmatch.fnmatch(point, pattern):
         return
     marker = os.environ.get(MARKER_ENV)
-    if marker:
-        Path(marker).write_text(detail or str(os.getpid()))
+    if marker:  # renamed into place: a test polling for the file never reads it half-written
+        part = Path(f"{marker}.part")
+        part.write_text(detail or str(os.getpid()))
+        os.replace(part, marker)
     while True:
         time.sleep(0.5)
