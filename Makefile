@@ -5,6 +5,10 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 TORCH_VERSION ?= 2.13.0
 SYSTEM_FFMPEG ?= /usr/bin/ffmpeg
+# test-slow and test-system-ffmpeg run two tests at a time (pytest-xdist): the hour-long memory
+# test (marked `longest`, started first) runs beside the rest, which keeps CI within its budget
+# on two cores. SLOW_WORKERS=0 runs them one by one.
+SLOW_WORKERS ?= 2
 
 .PHONY: setup test test-slow test-system-ffmpeg lint run watch status bench docs clean
 
@@ -30,14 +34,14 @@ test: $(PY)
 test-slow: $(PY)
 	scripts/ensure-chromium.sh
 	scripts/ensure-servers.sh
-	$(PY) -m pytest -m slow -q
+	$(PY) -m pytest -m slow -q -n $(SLOW_WORKERS)
 
 # The whole-recording tests (marker whole_recording, slow ones included) again, with the
 # pipeline running a distribution's ffmpeg (Debian 12: 5.1) selected as users select one.
 test-system-ffmpeg: $(PY)
 	scripts/ensure-chromium.sh
 	SYSTEM_FFMPEG=$(SYSTEM_FFMPEG) scripts/ensure-system-ffmpeg.sh
-	LEARNCAST_FFMPEG__PATH=$(SYSTEM_FFMPEG) $(PY) -m pytest -m whole_recording -q
+	LEARNCAST_FFMPEG__PATH=$(SYSTEM_FFMPEG) $(PY) -m pytest -m whole_recording -q -n $(SLOW_WORKERS)
 
 lint: $(PY)
 	$(PY) -m ruff check pipeline tests bench scripts

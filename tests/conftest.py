@@ -36,6 +36,12 @@ TEST_ENV = {
 }
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `longest` first (a stable sort keeps the rest in order): with xdist's
+    load scheduling a long test collected last would run alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("longest") is None)
+
+
 @pytest.fixture(scope="session")
 def ffmpeg() -> str:
     """The ffmpeg tests make and re-measure media with: always the bundled build (it has

@@ -19,6 +19,7 @@ from tests.conftest import TEST_ENV
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.longest
 @pytest.mark.timeout(1800)
 def test_an_hour_of_speech_stays_within_1_5_gb(workspace_dir: Path, ffmpeg: str) -> None:
     src = make_recording(workspace_dir.parent / "hour.flac", 60, ffmpeg)
