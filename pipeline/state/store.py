@@ -709,21 +709,27 @@ class StateDB:
         added = 0
         with self.transaction() as c:
             for row in rows:
+                # RETURNING, not rowcount: psycopg reports -1 for a skipped conflict insert
                 added += c.execute(self._insert(notifications).values(
                     **row, created_at=_now()).on_conflict_do_nothing(index_elements=[
                         notifications.c.key, notifications.c.channel,
-                        notifications.c.recipient])).rowcount
+                        notifications.c.recipient]).returning(notifications.c.id)
+                ).first() is not None
         return added
 
     @_reconnecting
     def notify_claim(self, now: float, lease_s: float) -> dict[str, Any] | None:
-        """Take one notification that is due (pending, or claimed by a sender whose lease ran
-        out) for this process; None when there is none. Its `attempts` count this try."""
+        """Take one notification that is due (pending with `next_at` <= `now`, or claimed by a
+        sender whose lease ran out) for this process; None when there is none. Its `attempts`
+        count this try. `now` only decides what is due (a courier passes the start of its
+        pass, so a retry it schedules waits for the next pass); leases are always on the
+        wall clock, or a claim made with an earlier `now` would look expired at once and be
+        taken again and again."""
         n = notifications.c
         with self.transaction() as c:
             row = c.execute(select(notifications).where(or_(
                 and_(n.status == "pending", n.next_at <= now),
-                and_(n.status == "sending", n.lease_until < now))).order_by(
+                and_(n.status == "sending", n.lease_until < time.time()))).order_by(
                 n.next_at, n.id).limit(1).with_for_update(skip_locked=True)).mappings().first()
             if row is None:
                 return None
@@ -771,7 +777,7 @@ class StateDB:
                     key=key, channel="email", recipient=recipient, kind="digest",
                     episode_id=None, payload=build(recipient, waiting), status="pending",
                     next_at=now, created_at=_now()).on_conflict_do_nothing(index_elements=[
-                        n.key, n.channel, n.recipient])).rowcount
+                        n.key, n.channel, n.recipient]).returning(n.id)).first() is not None
                 if added:
                     made += 1
                     c.execute(update(notifications).where(
