@@ -12,12 +12,14 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # torch first, pinned, so no other package drags in a multi-GB CUDA build; openai-whisper last
-# and without its dependencies, so triton (CUDA-only, ~1 GB) is never installed.
+# and without its dependencies, so triton (CUDA-only, ~1 GB) is never installed; resemblyzer
+# too, for its voice encoder weights only (no librosa, no webrtcvad C build).
 setup: $(PY)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "torch==$(TORCH_VERSION)"
 	$(PIP) install -q -e ".[dev]"
 	$(PIP) install -q --no-deps "openai-whisper==20250625"
+	$(PIP) install -q --no-deps "resemblyzer==0.1.4"
 	$(PY) -c "import pipeline.media as m; print('ffmpeg:', m.find_ffmpeg())"
 
 test: $(PY)

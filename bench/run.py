@@ -25,10 +25,14 @@ SUITES: dict[str, str] = {
     "finishing": "bench.finishing",
     "asr": "bench.asr",
     "asr-robust": "bench.asr_robust",
+    "diarize": "bench.diarize",
+    "captions": "bench.captions",
     "e2e": "bench.e2e",
     "memory": "bench.memory",
     "sound": "bench.sound",
     "queue": "bench.queue",
+    "audiogram": "bench.audiogram",
+    "highlights": "bench.highlights",
 }
 
 

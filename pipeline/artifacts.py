@@ -13,7 +13,9 @@ cannot disagree.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,6 +29,7 @@ class Artifact(StrEnum):
     TRIMMED_VIDEO = "trimmed_video"  # the picture cut at the same instants (trim, video only)
     MASTER_AUDIO = "master_audio"  # loudness-normalised content, lossless (normalise)
     TRANSCRIPT = "transcript_words"  # words with times in content time (transcribe)
+    SPEAKERS = "speakers"  # speaker turns in content time, and their names (diarize)
     ENCODED_AUDIO = "encoded_audio"  # MP3 with bumpers, loudness verified, untagged (encode)
     ENCODED_VIDEO = "encoded_video"  # MP4 picture + AAC, loudness verified (encode)
     VTT = "vtt"  # captions and transcripts in deliverable time (caption)
@@ -39,13 +42,42 @@ class Artifact(StrEnum):
     CHAPTERS = "chapters"  # Podcasting 2.0 JSON chapters (chapters)
     AUDIO = "audio"  # the published MP3: tags, cover, chapters (package)
     VIDEO = "video"  # the published MP4: chapters, caption track, cover (package)
+    # Soundbites: one artifact per clip (at most three), so each is resolved, checked,
+    # stored under its own content-addressed key and confirmed like any other file.
+    SOUNDBITE_1 = "soundbite_1"  # MP3 clips, faded and loudness-matched (soundbites)
+    SOUNDBITE_2 = "soundbite_2"
+    SOUNDBITE_3 = "soundbite_3"
+    AUDIOGRAM = "audiogram"  # MP4 of an audio-only episode: artwork, bars, captions (audiogram)
+    SOUNDBITE_VIDEO_1 = "soundbite_video_1"  # square audiograms of the clips (audiogram)
+    SOUNDBITE_VIDEO_2 = "soundbite_video_2"
+    SOUNDBITE_VIDEO_3 = "soundbite_video_3"
 
+
+#: The soundbite clips and their square videos, in clip order.
+SOUNDBITES: tuple[Artifact, ...] = (Artifact.SOUNDBITE_1, Artifact.SOUNDBITE_2,
+                                    Artifact.SOUNDBITE_3)
+SOUNDBITE_VIDEOS: tuple[Artifact, ...] = (Artifact.SOUNDBITE_VIDEO_1,
+                                          Artifact.SOUNDBITE_VIDEO_2,
+                                          Artifact.SOUNDBITE_VIDEO_3)
 
 #: Artifacts stored for learners, in upload order (media first, then what points into them).
 PUBLISHED: tuple[Artifact, ...] = (
-    Artifact.AUDIO, Artifact.VIDEO, Artifact.VTT, Artifact.SRT, Artifact.TXT, Artifact.HTML,
-    Artifact.CHAPTERS,
+    Artifact.AUDIO, Artifact.VIDEO, Artifact.AUDIOGRAM, Artifact.VTT, Artifact.SRT,
+    Artifact.TXT, Artifact.HTML, Artifact.CHAPTERS, *SOUNDBITES, *SOUNDBITE_VIDEOS,
 )
+
+#: Lists shown as one key in `status --json` (`files.soundbites` is a list of clips).
+GROUPS: dict[str, tuple[Artifact, ...]] = {"soundbites": SOUNDBITES,
+                                           "soundbite_videos": SOUNDBITE_VIDEOS}
+
+
+def grouped(by_artifact: Mapping[Artifact, Any]) -> dict[str, Any]:
+    """`files` or `objects` keyed by artifact value, the numbered clips as lists."""
+    members = {a for group in GROUPS.values() for a in group}
+    out: dict[str, Any] = {a.value: v for a, v in by_artifact.items() if a not in members}
+    for name, group in GROUPS.items():
+        out[name] = [by_artifact[a] for a in group if a in by_artifact]
+    return out
 
 #: Caption and transcript renditions re-rendered when a reviewer edits the cues.
 CAPTION_FILES: tuple[Artifact, ...] = (Artifact.VTT, Artifact.SRT, Artifact.TXT, Artifact.HTML)

@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pipeline import __version__, runner
+from pipeline.artifacts import grouped
 from pipeline.errors import ConfigError, PipelineError, ToolError
 from pipeline.ffmpeg import find_ffmpeg, require_ffmpeg
 from pipeline.fsutil import display_name
@@ -215,8 +216,8 @@ def _episode_dict(job: Job, ctx: Context,
         "sha256": job.sha256, "kind": job.kind, "status": str(job.status), "stage": job.stage,
         "error": job.error, "duration_s": job.probe.duration_s if job.probe else None,
         "created_at": job.created_at.isoformat(),
-        "files": {a.value: p for a, p in job.files.items()},
-        "objects": {a.value: o.model_dump() for a, o in job.objects.items()},
+        "files": grouped(job.files),
+        "objects": grouped({a: o.model_dump() for a, o in job.objects.items()}),
         "results": job.results.model_dump(mode="json", exclude_none=True),
         "measurements": job.measurements,
         "progress": {"stage": progress[0], "done_s": round(progress[1], 1),

@@ -302,6 +302,18 @@ class ShowSettings(Section):
     def _hum_number(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
+    audiogram: bool | Literal["auto"] = Field(
+        "auto", description="Audio-only episodes also get an audiogram (MP4: artwork, level "
+        "bars, title, burned-in captions) for the video feed, and their soundbites square "
+        "audiogram videos. true, false, or auto = on when `medium` is video: a show that "
+        "declares itself a video show has a video feed, and its audio episodes need a "
+        "picture to appear there.")
+
+    @property
+    def makes_audiograms(self) -> bool:
+        """Whether this show's audio-only episodes get audiograms (resolves `auto`)."""
+        return self.audiogram is True or (self.audiogram == "auto" and self.medium == "video")
+
     @model_validator(mode="after")
     def _check_category(self) -> ShowSettings:
         problem = category_problem(self.category, self.subcategory)
@@ -435,14 +447,89 @@ class TranscribeSettings(Section):
         return self
 
 
+class SpeakerSettings(Section):
+    """Speaker diarization: who speaks when, named in captions and transcripts."""
+
+    enabled: bool = Field(
+        True, description="Find who speaks when (offline, about 0.5 s of CPU per minute of "
+        "audio) and name the speakers in captions and transcripts when there is more than "
+        "one; a single voice gets no labels.")
+    max_speakers: int = Field(6, ge=1, le=20, description="Never report more speakers than "
+                              "this when counting them (a sidecar's `speakers` list sets the "
+                              "count exactly).")
+    threshold: float = Field(
+        0.65, gt=0, lt=1, description="Two groups of speech whose voice embeddings are this "
+        "alike on average (cosine) are one speaker. Lower finds fewer speakers.")
+    ratio: float = Field(
+        0.80, gt=0, lt=1, description="...or when they are this alike relative to how alike "
+        "each is within itself (a noisy single voice varies more). Lower finds fewer.")
+    min_speaker_s: float = Field(
+        2.0, ge=0, le=600, description="A voice heard for less than this many seconds in all "
+        "is counted as the most similar speaker, not a new one.")
+
+
 class CaptionSettings(Section):
     """Captions and transcripts: style profile and QA thresholds."""
 
     profile: Literal["learncast", "netflix-en", "bbc", "dcmp-edu"] = Field(
         "learncast", description="Caption style profile (line length, reading speed, timing).")
     low_confidence: float = Field(
-        0.5, ge=0, le=1, description="Words recognised with a probability below this are "
-        "listed in the QA report for review.")
+        0.6, ge=0, le=1, description="Words recognised with a probability below this (a "
+        "decoder segment's first word: below a quarter of it), or whose neighbours and "
+        "itself average below it, are listed in the QA report for review. 0.6 was chosen on "
+        "the shared clips against the words actually wrong (`make bench SUITES=captions`).")
+
+
+class ChapterSettings(Section):
+    """Suggested chapters: topic shifts in the transcript of long episodes without chapters."""
+
+    suggest: bool = Field(True, description="Suggest chapters for episodes whose sidecar has "
+                          "none (marked suggested until a reviewer accepts them).")
+    suggest_min_duration_s: float = Field(
+        300.0, ge=0, description="Only episodes at least this long (seconds of content) get "
+        "suggested chapters.")
+    min_chapter_s: float = Field(
+        0.0, ge=0, le=3600, description="Shortest suggested chapter (seconds); 0 = automatic, "
+        "about a fifteenth of the episode (5 s to 5 minutes).")
+    window_s: float = Field(
+        0.0, ge=0, le=600, description="How much talk on each side of a sentence break is "
+        "compared (seconds); 0 = automatic, about a sixth of the episode (15-90 s).")
+
+
+class SoundbiteSettings(Section):
+    """Soundbites: short shareable clips (MP3, podcast:soundbite), from the sidecar or chosen
+    from the transcript."""
+
+    count: int = Field(3, ge=0, le=3, description="Soundbites chosen from the transcript when "
+                       "the sidecar gives none; 0 = none.")
+    min_s: float = Field(15.0, ge=5, le=120, description="Shortest chosen soundbite (seconds).")
+    max_s: float = Field(60.0, ge=5, le=120, description="Longest chosen soundbite (seconds).")
+    fade_in_s: float = Field(0.2, ge=0, le=3, description="Fade-in at the clip's start.")
+    fade_out_s: float = Field(0.5, ge=0, le=5, description="Fade-out at the clip's end.")
+
+    @model_validator(mode="after")
+    def _check_range(self) -> SoundbiteSettings:
+        if self.min_s > self.max_s:
+            raise ValueError(f"soundbites.min_s ({self.min_s}) must not exceed max_s "
+                             f"({self.max_s})")
+        return self
+
+
+class AudiogramSettings(Section):
+    """Audiograms (moviepy): how they look; encoding follows [encode] (H.264 CRF, preset,
+    AAC bitrate)."""
+
+    width: int = Field(1280, ge=320, le=1920, multiple_of=2,
+                       description="Width of an episode's audiogram (pixels).")
+    height: int = Field(720, ge=240, le=1080, multiple_of=2,
+                        description="Height of an episode's audiogram (pixels).")
+    square_px: int = Field(720, ge=240, le=1080, multiple_of=2,
+                           description="Side of the square soundbite videos (pixels).")
+    fps: float = Field(15.0, ge=5, le=30, description="Frame rate: the level bars move this "
+                       "often; cost grows with it.")
+    bars: int = Field(32, ge=8, le=96, description="Number of level bars (frequency bands).")
+    font: str = Field("", description="TrueType/OpenType font file for title and captions; "
+                      "empty = Pillow's built-in Aileron (Latin scripts only).")
 
 
 class StorageSettings(Section):
@@ -658,7 +745,11 @@ class Settings(Section):
     loudness: LoudnessSettings = LoudnessSettings()
     encode: EncodeSettings = EncodeSettings()
     transcribe: TranscribeSettings = TranscribeSettings()
+    speakers: SpeakerSettings = SpeakerSettings()
     captions: CaptionSettings = CaptionSettings()
+    chapters: ChapterSettings = ChapterSettings()
+    soundbites: SoundbiteSettings = SoundbiteSettings()
+    audiogram: AudiogramSettings = AudiogramSettings()
     notify: NotifySettings = NotifySettings()
     private: PrivateSettings = PrivateSettings()
     stats: StatsSettings = StatsSettings()

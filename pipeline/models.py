@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipeline.artifacts import Artifact, Timeline
 from pipeline.audio.loudness import Loudness
 from pipeline.media import Probe
-from pipeline.sidecar import EpisodeMetadata
+from pipeline.sidecar import Chapter, EpisodeMetadata
 
 
 class Status(StrEnum):
@@ -85,6 +85,17 @@ class TranscriptionResult(Record):
     language: str
 
 
+class SpeakersResult(Record):
+    """Who speaks: the names in order of first appearance (one name or none: a single voice,
+    so captions carry no labels) and where the count came from."""
+
+    count: int
+    names: list[str] = Field(default_factory=list)
+    #: estimated, sidecar (the producer's list), single (one name given), no speech, disabled
+    source: str = "estimated"
+    turns: int = 0
+
+
 class CaptionResult(Record):
     """Which caption revision is current: 1 is the recogniser's first; each reviewer save, and
     each new run of the caption stage, adds one (an approval covers one revision)."""
@@ -101,6 +112,44 @@ class ChapterMark(Record):
     end: float
     title: str
     toc: bool = True  # False: a navigation point only (the intro), not listed as a chapter
+    #: Found in the transcript's topic shifts and not yet accepted by a reviewer.
+    suggested: bool = False
+
+
+class ChapterReview(Record):
+    """Chapters a reviewer accepted or edited on the review page. Kept in recording time, like
+    the sidecar's, so the chapters stage places them through the Timeline the same way."""
+
+    chapters: list[Chapter]
+    reviewer: str
+    at: str
+
+
+class SoundbiteResult(Record):
+    """One soundbite: where it lies in the deliverables (what `podcast:soundbite` says) and
+    how its clip was matched (`loudness` re-measured on the exported MP3)."""
+
+    start: float  # deliverable time
+    duration: float
+    title: str
+    origin: str  # sidecar or transcript
+    terms: list[str] = Field(default_factory=list)  # the key terms it was chosen for
+    loudness: Loudness | None = None
+    gain_db: float = 0.0
+    limited: bool = False  # the true peak allowed less gain than the target needed
+
+
+class AudiogramResult(Record):
+    """How the audiogram was drawn: size (the feeds' alternateEnclosure height), frame rate
+    and the caption text size (px at this height)."""
+
+    width: int
+    height: int
+    fps: float
+    caption_px: int
+    smallest_caption_px: int
+    frames: int
+    soundbite_videos: int = 0
 
 
 class ReviewRecord(Record):
@@ -136,12 +185,17 @@ class Results(Record):
     loudness: LoudnessResult | None = None
     encode: EncodeResult | None = None
     transcription: TranscriptionResult | None = None
+    speakers: SpeakersResult | None = None
     captions: CaptionResult | None = None
     chapters: list[ChapterMark] | None = None
     #: The normalise stage's sound report (pipeline.audio.report): what the leveler, noise
     #: reduction and limiter did, for the producer (status --json, qa.json, review page).
     sound: dict[str, Any] | None = None
+
+    chapter_review: ChapterReview | None = None
+    soundbites: list[SoundbiteResult] | None = None
     review: ReviewRecord | None = None
+    audiogram: AudiogramResult | None = None
     upload: UploadResult | None = None
     publication: PublishRecord | None = None
 

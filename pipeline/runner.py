@@ -26,14 +26,17 @@ from pipeline.errors import HoldForReview, PipelineError, RetryableError, ToolEr
 from pipeline.fsutil import remove_stale_temp_files
 from pipeline.models import Job, Status
 from pipeline.stages import (
+    audiogram,
     caption,
     chapters,
+    diarize,
     encode,
     normalise,
     package,
     prepare,
     publish,
     review,
+    soundbites,
     transcribe,
     trim,
     upload,
@@ -65,12 +68,14 @@ class Stage:
 
 
 #: The whole pipeline, in order. Chapters and captions come after encode, which fixes where
-#: the content starts after an intro; captions break at chapter starts; package then puts
-#: chapters and the caption track into the deliverables; the review gate sits before anything
-#: is uploaded.
+#: the content starts after an intro; captions break at chapter starts; soundbites are cut
+#: before review so the reviewer hears them; package then puts chapters and the caption track
+#: into the deliverables; the review gate sits before anything is uploaded; the audiogram
+#: (captions burned in) is drawn after it, once the captions are final.
 STAGES: tuple[Stage, ...] = tuple(Stage.of(m) for m in (
-    prepare, trim, normalise, transcribe, encode, chapters, caption, package, review, upload,
-    publish))
+    prepare, trim, normalise, transcribe, diarize, encode, chapters, caption, soundbites,
+    package, review, audiogram, upload, publish))
+
 
 def stage_names() -> list[str]:
     return [s.name for s in STAGES]

@@ -71,6 +71,20 @@ def parse_clock(value: Any) -> float:
     return seconds
 
 
+#: Characters a speaker name may not hold: captions write `<v Name>` and `Name: text`.
+SPEAKER_NAME_FORBIDDEN = "<>&:"
+MAX_SPEAKER_NAME = 64
+
+
+def speaker_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a speaker in captions, or None (also used by the review page)."""
+    if not name or len(name) > MAX_SPEAKER_NAME:
+        return f"a speaker name must be 1 to {MAX_SPEAKER_NAME} characters"
+    if any(ch in name for ch in SPEAKER_NAME_FORBIDDEN):
+        return "a speaker name cannot contain <, >, & or : (captions use them)"
+    return text_problem(name)
+
+
 def text_problem(value: str, *, allow: str = "") -> str | None:
     """Why `value` cannot go into a feed, an ID3 tag or the database, or None.
 
@@ -115,6 +129,26 @@ class Chapter(BaseModel):
         return value
 
 
+class SoundbiteSpec(BaseModel):
+    """A soundbite the producer chose: start in the recording as dropped, length, title."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: float = Field(description="Start time: seconds or HH:MM:SS.")
+    duration: float = Field(gt=0, le=300, description="Length in seconds.")
+    title: str | None = Field(None, min_length=1, max_length=128)
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _clock(cls, value: Any) -> float:
+        return parse_clock(value)
+
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _length(cls, value: Any) -> float:
+        return parse_clock(value)
+
+
 class EpisodeMetadata(BaseModel):
     """Everything a producer can say about an episode; all optional."""
 
@@ -129,7 +163,9 @@ class EpisodeMetadata(BaseModel):
     publish_date: dt.datetime | None = None
     explicit: bool = False
     glossary: list[str] = Field(default_factory=list, max_length=500)
+    speakers: list[str] = Field(default_factory=list, max_length=20)
     chapters: list[Chapter] = Field(default_factory=list, max_length=500)
+    soundbites: list[SoundbiteSpec] = Field(default_factory=list, max_length=3)
     producer: str | None = Field(None, max_length=254)
 
     @field_validator("producer")
@@ -201,6 +237,18 @@ class EpisodeMetadata(BaseModel):
                 raise ValueError(f"term {n} {problem}")
         return terms
 
+    @field_validator("speakers")
+    @classmethod
+    def _speakers(cls, value: list[str]) -> list[str]:
+        names = [" ".join(n.split()) for n in value]
+        for name in names:
+            problem = speaker_name_problem(name)
+            if problem:
+                raise ValueError(f"{name!r}: {problem}")
+        if len({n.casefold() for n in names}) != len(names):
+            raise ValueError("speaker names must be different from each other")
+        return names
+
     @field_validator("chapters")
     @classmethod
     def _chapter_order(cls, value: list[Chapter]) -> list[Chapter]:
@@ -230,6 +278,8 @@ _ALLOWED = {
                     f"{EARLIEST_YEAR} and {LATEST_YEARS_AHEAD} years from now",
     "explicit": "true or false",
     "glossary": "a list of up to 500 terms of at most 100 characters each",
+    "speakers": "a list of up to 20 different names of at most 64 characters, without <, >, "
+                "& or :, in the order they first speak",
     "chapters": "a list of up to 500 chapters, each {start, title}, with increasing starts",
     "chapter": "a mapping with start and title",
     "chapter.start": "seconds (e.g. 90) or [HH:]MM:SS (e.g. 1:30)",

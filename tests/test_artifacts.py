@@ -193,3 +193,12 @@ def test_sidecar_chapters_land_at_the_same_instant_in_every_deliverable(
 def _seconds(stamp: str) -> float:
     h, m, s = stamp.strip().split(":") if stamp.count(":") == 2 else ("0", *stamp.split(":"))
     return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+def test_status_lists_the_numbered_clips_as_lists() -> None:
+    from pipeline.artifacts import grouped
+
+    files = {Artifact.AUDIO: "a.mp3", Artifact.SOUNDBITE_2: "s2.mp3",
+             Artifact.SOUNDBITE_1: "s1.mp3", Artifact.AUDIOGRAM: "a.mp4"}
+    assert grouped(files) == {"audio": "a.mp3", "audiogram": "a.mp4",
+                              "soundbites": ["s1.mp3", "s2.mp3"], "soundbite_videos": []}

@@ -223,8 +223,9 @@ def test_symlink_is_rejected_and_its_target_untouched(corpus_run) -> None:
 def test_titles_never_become_paths(corpus_run) -> None:
     root, _proc, status, _ = corpus_run
     for episode in status:
-        for path in episode["files"].values():
-            assert (root / path).resolve().is_relative_to(root.resolve()), path
+        for entry in episode["files"].values():
+            for path in entry if isinstance(entry, list) else [entry]:  # clip groups are lists
+                assert (root / path).resolve().is_relative_to(root.resolve()), path
     [episode] = [e for e in status if e["source"] == "traversal.wav"]
     assert episode["title"] == "../../../etc/passwd"  # kept as the producer wrote it
     assert episode["slug"].startswith("etc-passwd-") and "/" not in episode["slug"]

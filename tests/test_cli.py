@@ -52,8 +52,11 @@ def test_status_json_contract(workspace_dir: Path, tone) -> None:
     for ep in data:
         assert keys <= set(ep)
         assert ep["status"] in {"queued", "processing", "failed", "awaiting-review", "published"}
-        for path in ep["files"].values():
-            assert (workspace_dir / path).exists()
+        # the numbered clips are lists (`files.soundbites`), everything else one path
+        assert isinstance(ep["files"]["soundbites"], list)
+        for value in ep["files"].values():
+            for path in value if isinstance(value, list) else [value]:
+                assert (workspace_dir / path).exists()
     [ok] = data
     assert (ok["source"], ok["status"]) == ("ok.wav", "published")
     assert ok["measurements"]["source_duration_s"] > 1.9

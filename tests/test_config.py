@@ -149,3 +149,19 @@ def test_transcribe_temperatures_must_increase_within_0_and_1(tmp_path: Path) ->
     write_config(tmp_path, "[transcribe]\ntemperatures = [0.0]\nvad = false\n")
     loaded = load_settings(tmp_path, env={}).transcribe
     assert loaded.temperatures == [0.0] and loaded.vad is False
+
+def test_audiogram_and_highlight_settings_are_checked(tmp_path: Path) -> None:
+    write_config(tmp_path, '[soundbites]\nmin_s = 50\nmax_s = 20\n')
+    with pytest.raises(ConfigError, match=r"soundbites.min_s \(50.0\) must not exceed max_s"):
+        load_settings(tmp_path, env={})
+    write_config(tmp_path, '[[shows]]\nid = "a"\ntitle = "A"\naudiogram = "sometimes"\n')
+    with pytest.raises(ConfigError, match=r"shows\.0\.audiogram"):
+        load_settings(tmp_path, env={})
+    write_config(tmp_path, '[audiogram]\nwidth = 1281\n')
+    with pytest.raises(ConfigError, match=r"audiogram\.width"):
+        load_settings(tmp_path, env={})
+    write_config(tmp_path, '[[shows]]\nid = "a"\ntitle = "A"\nmedium = "video"\n'
+                 '[[shows]]\nid = "b"\ntitle = "B"\naudiogram = true\n'
+                 '[[shows]]\nid = "c"\ntitle = "C"\nmedium = "video"\naudiogram = false\n')
+    shows = load_settings(tmp_path, env={}).shows
+    assert [s.makes_audiograms for s in shows] == [True, True, False]

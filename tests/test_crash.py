@@ -43,6 +43,7 @@ WRITES = {
     "trim": "trimmed.flac",
     "normalise": "master.flac",
     "transcribe": "transcript.json",
+    "diarize": "speakers.json",
     "encode": "encoded.mp3",
     "caption": "jfk-crash-drill-*.vtt",
     "chapters": "chapters.json",

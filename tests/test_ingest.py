@@ -65,7 +65,8 @@ def test_sidecar_fields_are_applied(ctx: Context, db: StateDB, tone) -> None:
     tone(ctx.workspace.inbox / "ep.wav", seconds=2)
     (ctx.workspace.inbox / "ep.yaml").write_text(
         "title: Café & <Culture>\nseason: 2\nepisode: 5\npublish_date: 2026-12-01\n"
-        "glossary: [Kubernetes, OKR]\nchapters:\n  - {start: '0:00', title: Intro}\n"
+        "glossary: [Kubernetes, OKR]\nspeakers: [Ana Ruiz, ' Ben ']\n"
+        "chapters:\n  - {start: '0:00', title: Intro}\n"
         "  - {start: '0:01.5', title: Main}\n")
     report = process_inbox(ctx)
     job = db.get(report.ingested[0].job_id)
@@ -73,6 +74,7 @@ def test_sidecar_fields_are_applied(ctx: Context, db: StateDB, tone) -> None:
     assert job.title == "Café & <Culture>" and job.slug.startswith("cafe-culture-")
     assert (job.metadata.season, job.metadata.episode) == (2, 5)
     assert [c.start for c in job.metadata.chapters] == [0.0, 1.5]
+    assert job.metadata.speakers == ["Ana Ruiz", "Ben"]
     assert job.metadata.publish_date is not None and job.metadata.publish_date.tzinfo
     assert (ctx.workspace.archive / job.id / "ep.yaml").exists()
 
@@ -146,6 +148,8 @@ def test_rejects_too_short_and_too_long(ctx: Context, db: StateDB, tone,
     ("show: no-such-show\n", "'no-such-show' is not a configured show"),
     ("chapters:\n  - {start: '1:00', title: B}\n  - {start: 5, title: A}\n", "increasing"),
     ("description: " + "x" * 5000 + "\n", "at most 4000"),
+    ("speakers: [Ana, ana]\n", "speaker names must be different"),
+    ("speakers: ['Dr: Who']\n", "cannot contain <, >, & or :"),
     ("- just\n- a list\n", "must be a mapping"),
 ])
 def test_rejects_bad_sidecars_naming_the_field(ctx: Context, db: StateDB, tone, sidecar: str,

@@ -8,21 +8,30 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Word:
-    """One recognised word. `text` keeps its attached punctuation, without leading spaces."""
+    """One recognised word. `text` keeps its attached punctuation, without leading spaces.
+    `speaker` is the name of who said it, set only when an episode has more than one voice
+    (see pipeline/asr/diarize.py); older transcripts without it read back as None."""
 
     text: str
     start: float
     end: float
     probability: float
+    speaker: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"word": self.text, "start": round(self.start, 3), "end": round(self.end, 3),
-                "probability": round(self.probability, 4)}
+        data: dict[str, Any] = {"word": self.text, "start": round(self.start, 3),
+                                "end": round(self.end, 3),
+                                "probability": round(self.probability, 4)}
+        if self.speaker:
+            data["speaker"] = self.speaker
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Word:
+        speaker = data.get("speaker")
         return cls(text=data["word"], start=float(data["start"]), end=float(data["end"]),
-                   probability=float(data["probability"]))
+                   probability=float(data["probability"]),
+                   speaker=str(speaker) if speaker else None)
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,20 @@ violation with the cue number and the measured value, every soft limit a warning
 from __future__ import annotations
 
 import statistics
+from collections.abc import Collection, Sequence
 from typing import Any
 
-from pipeline.asr.types import Word
+from pipeline.asr.types import Segment, Word
 from pipeline.captions.profiles import Profile
 from pipeline.captions.segmenter import Cue
 
 EPS = 1e-6
+#: Whisper is unsure of the case of a decoder segment's first word ("drop" or "Drop"), rarely
+#: of the word: such a word is flagged only below this share of the threshold.
+SEGMENT_START_SHARE = 0.25
+#: A misheard phrase runs on in confident words (the decoder continues what it misheard), so
+#: a word is also flagged when it and its NEIGHBOURS either side average below the threshold.
+NEIGHBOURS = 1
 
 
 def cue_speed(cue: Cue) -> tuple[float, float]:
@@ -88,15 +95,53 @@ def distribution(values: list[float]) -> dict[str, float]:
             "mean": round(statistics.fmean(ordered), 2)}
 
 
+def segment_starts(segments: Sequence[Segment]) -> set[int]:
+    """Indices, in the transcript's word list, of each decoder segment's first word."""
+    starts, k = set(), 0
+    for segment in segments:
+        if segment.words:
+            starts.add(k)
+        k += len(segment.words)
+    return starts
+
+
+def low_confidence_flags(probabilities: Sequence[float], threshold: float,
+                         segment_starts: Collection[int] = ()) -> list[str | None]:
+    """Why each word should be checked by a reviewer (None: no need), from the recogniser's
+    word probabilities. Chosen on the shared clips with reference transcripts, against the
+    words actually wrong (`bench/captions.py`): a plain threshold flagged many right words
+    that open a decoder segment and missed the confident tails of misheard phrases.
+
+    `probability`: below `threshold` (a segment's first word: below SEGMENT_START_SHARE of
+    it); `phrase`: it and its neighbours average below `threshold` (a segment's first word
+    counting as at least `threshold` there).
+    """
+    n = len(probabilities)
+    steady = [max(p, threshold) if k in segment_starts else p
+              for k, p in enumerate(probabilities)]
+    out: list[str | None] = []
+    for k, p in enumerate(probabilities):
+        own = threshold * SEGMENT_START_SHARE if k in segment_starts else threshold
+        near = steady[max(0, k - NEIGHBOURS):min(n, k + NEIGHBOURS + 1)]
+        out.append("probability" if p < own else
+                   "phrase" if sum(near) / len(near) < threshold else None)
+    return out
+
+
 def report(cues: list[Cue], words: list[Word], profile: Profile, *,
            low_confidence: float, glossary: dict[str, Any] | None = None,
-           dropped: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+           dropped: list[dict[str, Any]] | None = None,
+           segment_starts: Collection[int] = ()) -> dict[str, Any]:
+    """The QA report. `segment_starts`: indices in `words` of each decoder segment's first
+    word (see `low_confidence_flags`)."""
     issues = check_cues(cues, profile)
     errors = [i for i in issues if i["severity"] == "error"]
     speeds = [cue_speed(c) for c in cues]
+    flags = low_confidence_flags([w.probability for w in words], low_confidence,
+                                 set(segment_starts))
     low = [{"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3),
-            "probability": round(w.probability, 3)}
-           for w in words if w.probability < low_confidence]
+            "probability": round(w.probability, 3), "reason": why}
+           for w, why in zip(words, flags, strict=True) if why]
     return {
         "profile": profile.name,
         "limits": {k: v for k, v in vars(profile).items() if k != "name"},

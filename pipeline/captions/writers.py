@@ -10,15 +10,22 @@ from __future__ import annotations
 import html
 import json
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from pipeline.artifacts import Artifact
 from pipeline.asr.types import Word
-from pipeline.captions.segmenter import Cue
+from pipeline.captions.segmenter import Cue, ends_sentence
+from pipeline.captions.speakers import starts_turn
 
-PARAGRAPH_PAUSE_S = 2.0
-PARAGRAPH_MAX_WORDS = 120
+#: A pause this long starts a new paragraph of the TXT/HTML transcript (so does a new speaker).
+PARAGRAPH_PAUSE_S = 1.5
+#: Past this many words, a paragraph ends at the next sentence followed by a breath's pause...
+PARAGRAPH_WORDS = 80
+PARAGRAPH_BREATH_S = 0.5
+#: ...and past this many at the next sentence end, pause or not (a wall of text helps nobody).
+PARAGRAPH_MAX_WORDS = 150
 
 
 @dataclass(frozen=True)
@@ -64,19 +71,49 @@ def shown_cues(cues: list[Cue]) -> list[Cue]:
     return [cue for cue in cues if caption_lines(cue.lines)]
 
 
-def paragraphs(words: list[Word]) -> list[list[Word]]:
-    """Group words into paragraphs at long pauses or sentence ends of long runs."""
-    out: list[list[Word]] = []
-    current: list[Word] = []
-    for w in words:
-        if current and (w.start - current[-1].end >= PARAGRAPH_PAUSE_S or (
-                len(current) >= PARAGRAPH_MAX_WORDS
-                and current[-1].text.endswith((".", "?", "!")))):
-            out.append(current)
-            current = []
-        current.append(w)
-    if current:
-        out.append(current)
+class Paragraph(NamedTuple):
+    """One paragraph of a transcript: where it starts, its text, and who speaks, named only
+    where the speaker changes."""
+
+    start: float
+    text: str
+    speaker: str | None = None
+
+
+def _pause(before: Cue, cue: Cue) -> float:
+    """Silence between two cues: from the speech behind them when known (a cue may linger
+    after its last word), else from the cues' own times (cues edited by a reviewer)."""
+    end = before.words[-1].end if before.words else before.end
+    start = cue.words[0].start if cue.words else cue.start
+    return start - end
+
+
+def paragraphs(cues: list[Cue]) -> list[Paragraph]:
+    """The transcript in paragraphs: a new one at each change of speaker, after a long pause
+    (`PARAGRAPH_PAUSE_S`), and at a sentence end once a paragraph is long. Shared by the
+    caption stage and the review page, so a reviewer's edit keeps the same paragraphs."""
+    groups: list[list[Cue]] = []
+    count = 0
+    for cue in shown_cues(cues):
+        if groups:
+            last = groups[-1][-1]
+            sentence = ends_sentence(last.text)
+            if (cue.speaker != last.speaker or _pause(last, cue) >= PARAGRAPH_PAUSE_S
+                    or (sentence and count >= PARAGRAPH_WORDS
+                        and _pause(last, cue) >= PARAGRAPH_BREATH_S)
+                    or (sentence and count >= PARAGRAPH_MAX_WORDS)):
+                groups.append([])
+                count = 0
+        else:
+            groups.append([])
+        groups[-1].append(cue)
+        count += len(cue.text.split())
+    out: list[Paragraph] = []
+    for k, group in enumerate(groups):
+        speaker = caption_line(group[0].speaker or "") or None
+        changed = speaker is not None and (k == 0 or groups[k - 1][0].speaker != group[0].speaker)
+        out.append(Paragraph(group[0].start, " ".join(caption_line(c.text) for c in group),
+                             speaker if changed else None))
     return out
 
 
@@ -99,11 +136,15 @@ class WebVTT(Writer):
 
     def render(self, doc: Document) -> str:
         out = ["WEBVTT", ""]
-        for k, cue in enumerate(shown_cues(doc.cues), 1):
+        cues = shown_cues(doc.cues)
+        for k, cue in enumerate(cues, 1):
             lines = [self.escape(line) for line in caption_lines(cue.lines)]
             speaker = caption_line(cue.speaker or "")
             if speaker:
-                lines[0] = f"<v {self.escape(speaker)}>{lines[0]}"
+                # The voice on every cue; the name shown where the speaker changes (browsers
+                # do not display the voice's name).
+                shown = f"{self.escape(speaker)}: " if starts_turn(cues, k - 1) else ""
+                lines[0] = f"<v {self.escape(speaker)}>{shown}{lines[0]}"
             out += [str(k), f"{timestamp(cue.start)} --> {timestamp(cue.end)}", *lines, ""]
         return "\n".join(out)
 
@@ -122,32 +163,41 @@ class SubRip(Writer):
 
     def render(self, doc: Document) -> str:
         out: list[str] = []
-        for k, cue in enumerate(shown_cues(doc.cues), 1):
+        cues = shown_cues(doc.cues)
+        for k, cue in enumerate(cues, 1):
             lines = [self.escape(line) for line in caption_lines(cue.lines)]
             speaker = caption_line(cue.speaker or "")
-            if speaker:
+            if speaker and starts_turn(cues, k - 1):
                 lines[0] = f"{self.escape(speaker)}: {lines[0]}"
             out += [str(k), f"{timestamp(cue.start, ',')} --> {timestamp(cue.end, ',')}",
                     *lines, ""]
         return "\n".join(out)
 
 
-def transcript_text(title: str, paras: list[str]) -> str:
+def transcript_text(title: str, paras: Sequence[Paragraph | str]) -> str:
+    """Plain text: the title, then paragraphs separated by blank lines, `Name: ` where the
+    speaker changes."""
     head = [title, ""] if title else []
-    return "\n".join([*head, "\n\n".join(paras)]) + "\n"
+    body = [p if isinstance(p, str) else f"{p.speaker}: {p.text}" if p.speaker else p.text
+            for p in paras]
+    return "\n".join([*head, "\n\n".join(body)]) + "\n"
 
 
-def transcript_html(title: str, language: str, paras: list[tuple[float, str]]) -> str:
-    """A standalone, accessible transcript page: landmarks, a heading, timestamped paragraphs.
+def transcript_html(title: str, language: str,
+                    paras: Sequence[Paragraph | tuple[float, str]]) -> str:
+    """A standalone, accessible transcript page: landmarks, a heading, one paragraph per
+    `Paragraph` with its start as a `<time>` and the speaker's name where it changes.
 
-    Shared by the caption stage (paragraphs from recognised words) and the review page
-    (paragraphs from edited cues).
+    Shared by the caption stage and the review page (paragraphs from edited cues).
     """
     esc = html.escape
     title = title or "Transcript"
-    body = [f'<p id="t{round(start * 1000)}"><time datetime="PT{start:.3f}S">'
-            f"{esc(timestamp(start, '.', always_hours=False)[:-4])}</time> {esc(text)}</p>"
-            for start, text in paras]
+    body = []
+    for p in (Paragraph(*para) for para in paras):
+        who = f'<span class="speaker">{esc(p.speaker)}:</span> ' if p.speaker else ""
+        body.append(f'<p id="t{round(p.start * 1000)}"><time datetime="PT{p.start:.3f}S">'
+                    f"{esc(timestamp(p.start, '.', always_hours=False)[:-4])}</time> "
+                    f"{who}{esc(p.text)}</p>")
     if not body:
         body.append("<p>No speech was recognised in this recording.</p>")
     return "\n".join([
@@ -159,7 +209,7 @@ def transcript_html(title: str, language: str, paras: list[tuple[float, str]]) -
         f"<title>Transcript: {esc(title)}</title>",
         "<style>body{font:1.1rem/1.6 system-ui,sans-serif;max-width:42rem;margin:2rem auto;"
         "padding:0 1rem}time{color:#444;font-variant-numeric:tabular-nums;"
-        "margin-right:.5rem}</style>",
+        "margin-right:.5rem}.speaker{font-weight:600}</style>",
         "</head>",
         "<body>",
         "<main>",
@@ -181,8 +231,7 @@ class PlainText(Writer):
     media_type = "text/plain"
 
     def render(self, doc: Document) -> str:
-        return transcript_text(doc.title,
-                               [" ".join(w.text for w in p) for p in paragraphs(doc.words)])
+        return transcript_text(doc.title, paragraphs(doc.cues))
 
 
 class HtmlTranscript(Writer):
@@ -190,9 +239,7 @@ class HtmlTranscript(Writer):
     media_type = "text/html"
 
     def render(self, doc: Document) -> str:
-        return transcript_html(doc.title, doc.language,
-                               [(p[0].start, " ".join(w.text for w in p))
-                                for p in paragraphs(doc.words)])
+        return transcript_html(doc.title, doc.language, paragraphs(doc.cues))
 
 
 class JsonTranscript(Writer):

@@ -22,8 +22,8 @@ from feedgen.feed import FeedGenerator
 from pipeline.artifacts import Artifact
 from pipeline.config import ShowSettings
 from pipeline.feeds import apple, podcast2
-from pipeline.feeds.podcast2 import AlternateEnclosure, Person, Transcript
-from pipeline.models import Job
+from pipeline.feeds.podcast2 import AlternateEnclosure, Person, Soundbite, Transcript
+from pipeline.models import Job, StoredArtifact
 
 FeedKind = Literal["audio", "video"]
 
@@ -64,11 +64,26 @@ def episode_date(job: Job) -> dt.datetime:
     return (created if created.tzinfo else created.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
 
 
+def rendition(job: Job, kind: FeedKind | str) -> Artifact | None:
+    """The artifact an episode's `kind` feed encloses: the MP3 for audio; for video the MP4,
+    else the audiogram of an audio-only episode. None when it has neither stored."""
+    for artifact in ((Artifact.AUDIO,) if kind == "audio"
+                     else (Artifact.VIDEO, Artifact.AUDIOGRAM)):
+        if artifact in job.objects:
+            return artifact
+    return None
+
+
+def enclosure(job: Job, kind: FeedKind | str) -> StoredArtifact | None:
+    artifact = rendition(job, kind)
+    return job.objects[artifact] if artifact is not None else None
+
+
 def feed_episodes(jobs: Iterable[Job], kind: FeedKind, show: ShowSettings,
                   now: dt.datetime) -> list[Job]:
     """The episodes a feed lists now: stored media of this kind, publish date reached, in the
     order apps expect (newest first; oldest first — by season and episode — for serial shows)."""
-    chosen = [j for j in jobs if Artifact(kind) in j.objects and episode_date(j) <= now]
+    chosen = [j for j in jobs if rendition(j, kind) is not None and episode_date(j) <= now]
     if show.type == "serial":
         return sorted(chosen, key=lambda j: (j.metadata.season or 0,
                                              j.metadata.episode or 0, episode_date(j), j.id))
@@ -87,7 +102,7 @@ def locked_for(show: ShowSettings) -> bool:
 
 def duration_s(job: Job, kind: FeedKind) -> int:
     """The rendition's own length (with bumpers), as encode measured it."""
-    measured = job.timeline.duration(Artifact(kind))
+    measured = job.timeline.duration(rendition(job, kind) or Artifact(kind))
     if measured:
         return round(measured)
     return round(job.probe.duration_s) if job.probe else 0
@@ -146,7 +161,8 @@ def build_feed(spec: FeedSpec) -> bytes:
 
 def _add_item(fg: FeedGenerator, spec: FeedSpec, job: Job) -> None:
     show, kind, meta = spec.show, spec.kind, job.metadata
-    media = job.objects[Artifact(kind)]
+    media = enclosure(job, kind)
+    assert media is not None  # feed_episodes lists only episodes with this rendition
     fe: Any = fg.add_entry(order="append")
     fe.title(job.title)
     fe.description(meta.description or job.title)
@@ -171,13 +187,25 @@ def _add_item(fg: FeedGenerator, spec: FeedSpec, job: Job) -> None:
     chapters = job.objects.get(Artifact.CHAPTERS)
     if chapters:
         fe.podcast2.chapters(chapters.url)
-    if Artifact.AUDIO in job.objects and Artifact.VIDEO in job.objects:
-        for rendition in (Artifact(kind), Artifact.VIDEO if kind == "audio" else Artifact.AUDIO):
-            obj = job.objects[rendition]
-            height = job.probe.video.height if (rendition is Artifact.VIDEO and job.probe
-                                                and job.probe.video) else None
+    for bite in job.results.soundbites or []:
+        fe.podcast2.soundbite(Soundbite(bite.start, bite.duration, bite.title))
+    audio, video = rendition(job, "audio"), rendition(job, "video")
+    if audio is not None and video is not None:
+        for artifact in (audio, video) if kind == "audio" else (video, audio):
+            obj = job.objects[artifact]
             fe.podcast2.alternate_enclosure(AlternateEnclosure(
                 url=obj.url, type=obj.content_type, length=obj.size,
-                default=rendition == kind,
-                title="Video" if rendition is Artifact.VIDEO else "Audio",
-                height=height, sha256=obj.sha256))
+                default=artifact is rendition(job, kind), title=_TITLES[artifact],
+                height=_height(job, artifact), sha256=obj.sha256))
+
+
+_TITLES = {Artifact.AUDIO: "Audio", Artifact.VIDEO: "Video",
+           Artifact.AUDIOGRAM: "Video (audiogram with captions)"}
+
+
+def _height(job: Job, artifact: Artifact) -> int | None:
+    if artifact is Artifact.VIDEO and job.probe and job.probe.video:
+        return job.probe.video.height
+    if artifact is Artifact.AUDIOGRAM and job.results.audiogram:
+        return job.results.audiogram.height
+    return None

@@ -16,8 +16,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipeline.artifacts import Timeline
+from pipeline.asr.types import Word
 from pipeline.models import ChapterMark
 from pipeline.sidecar import Chapter
+from pipeline.text.topics import UNIT_MAX_S, suggest
+from pipeline.text.words import sentences
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,26 @@ def chapter_marks(chapters: Sequence[Chapter], timeline: Timeline, duration_s: f
         end = starts[i + 1][0] if i + 1 < len(starts) else duration_s
         marks.append(ChapterMark(start=start, end=round(end, 3), title=title))
     return marks
+
+
+def suggested_chapters(words: Sequence[Word], timeline: Timeline, *, min_chapter_s: float = 0.0,
+                       window_s: float = 0.0) -> list[Chapter]:
+    """Chapters at the transcript's topic shifts (`pipeline.text.topics`), as sidecar chapters
+    are given: in recording time, so `chapter_marks` places them like any other."""
+    topics = suggest(sentences(words, max_s=UNIT_MAX_S), timeline.content_duration_s,
+                     min_chapter_s=min_chapter_s, window_s=window_s)
+    out: list[Chapter] = []
+    for topic in topics:
+        start = round(timeline.content_to_recording(topic.start), 3)
+        if out and start <= out[-1].start:
+            continue
+        out.append(Chapter(start=start, title=topic.title[:200]))
+    return out
+
+
+def mark_suggested(marks: Sequence[ChapterMark]) -> list[ChapterMark]:
+    """The listed chapters flagged `suggested` (the intro and opening marks are structure)."""
+    return [m.model_copy(update={"suggested": m.toc}) for m in marks]
 
 
 def chapters_document(marks: Sequence[ChapterMark], *, title: str = "",

@@ -6,7 +6,7 @@ it writes uses the conventional prefix `podcast` bound to the namespace
 https://podcastindex.org/namespace/1.0 — the prefix apps look for in practice.
 
 Only the tags Learncast publishes are implemented: channel `guid`, `locked`, `medium`,
-`person`; item `transcript`, `chapters`, `alternateEnclosure` (with `source` and
+`person`; item `transcript`, `chapters`, `soundbite`, `alternateEnclosure` (with `source` and
 `integrity`). Values are plain data set by the builder; the extension only renders them.
 """
 
@@ -54,6 +54,16 @@ class Transcript:
     type: str
     language: str = ""
     rel: str = ""
+
+
+@dataclass(frozen=True)
+class Soundbite:
+    """A stretch of the episode's media worth sharing (`podcast:soundbite`): seconds into the
+    enclosure, and a title (at most 128 characters, per the namespace)."""
+
+    start: float
+    duration: float
+    title: str = ""
 
 
 @dataclass(frozen=True)
@@ -113,6 +123,7 @@ class Podcast2EntryExtension(BaseEntryExtension):
     def __init__(self) -> None:
         self._transcripts: list[Transcript] = []
         self._chapters: str | None = None
+        self._soundbites: list[Soundbite] = []
         self._alternates: list[AlternateEnclosure] = []
 
     def extend_ns(self) -> dict[str, str]:
@@ -123,6 +134,9 @@ class Podcast2EntryExtension(BaseEntryExtension):
 
     def chapters(self, url: str) -> None:
         self._chapters = url
+
+    def soundbite(self, soundbite: Soundbite) -> None:
+        self._soundbites.append(soundbite)
 
     def alternate_enclosure(self, alternate: AlternateEnclosure) -> None:
         self._alternates.append(alternate)
@@ -135,6 +149,9 @@ class Podcast2EntryExtension(BaseEntryExtension):
             _sub(entry, "transcript", url=t.url, type=t.type, language=t.language, rel=t.rel)
         if self._chapters:
             _sub(entry, "chapters", url=self._chapters, type="application/json+chapters")
+        for bite in self._soundbites:
+            _sub(entry, "soundbite", bite.title[:128] or None, startTime=f"{bite.start:.3f}",
+                 duration=f"{bite.duration:.3f}")
         for alt in self._alternates:
             elem = _sub(entry, "alternateEnclosure", type=alt.type, length=str(alt.length),
                         title=alt.title, height=str(alt.height) if alt.height else "",

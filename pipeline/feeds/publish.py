@@ -28,7 +28,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from pipeline.artifacts import PUBLISHED, Artifact
+from pipeline.artifacts import PUBLISHED, SOUNDBITE_VIDEOS, SOUNDBITES, Artifact
 from pipeline.config import ShowSettings
 from pipeline.errors import ConfigError, PipelineError, RetryableError
 from pipeline.feeds.build import (
@@ -36,8 +36,10 @@ from pipeline.feeds.build import (
     FeedKind,
     FeedSpec,
     build_feed,
+    enclosure,
     episode_date,
     feed_episodes,
+    rendition,
 )
 from pipeline.feeds.guid import podcast_guid
 from pipeline.feeds.validate import (
@@ -64,6 +66,9 @@ FEED_CONTENT_TYPE = "application/rss+xml; charset=utf-8"
 KEY_SUFFIX: dict[Artifact, str] = {
     Artifact.AUDIO: "", Artifact.VIDEO: "", Artifact.VTT: ".vtt", Artifact.SRT: ".srt",
     Artifact.TXT: ".txt", Artifact.HTML: ".html", Artifact.CHAPTERS: ".chapters.json",
+    Artifact.AUDIOGRAM: ".audiogram.mp4",
+    **{a: f".soundbite{k}.mp3" for k, a in enumerate(SOUNDBITES, 1)},
+    **{a: f".soundbite{k}.mp4" for k, a in enumerate(SOUNDBITE_VIDEOS, 1)},
 }
 def _private(ctx: Context, show_id: str) -> str:
     try:
@@ -314,7 +319,7 @@ def publish_show(ctx: Context, show_id: str, *, include: Job | None = None,
     jobs = published_episodes(ctx, show.id, include)
     known = {row["feed"] for row in db.feed_rows(show.id)}
     kinds: list[FeedKind] = ["audio"]
-    if "video" in known or any("video" in j.objects for j in jobs):
+    if "video" in known or any(rendition(j, "video") is not None for j in jobs):
         kinds.append("video")
     artwork, artwork_url, artwork_path = _artwork(ctx, storage, show)
 
@@ -328,8 +333,8 @@ def publish_show(ctx: Context, show_id: str, *, include: Job | None = None,
         episodes = feed_episodes(jobs, kind, show, now)
         xml = build_feed(FeedSpec(show=show, kind=kind, url=storage.url(key), guid=guid,
                                   artwork_url=artwork_url, episodes=tuple(episodes)))
-        lengths = {j.objects[Artifact(kind)].url: j.objects[Artifact(kind)].size
-                   for j in episodes}
+        lengths = {media.url: media.size for j in episodes
+                   if (media := enclosure(j, kind)) is not None}
         found = validate_feed(xml, artwork=artwork_path, expected_lengths=lengths)
         problems += [f"{FEED_FILES[kind]}: {p}" for p in found]
         for warning in feed_warnings(xml) if not found else []:

@@ -13,8 +13,10 @@ QUEUES: tuple[str, ...] = ("asr", "media", "publish")
 
 ROUTES: dict[str, str] = {
     "prepare": "media", "trim": "media", "normalise": "media", "transcribe": "asr",
-    "encode": "media", "chapters": "media", "caption": "media", "package": "media",
-    "review": "publish", "upload": "publish", "publish": "publish",
+    "diarize": "asr",  # a neural voice encoder, like recognition: the model machines
+    "encode": "media", "chapters": "media", "caption": "media", "soundbites": "media",
+    "package": "media", "review": "publish", "audiogram": "media", "upload": "publish",
+    "publish": "publish",
 }
 
 _missing = [s.name for s in STAGES if s.name not in ROUTES]

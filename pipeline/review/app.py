@@ -40,7 +40,7 @@ from flask import (
 from werkzeug.exceptions import HTTPException, TooManyRequests
 from werkzeug.serving import WSGIRequestHandler
 
-from pipeline.artifacts import Artifact
+from pipeline.artifacts import SOUNDBITES, Artifact
 from pipeline.captions.writers import timestamp as caption_timestamp
 from pipeline.errors import ConfigError, InputError, PipelineError
 from pipeline.media import probe
@@ -304,9 +304,14 @@ def create_app(ctx: Context, db: StateStore, *, host: str = "127.0.0.1",
             state=service.review_state(ctx, job), mode=service.review_mode(ctx, job),
             revision=service.revision(job), reviews=list(reversed(db.reviews(job.id))),
             paragraphs=cuelib.paragraphs(cues), reviewer=session.get("reviewer", ""),
+            speakers=cuelib.speakers(cues),
             editable=job.status in service.EDITABLE, language=_language(job),
             has_trim=job.results.trim is not None,
             has_loudness=Artifact.MASTER_AUDIO in job.files,
+            chapters=service.chapter_rows(job), chapters_digest=service.chapters_digest(job),
+            chapters_pending=service.chapters_pending(job),
+            soundbites=[(a.value, b) for a, b in zip(SOUNDBITES, job.results.soundbites or [],
+                                                     strict=False) if a in job.files],
         ), status
 
     @app.get("/episodes/<job_id>")
@@ -316,7 +321,8 @@ def create_app(ctx: Context, db: StateStore, *, host: str = "127.0.0.1",
     @app.get("/episodes/<job_id>/media/<artifact>")
     def media(job_id: str, artifact: str) -> Response:
         job = job_or_404(job_id)
-        if artifact not in (*service.PLAYABLE, "vtt") or artifact not in job.files:
+        if artifact not in (*service.PLAYABLE, *SOUNDBITES, "vtt") \
+                or artifact not in job.files:
             abort(404, f"episode {job_id} has no {artifact} file")
         path = ctx.workspace.abs(job.files[artifact])
         if not path.is_file():
@@ -347,7 +353,7 @@ def create_app(ctx: Context, db: StateStore, *, host: str = "127.0.0.1",
         except ValueError:
             abort(400, f"the form field {name!r} must be a whole number; reload the page")
 
-    def changed(job_id: str, change: Any, what: str, anchor: int) -> Any:
+    def changed(job_id: str, change: Any, what: str, anchor: int | str) -> Any:
         job = job_or_404(job_id)
         reviewer = request.form.get("reviewer", "")
         session["reviewer"] = " ".join(reviewer.split())[:service.MAX_REVIEWER]
@@ -360,8 +366,8 @@ def create_app(ctx: Context, db: StateStore, *, host: str = "127.0.0.1",
         except InputError as exc:
             return render_episode(job, str(exc), 400)
         flash(f"Saved: {what}. Captions are now revision {service.revision(job)}.")
-        return redirect(url_for("episode", job_id=job.id, _anchor=f"cue-{anchor + 1}"),
-                        code=303)
+        return redirect(url_for("episode", job_id=job.id, _anchor=anchor if isinstance(
+            anchor, str) else f"cue-{anchor + 1}"), code=303)
 
     def media_duration(job: Job) -> float | None:
         """Length of the media the reviewer plays (the captions' timeline), if readable."""
@@ -399,6 +405,42 @@ def create_app(ctx: Context, db: StateStore, *, host: str = "127.0.0.1",
         limit = cuelib.profile_for(ctx.settings).max_chars_per_line
         return changed(job_id, lambda cues: cuelib.merge(cues, number - 1, limit),
                        f"merged cue {number} with cue {number + 1}", number - 1)
+
+    @app.post("/episodes/<job_id>/speakers/rename")
+    def rename_speaker(job_id: str) -> Any:
+        old = request.form.get("speaker", "")
+        new = " ".join(request.form.get("name", "").split())
+        return changed(job_id, lambda cues: cuelib.rename_speaker(cues, old, new),
+                       f"renamed speaker {old} to {new}", "speakers")
+
+    @app.post("/episodes/<job_id>/cues/<int:number>/speaker")
+    def cue_speaker(job_id: str, number: int) -> Any:
+        speaker = request.form.get("speaker", "")
+        return changed(job_id, lambda cues: cuelib.reassign(cues, number - 1, speaker),
+                       f"cue {number} said by {' '.join(speaker.split())}", number - 1)
+
+    @app.post("/episodes/<job_id>/chapters")
+    def chapters(job_id: str) -> Any:
+        job = job_or_404(job_id)
+        reviewer = request.form.get("reviewer", "")
+        session["reviewer"] = " ".join(reviewer.split())[:service.MAX_REVIEWER]
+        rows: list[tuple[float, str]] = []
+        try:
+            for n in range(1, min(form_int("count"), 500) + 2):
+                title = request.form.get(f"title-{n}", "").strip()
+                start = request.form.get(f"start-{n}", "").strip()
+                if request.form.get(f"remove-{n}") or (not title and not start):
+                    continue
+                rows.append((cuelib.parse_time(start), title))
+            job = service.save_chapters(ctx, job.id, rows, reviewer=reviewer,
+                                        expected=request.form.get("digest", ""))
+        except service.ConflictError as exc:
+            return render_episode(job, str(exc), 409)
+        except InputError as exc:
+            return render_episode(job, f"chapters: {exc}", 400)
+        flash(f"Saved {len(rows)} chapter(s); they go into the MP3, the MP4 and the chapters "
+              "file when the episode is next processed.")
+        return redirect(url_for("episode", job_id=job.id, _anchor="chapters"), code=303)
 
     @app.post("/episodes/<job_id>/decision")
     def decision(job_id: str) -> Any:

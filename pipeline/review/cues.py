@@ -24,11 +24,14 @@ from pipeline.captions.writers import (
     Document,
     SubRip,
     WebVTT,
+    caption_line,
     caption_lines,
     transcript_html,
     transcript_text,
 )
+from pipeline.captions.writers import paragraphs as transcript_paragraphs
 from pipeline.errors import InputError
+from pipeline.sidecar import speaker_name_problem
 
 __all__ = ["Cue", "check_cues", "distribution"]
 
@@ -137,6 +140,10 @@ def parse_vtt(text: str) -> list[Cue]:
             if v:
                 speaker = html.unescape(v.group(1).strip()) or None
         texts = tuple(t for t in (_unescape(line).strip() for line in body) if t)
+        changed = speaker != (cues[-1].speaker if cues else None)
+        if speaker and changed and texts and texts[0].startswith(f"{speaker}: "):
+            # the visible name the writer adds where the speaker changes (and only there)
+            texts = tuple(t for t in (texts[0][len(speaker) + 2:].strip(), *texts[1:]) if t)
         cues.append(Cue(start, end, texts, speaker))
     return cues
 
@@ -150,9 +157,11 @@ def render_srt(cues: list[Cue]) -> str:
 
 
 def paragraphs(cues: list[Cue]) -> list[list[Cue]]:
+    """Cues grouped into paragraphs at long pauses and changes of speaker."""
     out: list[list[Cue]] = []
     for cue in cues:
-        if out and cue.start - out[-1][-1].end < PARAGRAPH_PAUSE_S:
+        if out and cue.start - out[-1][-1].end < PARAGRAPH_PAUSE_S \
+                and cue.speaker == out[-1][-1].speaker:
             out[-1].append(cue)
         else:
             out.append([cue])
@@ -160,12 +169,12 @@ def paragraphs(cues: list[Cue]) -> list[list[Cue]]:
 
 
 def render_txt(cues: list[Cue], title: str) -> str:
-    return transcript_text(title, [" ".join(c.text for c in p) for p in paragraphs(cues)])
+    """The TXT transcript in the caption stage's paragraphs (by pause and speaker)."""
+    return transcript_text(title, transcript_paragraphs(cues))
 
 
 def render_html(cues: list[Cue], title: str, language: str) -> str:
-    return transcript_html(title, language, [(p[0].start, " ".join(c.text for c in p))
-                                             for p in paragraphs(cues)])
+    return transcript_html(title, language, transcript_paragraphs(cues))
 
 
 def cues_json(cues: list[Cue]) -> list[dict[str, Any]]:
@@ -242,6 +251,38 @@ def merge(cues: list[Cue], index: int, max_chars: int) -> list[Cue]:
     merged = Cue(a.start, max(a.end, b.end), wrap(f"{a.text} {b.text}", max_chars),
                  a.speaker or b.speaker)
     return [*cues[:index], merged, *cues[index + 2:]]
+
+
+def speakers(cues: list[Cue]) -> list[str]:
+    """The speakers named in the captions, in order of first appearance."""
+    return list(dict.fromkeys(c.speaker for c in cues if c.speaker))
+
+
+def speaker_name(name: str) -> str:
+    """A name typed on the review page, made one line and checked like a sidecar's."""
+    name = caption_line(name)
+    problem = speaker_name_problem(name)
+    if problem:
+        raise InputError(f"{problem}; type another name")
+    return name
+
+
+def rename_speaker(cues: list[Cue], old: str, new: str) -> list[Cue]:
+    """Every cue of speaker `old` now said by `new` (everywhere in the captions). Renaming to
+    a name already used merges the two: what to do when the recogniser split one voice."""
+    if old not in speakers(cues):
+        raise InputError(f"no cue is spoken by {old!r}; reload the page")
+    new = speaker_name(new)
+    return [replace(c, speaker=new) if c.speaker == old else c for c in cues]
+
+
+def reassign(cues: list[Cue], index: int, speaker: str) -> list[Cue]:
+    """Cue `index` said by `speaker` instead (a voice the diarizer gave to the wrong one)."""
+    _check_index(cues, index)
+    speaker = speaker_name(speaker)
+    out = list(cues)
+    out[index] = replace(out[index], speaker=speaker)
+    return out
 
 
 def _check_index(cues: list[Cue], index: int) -> None:

@@ -8,6 +8,9 @@ never misses an action that took effect.
 
 from __future__ import annotations
 
+import bisect
+import datetime as dt
+import hashlib
 import json
 import logging
 import re
@@ -19,23 +22,32 @@ from pipeline.artifacts import CAPTION_FILES, Artifact
 from pipeline.captions.qa import cue_speed
 from pipeline.errors import InputError
 from pipeline.fsutil import atomic_write_text, sha256_file
-from pipeline.models import CaptionResult, Job, Status
+from pipeline.models import CaptionResult, ChapterMark, ChapterReview, Job, Status
 from pipeline.review import cues as cuelib
 from pipeline.review.cues import Cue
+from pipeline.sidecar import Chapter
 from pipeline.workspace import Context
 
 log = logging.getLogger(__name__)
 
 MODES = ("after-approval", "immediate")
 #: Actions in the audit trail. `edit` rows record who changed the captions into a revision.
-ACTIONS = ("approve", "request-changes", "edit")
+ACTIONS = ("approve", "request-changes", "edit", "chapters")
 #: Statuses in which nobody else writes the episode, so a reviewer may change it.
 EDITABLE = (Status.AWAITING_REVIEW, Status.PUBLISHED, Status.FAILED)
 #: The media a reviewer watches, best first (deliverables, then intermediates in the same
 #: deliverable time: the encoded files already carry the intro).
 PLAYABLE = (Artifact.VIDEO, Artifact.AUDIO, Artifact.ENCODED_VIDEO, Artifact.ENCODED_AUDIO)
-#: Stages that must run again when the captions change: the MP4 carries them in-file.
-AFTER_EDIT = ["package", "review", "upload", "publish"]
+#: Stages that must run again when the captions change: the MP4 carries them in-file, the
+#: audiogram burns them into its picture.
+AFTER_EDIT = ["package", "review", "audiogram", "upload", "publish"]
+#: ...of which these carry the captions themselves (redone even for a failed episode).
+CARRY_CAPTIONS = ["package", "audiogram"]
+#: Stages that must run again when a reviewer accepts or edits chapters (not the captions:
+#: that would replace the reviewed caption revision).
+AFTER_CHAPTERS = ["chapters", "package", "review", "audiogram", "upload", "publish"]
+#: Audit-trail actions that decide on the captions (an edit or a chapter change does not).
+DECISIONS = ("approve", "request-changes")
 MAX_REVIEWER = 100
 MAX_NOTE = 2000
 
@@ -75,7 +87,7 @@ def approval(ctx: Context, job: Job) -> dict[str, Any] | None:
     an approval needs a new one, so does a caption file rewritten by anything else (a re-run
     of the caption stage); a later request for changes withdraws it.
     """
-    decisions = [r for r in ctx.db.reviews(job.id) if r["action"] != "edit"]
+    decisions = [r for r in ctx.db.reviews(job.id) if r["action"] in DECISIONS]
     if decisions and decisions[-1]["action"] == "approve" \
             and decisions[-1]["revision"] == revision(job) \
             and decisions[-1]["captions_sha256"] == captions_digest(ctx, job):
@@ -90,7 +102,7 @@ def review_state(ctx: Context, job: Job) -> str:
     if approval(ctx, job) is not None:
         return "approved"
     if job.status is Status.AWAITING_REVIEW and job.stage == "review":  # held by the gate
-        decisions = [r for r in ctx.db.reviews(job.id) if r["action"] != "edit"]
+        decisions = [r for r in ctx.db.reviews(job.id) if r["action"] in DECISIONS]
         if decisions and decisions[-1]["action"] == "request-changes":
             return "changes-requested"
         return "needs-review"
@@ -275,6 +287,7 @@ def _write_revision(ctx: Context, job: Job, cues: list[Cue], *, reviewer: str,
     data = _read_json(ctx, job, Artifact.WORDS)
     if data:
         data.update(cues=cuelib.cues_json(cues), caption_revision=new_revision)
+        _speakers_of_words(data.get("words"), cues)
         atomic_write_text(ws.abs(job.files[Artifact.WORDS]),
                           json.dumps(data, ensure_ascii=False, indent=1) + "\n")
     qa = _read_json(ctx, job, Artifact.QA)
@@ -307,6 +320,24 @@ def _write_revision(ctx: Context, job: Job, cues: list[Cue], *, reviewer: str,
     return job
 
 
+def _speakers_of_words(words: Any, cues: list[Cue]) -> None:
+    """Words in the word-level JSON take the speaker of the cue they fall in, so a renamed or
+    reassigned speaker is renamed there too."""
+    if not isinstance(words, list) or not any(c.speaker for c in cues):
+        return
+    starts = [c.start for c in cues]
+    for word in words:
+        if not isinstance(word, dict):
+            continue
+        try:
+            middle = (float(word["start"]) + float(word["end"])) / 2
+        except (KeyError, TypeError, ValueError):
+            continue
+        k = bisect.bisect_right(starts, middle) - 1
+        if k >= 0 and middle <= cues[k].end and cues[k].speaker:
+            word["speaker"] = cues[k].speaker
+
+
 def _language(ctx: Context, job: Job) -> str:
     try:
         return ctx.settings.show(job.show).language
@@ -322,7 +353,7 @@ def _after_change(ctx: Context, job: Job) -> Job:
     db = ctx.db
     mode = review_mode(ctx, job)
     if job.status is Status.FAILED:
-        db.reset_stages(job.id, AFTER_EDIT if mode == "after-approval" else AFTER_EDIT[:1])
+        db.reset_stages(job.id, AFTER_EDIT if mode == "after-approval" else CARRY_CAPTIONS)
         return job
     if job.status is Status.AWAITING_REVIEW:
         db.reset_stages(job.id, AFTER_EDIT)
@@ -362,7 +393,83 @@ def decide(ctx: Context, job_id: str, *, action: str, reviewer: str, expected_re
         db.event(job.id, action, f"captions revision {revision(job)} by {reviewer}"
                  + (f": {note}" if note else ""))
         log.info("[review] %s: %s revision %d by %s", job.id, action, revision(job), reviewer)
-        if action == "approve" and job.status is Status.AWAITING_REVIEW:
+        if action == "approve" and job.status is Status.AWAITING_REVIEW \
+                and not chapters_pending(job):
             job = job.replace(status=Status.QUEUED, error=None)
             db.save(job)
+        return job
+
+
+# --- chapters -----------------------------------------------------------------------------
+
+
+def chapters_pending(job: Job) -> bool:
+    """Whether the episode's chapters were suggested and no reviewer has accepted them (an
+    accepted list replaces the suggestions when the chapters stage runs next)."""
+    return job.results.chapter_review is None and any(
+        m.suggested for m in job.results.chapters or [])
+
+
+def chapters_digest(job: Job) -> str:
+    """A fingerprint of the chapters as the page shows them (to refuse a stale form)."""
+    marks = [m.model_dump(mode="json") for m in chapter_rows(job)]
+    return hashlib.sha256(json.dumps(marks, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def chapter_rows(job: Job) -> list[ChapterMark]:
+    """The chapters a reviewer sees and edits: the listed ones (the intro and opening marks
+    are made again from the timeline). Once a reviewer has saved chapters, those — placed in
+    the deliverables — even before the chapters stage has run again."""
+    review = job.results.chapter_review
+    if review is None:
+        return [m for m in job.results.chapters or [] if m.toc]
+    place = job.timeline.to_deliverable
+    return [ChapterMark(start=round(place(c.start), 3), end=round(place(c.start), 3),
+                        title=c.title) for c in review.chapters]
+
+
+def save_chapters(ctx: Context, job_id: str, rows: list[tuple[float, str]], *, reviewer: str,
+                  expected: str) -> Job:
+    """Accept (or edit) the chapters: `rows` are (start in the deliverables, title) as the
+    reviewer saw and typed them. They are kept in recording time, like a sidecar's, and the
+    chapters stage places them through the Timeline into every deliverable."""
+    reviewer = _check_reviewer(reviewer)
+    if not rows:
+        raise InputError("keep at least one chapter; to publish without chapters, remove "
+                         "them from the sidecar instead")
+    chapters: list[Chapter] = []
+    with ctx.db.locked(job_id) as job:
+        if chapters_digest(job) != expected:
+            raise ConflictError(f"the chapters of episode {job.id} changed since you opened "
+                                "the page; reload it and redo your change")
+        if job.status not in EDITABLE:
+            raise InputError(f"episode {job.id} is {job.status}: the pipeline is working on it. "
+                             "Wait until it is awaiting review or published, then edit")
+        timeline = job.timeline
+        for start, title in sorted(rows):
+            title = " ".join(title.split())
+            if not title or len(title) > 200:
+                raise InputError(f"the chapter at {start:.1f} s needs a title of 1 to 200 "
+                                 "characters")
+            content = min(max(start - timeline.intro_s, 0.0), timeline.content_duration_s)
+            at = round(timeline.content_to_recording(content), 3)
+            if chapters and at <= chapters[-1].start:
+                raise InputError(f"the chapters “{chapters[-1].title}” and “{title}” start at "
+                                 "the same moment of the episode; give them different times "
+                                 "or remove one")
+            chapters.append(Chapter(start=at, title=title))
+        review = ChapterReview(chapters=chapters, reviewer=reviewer,
+                               at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+        job = job.with_results(chapter_review=review)
+        ctx.db.reset_stages(job.id, AFTER_CHAPTERS)
+        if job.status is not Status.FAILED:
+            go = review_mode(ctx, job) == "immediate" or approval(ctx, job) is not None
+            job = job.replace(status=Status.QUEUED if go else Status.AWAITING_REVIEW,
+                              stage="chapters" if go else "review", error=None)
+        ctx.db.save(job)
+        summary = "; ".join(f"{c.start:.1f} s {c.title}" for c in chapters)
+        ctx.db.add_review(job.id, reviewer, "chapters", revision(job), summary[:MAX_NOTE],
+                          captions_digest(ctx, job))
+        ctx.db.event(job.id, "chapters", f"{len(chapters)} chapter(s) accepted by {reviewer}")
+        log.info("[review] %s: %d chapter(s) accepted by %s", job.id, len(chapters), reviewer)
         return job

@@ -1,10 +1,13 @@
 """Captions and transcripts for the deliverables, plus a QA report for reviewers.
 
-Cues are cut from the transcript's word timestamps with the configured profile, placed in the
-deliverables through the episode's Timeline (content time + where the content starts after any
-intro bumper), so they line up with what learners play. Every format is written atomically into
-`transcripts/<show>/<slug>.*`; the QA report lists violations, low-confidence words, reading
-speeds and glossary hits, and its headline figures go to `measurements`.
+The transcript's word times are first checked against the content-only master (the audio the
+words were recognised from, so the same content time): pauses found in the audio move word
+edges onto the speech (`pipeline.captions.timing`). Cues are then cut from those words with
+the configured profile and placed in the deliverables through the episode's Timeline (content
+time + where the content starts after any intro bumper), so they line up with what learners
+play. Every format is written atomically into `transcripts/<show>/<slug>.*`; the QA report
+lists violations, low-confidence words, reading speeds and glossary hits, and its headline
+figures go to `measurements`.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ import logging
 
 from pipeline.artifacts import Artifact
 from pipeline.asr.types import Transcript
+from pipeline.captions import speakers
 from pipeline.captions.profiles import get_profile
-from pipeline.captions.qa import report
+from pipeline.captions.qa import report, segment_starts
 from pipeline.captions.segmenter import segment
+from pipeline.captions.timing import align_to_audio
 from pipeline.captions.writers import WRITERS, Document
 from pipeline.errors import PipelineError
 from pipeline.fsutil import atomic_write_text
@@ -27,6 +32,8 @@ from pipeline.workspace import Context
 log = logging.getLogger(__name__)
 
 NEEDS = (Artifact.TRANSCRIPT,)
+#: Word times are checked against the master when it is there; speaker turns name the cues.
+USES = (Artifact.MASTER_AUDIO, Artifact.SPEAKERS)
 MAKES = (*WRITERS, Artifact.QA)
 
 
@@ -47,15 +54,21 @@ def run(job: Job, ctx: Context) -> Job:
     except (ValueError, KeyError, TypeError) as exc:
         raise PipelineError(f"{ws.rel(stored)} is not a valid transcript ({exc}); run "
                             f"`learncast retry {job.id} --from transcribe`") from exc
+    words = transcript.words
+    aligned = ctx.has_input(Artifact.MASTER_AUDIO)
+    if aligned:
+        words = align_to_audio(words, ctx.ffmpeg, ctx.input(Artifact.MASTER_AUDIO))
     place = job.timeline.content_to_deliverable
-    words = [dataclasses.replace(w, start=place(w.start), end=place(w.end))
-             for w in transcript.words]
+    labelled = speakers.label(words, ctx.inputs.get(Artifact.SPEAKERS))
+    words = [dataclasses.replace(w, start=place(w.start), end=place(w.end)) for w in labelled]
     profile = get_profile(ctx.settings.captions.profile)
     chapters = job.results.chapters or []
-    cues = segment(words, profile, breaks=[m.start for m in chapters if m.start > 0])
+    cues = speakers.assign(segment(words, profile, breaks=[
+        *(m.start for m in chapters if m.start > 0), *speakers.changes(words)], aligned=aligned))
     qa = report(cues, words, profile, low_confidence=ctx.settings.captions.low_confidence,
                 glossary=transcript.info.get("glossary"),
-                dropped=transcript.info.get("dropped_segments"))
+                dropped=transcript.info.get("dropped_segments"),
+                segment_starts=segment_starts(transcript.segments))
     language = _language(job, ctx, transcript.language)
     doc = Document(title=job.title, language=language, cues=cues, words=words,
                    info={"engine": transcript.info.get("engine"),

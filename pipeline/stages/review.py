@@ -1,4 +1,5 @@
-"""The review gate: nothing is uploaded or published before a reviewer approves the captions.
+"""The review gate: nothing is uploaded or published before a reviewer approves the captions
+(and accepts or edits suggested chapters).
 
 Placed just before `upload`. Shows set `review = "after-approval"` (the episode waits in
 `awaiting-review` until someone approves its current caption revision on `learncast review`)
@@ -31,6 +32,10 @@ def run(job: Job, ctx: Context) -> Job:
         log.info("[review] %s: captions revision %d wait for approval", job.id, revision)
         raise HoldForReview(f"captions revision {revision} wait for a reviewer's approval; "
                             "open `learncast review` to check and approve them")
+    if service.chapters_pending(job):
+        log.info("[review] %s: suggested chapters wait for a reviewer", job.id)
+        raise HoldForReview("the suggested chapters wait for a reviewer to accept or edit them; "
+                            "open `learncast review`")
     return job.with_results(review=ReviewRecord(mode=mode, revision=revision,
                                                 reviewer=approved["reviewer"],
                                                 at=approved["at"]))

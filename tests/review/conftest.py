@@ -49,11 +49,13 @@ MakeEpisode = Callable[..., Job]
 
 @pytest.fixture
 def make_episode(ctx: Context, db: StateDB, make_media) -> MakeEpisode:
-    """make_episode(kind="video"|"audio", name=..., cues=CUES): ingest real media, write its
-    captions, run the real runner; the episode ends held at (or passed through) the gate."""
+    """make_episode(kind="video"|"audio", name=..., cues=CUES, speakers=[name per cue]):
+    ingest real media, write its captions, run the real runner; the episode ends held at (or
+    passed through) the gate."""
 
     def make(kind: str = "video", name: str = "onboarding", seconds: float = 8.0,
-             cues: list[tuple[float, float, tuple[str, ...]]] | None = None) -> Job:
+             cues: list[tuple[float, float, tuple[str, ...]]] | None = None,
+             speakers: list[str | None] | None = None) -> Job:
         cues = CUES if cues is None else cues
         inbox = ctx.workspace.inbox
         if kind == "video":
@@ -69,7 +71,8 @@ def make_episode(ctx: Context, db: StateDB, make_media) -> MakeEpisode:
         assert result.outcome == "new", result.message
         [job] = [j for j in db.all() if j.source == media.name]
         folder = ctx.workspace.transcripts / job.show
-        parsed = [Cue(s, e, lines) for s, e, lines in cues]
+        said = speakers or [None] * len(cues)
+        parsed = [Cue(s, e, lines, who) for (s, e, lines), who in zip(cues, said, strict=True)]
         files = {
             "vtt": folder / f"{job.slug}.vtt",
             "json": folder / f"{job.slug}.json",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -322,6 +323,56 @@ def test_audio_episode_and_one_without_captions(ctx: Context, db: StateDB,
     assert response.status_code == 200 and "has no captions yet" in text
     assert "Not saved" not in text and "<track" not in text
     assert "No captions yet" in client.get("/").get_data(as_text=True)
+
+
+def test_rename_and_reassign_a_speaker(ctx: Context, db: StateDB,
+                                       make_episode: MakeEpisode) -> None:
+    job = make_episode("video", speakers=["Ana", "Ben", "Ben", "Ana"])
+    client = client_for(ctx, db)
+    page = client.get(f"/episodes/{job.id}").get_data(as_text=True)
+    assert 'id="speakers-h">Speakers<' in page
+    assert re.search(r'<label for="rename-2">Rename <strong>Ben</strong> to</label>', page)
+    assert re.search(r'<select id="speaker-4" name="speaker">\s*<option selected>Ana</option>'
+                     r'<option>Ben</option>', page)
+    token = csrf(page)
+    form = {"csrf_token": token, "reviewer": "Rita"}
+    renamed = client.post(f"/episodes/{job.id}/speakers/rename", data={
+        **form, "revision": "1", "speaker": "Ben", "name": "Ben  Okafor"})
+    assert renamed.status_code == 303 and renamed.location.endswith("#speakers")
+    saved = db.get(job.id)
+    assert saved is not None and service.revision(saved) == 2
+    vtt = ctx.workspace.abs(saved.files["vtt"]).read_text()
+    assert "<v Ben Okafor>Ben Okafor: Today we look at the" in vtt
+    assert "<v Ben Okafor>Never type" in vtt and "Ben:" not in vtt and "<v Ben>" not in vtt
+    srt = ctx.workspace.abs(saved.files["srt"]).read_text()
+    assert "Ben Okafor: Today we look at the" in srt and "Ana: Thanks for listening." in srt
+    assert "Ben Okafor: Today" in ctx.workspace.abs(saved.files["txt"]).read_text()
+    words = json.loads(ctx.workspace.abs(saved.files["json"]).read_text())["words"]
+    assert {w["speaker"] for w in words if w["word"] == "policy."} == {"Ben Okafor"}
+
+    moved = client.post(f"/episodes/{job.id}/cues/4/speaker", data={
+        **form, "revision": "2", "speaker": "Ben Okafor"})
+    assert moved.status_code == 303 and moved.location.endswith("#cue-4")
+    saved = db.get(job.id)
+    assert saved is not None and service.revision(saved) == 3
+    vtt = ctx.workspace.abs(saved.files["vtt"]).read_text()
+    assert "<v Ben Okafor>Thanks for listening." in vtt  # no change of speaker: no name
+    assert [r["note"] for r in db.reviews(job.id)] == [
+        "renamed speaker Ben to Ben Okafor", "cue 4 said by Ben Okafor"]
+
+    bad = client.post(f"/episodes/{job.id}/speakers/rename", data={
+        **form, "revision": "3", "speaker": "Ana", "name": "<v Eve>"})
+    assert bad.status_code == 400
+    assert "a speaker name cannot contain" in bad.get_data(as_text=True)
+    stale = client.post(f"/episodes/{job.id}/cues/1/speaker", data={
+        **form, "revision": "2", "speaker": "Ana"})
+    assert stale.status_code == 409
+
+
+def test_a_single_voice_shows_no_speaker_controls(ctx: Context, db: StateDB,
+                                                  episode: Job) -> None:
+    page = client_for(ctx, db).get(f"/episodes/{episode.id}").get_data(as_text=True)
+    assert "Speakers</h3>" not in page and 'name="speaker"' not in page
 
 
 def test_listening_figures_page(ctx: Context, db: StateDB, make_episode: MakeEpisode) -> None:

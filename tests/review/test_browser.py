@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.models import Status
+from pipeline.models import ChapterMark, SoundbiteResult, Status
 from pipeline.review import service
 from pipeline.state import StateDB
 from pipeline.workspace import Context
@@ -206,6 +206,69 @@ def test_audio_episodes_show_the_current_caption_as_text(make_episode: MakeEpiso
     page.wait_for_function("() => document.getElementById('now-caption').textContent"
                            ".includes('expense policy.')")
     assert_accessible(page, axe_source, "audio episode page")
+
+
+def test_a_reviewer_renames_and_reassigns_speakers(ctx: Context, db: StateDB,
+                                                   make_episode: MakeEpisode,
+                                                   server: ReviewServer, page: Any,
+                                                   axe_source: str, artifacts: Path) -> None:
+    job = make_episode("video", speakers=["Speaker 1", "Speaker 2", "Speaker 2", "Speaker 1"])
+    page.goto(f"{server.url.rstrip('/')}/episodes/{job.id}")
+    assert_accessible(page, axe_source, "episode page with speakers")
+    assert page.locator("#cue-2 .speaker").inner_text() == "Speaker 2:"
+    # the browser's caption shows who speaks where the speaker changes
+    assert play_cue(page, 2) == "Speaker 2: Today we look at the\nexpense policy."
+    assert play_cue(page, 3).startswith("Never type")
+
+    page.fill("#rename-reviewer-2", "Rita")
+    page.get_by_label("Rename Speaker 2 to").fill("Ben Okafor")
+    page.get_by_role("button", name="Rename Speaker 2").click()
+    page.wait_for_selector("text=Saved: renamed speaker Speaker 2 to Ben Okafor")
+    assert page.locator("#cue-2 .speaker").inner_text() == "Ben Okafor:"
+    assert page.locator("#cue-3 .speaker").inner_text() == "Ben Okafor:"
+    assert play_cue(page, 2) == "Ben Okafor: Today we look at the\nexpense policy."
+
+    page.get_by_text("Edit cue 4", exact=True).click()
+    page.get_by_label("Speaker of cue 4").select_option("Ben Okafor")
+    page.get_by_role("button", name="Set speaker of cue 4").click()
+    page.wait_for_selector("text=Saved: cue 4 said by Ben Okafor")
+    assert page.locator("#cue-4 .speaker").inner_text() == "Ben Okafor:"
+    assert_accessible(page, axe_source, "episode page after renaming a speaker")
+    page.locator("#speakers").scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / "speakers.png"), full_page=False)
+    saved = db.get(job.id)
+    assert saved is not None and service.revision(saved) == 3
+    vtt = ctx.workspace.abs(saved.files["vtt"]).read_text()
+    assert vtt.count("<v Ben Okafor>") == 3 and vtt.count("Ben Okafor: ") == 1
+
+def test_suggested_chapters_are_accepted_from_the_keyboard(
+        db: StateDB, workspace_dir: Path, make_episode: MakeEpisode, server: ReviewServer,
+        page: Any, axe_source: str, artifacts: Path) -> None:
+    job = make_episode("video")
+    clip = workspace_dir / "work" / job.id / "clip.mp3"
+    clip.write_bytes((workspace_dir / job.files["audio"]).read_bytes())
+    db.save(job.with_file("soundbite_1", f"work/{job.id}/clip.mp3").with_results(
+        chapters=[ChapterMark(start=0.0, end=4.2, title="Onboarding", suggested=True),
+                  ChapterMark(start=4.2, end=8.0, title="Expense policy", suggested=True)],
+        soundbites=[SoundbiteResult(start=2.2, duration=15.0, title="The expense policy",
+                                    origin="transcript")]))
+    page.goto(f"{server.url.rstrip('/')}/episodes/{job.id}")
+    assert_accessible(page, axe_source, "episode page with chapters and soundbites")
+    assert page.get_by_role("heading", name="Soundbites").is_visible()
+    page.get_by_label("Title of chapter 2").fill("The expense policy")
+    page.locator("#ch-reviewer").fill("Ana")
+    page.get_by_role("button", name="Accept chapters").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/episodes/{job.id}#chapters")
+    assert page.get_by_role("button", name="Save chapters").is_visible()
+    # the page shows what was accepted (no longer suggested) before the pipeline runs again
+    assert page.get_by_label("Title of chapter 2").input_value() == "The expense policy"
+    assert page.locator("form.chapters").get_by_text("suggested").count() == 0
+    page.screenshot(path=str(artifacts / "chapters.png"), full_page=True)
+    stored = db.get(job.id)
+    assert stored is not None and stored.results.chapter_review is not None
+    assert [c.title for c in stored.results.chapter_review.chapters] == [
+        "Onboarding", "The expense policy"]
 
 
 def test_listening_figures_page_is_accessible(db: StateDB, make_episode: MakeEpisode,

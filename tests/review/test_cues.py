@@ -23,7 +23,7 @@ def test_vtt_round_trip_escapes_markup_and_arrows() -> None:
     text = cuelib.render_vtt(SAMPLE)
     assert "<script>" not in text and "a --&gt; b &lt;script&gt;" in text
     assert text.count("-->") == 2  # only the timing lines
-    assert "<v Ana>Hello &amp; welcome." in text
+    assert "<v Ana>Ana: Hello &amp; welcome." in text  # the name shown where it changes
     assert cuelib.parse_vtt(text) == SAMPLE
 
 
@@ -41,10 +41,49 @@ def test_srt_txt_html_render_from_edited_cues() -> None:
     srt = cuelib.render_srt(SAMPLE)
     assert "00:00:00,500 --> 00:00:02,000" in srt and "Ana: Hello & welcome." in srt
     txt = cuelib.render_txt(SAMPLE, "Course")
-    assert txt.startswith("Course\n\nHello & welcome. a --> b <script>x</script> second line")
+    # a new paragraph where the speaker changes, named where known
+    assert txt == ("Course\n\nAna: Hello & welcome.\n\n"
+                   "a --> b <script>x</script> second line\n")
     page = cuelib.render_html(SAMPLE, "Course <1>", "en")
     assert "<script>x" not in page and "&lt;script&gt;x&lt;/script&gt;" in page
     assert "<h1>Course &lt;1&gt;</h1>" in page and '<html lang="en">' in page
+
+
+TALK = [Cue(0.5, 2.0, ("Hello and welcome.",), "Speaker 1"),
+        Cue(2.2, 4.0, ("Thanks.",), "Speaker 2"),
+        Cue(4.2, 6.0, ("Speaker 2: is a name", "I keep."), "Speaker 2"),
+        Cue(6.2, 8.0, ("Back to me.",), "Speaker 1")]
+
+
+def test_speakers_round_trip_and_show_at_changes() -> None:
+    text = cuelib.render_vtt(TALK)
+    assert "<v Speaker 2>Speaker 2: Thanks." in text
+    assert "<v Speaker 2>Speaker 2: is a name" in text  # no change: the text's own words
+    assert cuelib.parse_vtt(text) == TALK
+    assert cuelib.speakers(TALK) == ["Speaker 1", "Speaker 2"]
+    txt = cuelib.render_txt(TALK, "")
+    assert txt.split("\n\n") == ["Speaker 1: Hello and welcome.",
+                                  "Speaker 2: Thanks. Speaker 2: is a name I keep.",
+                                  "Speaker 1: Back to me.\n"]
+
+
+def test_rename_is_everywhere_and_reassign_is_one_cue() -> None:
+    renamed = cuelib.rename_speaker(TALK, "Speaker 2", "  Ben   Okafor ")
+    assert [c.speaker for c in renamed] == ["Speaker 1", "Ben Okafor", "Ben Okafor",
+                                            "Speaker 1"]
+    assert [c.lines for c in renamed] == [c.lines for c in TALK]
+    joined = cuelib.rename_speaker(renamed, "Ben Okafor", "Speaker 1")
+    assert cuelib.speakers(joined) == ["Speaker 1"]
+    moved = cuelib.reassign(renamed, 2, "Speaker 1")
+    assert [c.speaker for c in moved] == ["Speaker 1", "Ben Okafor", "Speaker 1",
+                                          "Speaker 1"]
+    with pytest.raises(InputError, match="no cue is spoken by 'Nobody'"):
+        cuelib.rename_speaker(TALK, "Nobody", "Ana")
+    for bad in ("", "A: B", "<v Eve>", "x" * 65):
+        with pytest.raises(InputError, match="speaker name"):
+            cuelib.rename_speaker(TALK, "Speaker 1", bad)
+    with pytest.raises(InputError, match="there is no cue 9"):
+        cuelib.reassign(TALK, 8, "Ana")
 
 
 def test_parse_time_accepts_seconds_and_timestamps() -> None:

@@ -96,6 +96,13 @@ def test_a_round_one_database_is_upgraded_in_place(tmp_path: Path) -> None:
         assert db.stage_status("e1")["package"]["status"] == "done"
         db.save(job)  # and it writes back in the new shape
         assert db.get("e1") == job
+        # step 5: the notification outbox, learners and download counts exist
+        assert db.notify_add([{"key": "k", "channel": "email", "recipient": "a@example.com",
+                               "kind": "failed", "episode_id": "e1", "payload": "{}",
+                               "status": "pending", "next_at": 0.0}]) == 1
+        db.learner_add("l1", "x", "ana@example.com", "f" * 64)
+        db.downloads_replace(["2026-11-21"], [("e1", "2026-11-21", "", 2)])
+        assert [r["id"] for r in db.learners()] == ["l1"] and len(db.downloads()) == 1
     finally:
         db.close()
     with sqlite3.connect(path) as c:

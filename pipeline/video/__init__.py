@@ -1,0 +1,1 @@
+"""Composed video: audiograms (moviepy) for audio-only episodes and their soundbites."""
