@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import podcastparser
 import pytest
 
-from pipeline import learners
+from pipeline import learners, stats
 from pipeline.artifacts import Artifact
 from pipeline.errors import ConfigError, InputError
 from pipeline.feeds.publish import publish_episode, upload_episode
@@ -184,6 +184,12 @@ def test_personal_feeds_through_serve(make_ctx: Callable[..., Context],
     assert ana.token not in text and bob.token not in text and wrong[:-2] not in text
     served_to_ana = [r for r in read_serve_logs(logs) if r.learner == ana.learner.id]
     assert {r.key for r in served_to_ana} >= {feed_key, media}
+    # per-learner figures (this show enables them): named from the pseudonyms in the log;
+    # Bob only read his feed, and the open show is counted per episode only
+    stats.refresh(ctx)
+    figures = {f.episode_id: f for f in stats.figures(ctx)}
+    assert figures[job.id].total == 1 and figures[job.id].learners == {"ana@example.com": 1}
+    assert figures[public.id].total == 1 and figures[public.id].learners is None
 
 
 def test_personal_feeds_on_s3_are_presigned_and_never_public(
