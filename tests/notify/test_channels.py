@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,22 @@ def test_unreachable_smtp_server_is_a_transient_failure() -> None:
     with pytest.raises(DeliveryError, match="unreachable") as info:
         send_email(settings, "ana@example.com", "s", "t", message_id="<x@l>", env={})
     assert not info.value.permanent
+
+
+def test_a_silent_smtp_server_times_out_as_a_transient_failure() -> None:
+    """A server that accepts the connection and never greets (overloaded, or a firewall that
+    swallows the session) costs one timeout, not a hung courier."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        settings = NotifySettings(smtp_host="127.0.0.1", smtp_port=silent.getsockname()[1],
+                                  smtp_security="starttls", smtp_from="learncast@example.com",
+                                  timeout_s=1)
+        with pytest.raises(DeliveryError, match="timed out") as info:
+            send_email(settings, "ana@example.com", "s", "t", message_id="<x@l>",
+                       env=CREDENTIALS)
+        held, _ = silent.accept()  # the connection was made: it was the greeting that never came
+        held.close()
+    assert not info.value.permanent
+    assert SMTP_PASSWORD not in str(info.value)
 
 
 def test_webhook_is_signed_and_the_signature_verifies(receiver: Receiver) -> None:
