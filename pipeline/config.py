@@ -677,7 +677,7 @@ class NotifySettings(Section):
 
 
 class PrivateSettings(Section):
-    """Private shows: personal feed URLs per learner (see README, Private feeds)."""
+    """Private shows: personal feed URLs per learner (see README, Private shows)."""
 
     feed_base_url: str = Field(
         "", description="Where learners reach `learncast serve` (personal feed URLs start "
