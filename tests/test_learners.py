@@ -303,6 +303,29 @@ def test_learners_cli(workspace_dir: Path, tmp_path: Path) -> None:
     public = learncast(workspace_dir, "learners", "add", "nope", "x@example.com")
     assert public.returncode == 2 and "no show 'nope'" in public.stderr
 
+    # `stats --learners`: per-learner figures by name, only where the show enables them
+    from pipeline.state import StateDB
+    from pipeline.workspace import open_workspace
+    from tests.state.test_store import episode
+
+    ana = next(r for r in json.loads(listed.stdout) if r["name"] == "ana@example.com")
+    db = StateDB(open_workspace(workspace_dir).state_db)
+    try:
+        job = episode(1, show="learning-weekly", title="Day one")
+        db.insert(job)
+        db.downloads_replace(["2026-11-02"], [(job.id, "2026-11-02", ana["id"], 2),
+                                              (job.id, "2026-11-02", "", 3)])
+    finally:
+        db.close()
+    off = learncast(workspace_dir, "stats", "--learners", "--show", "learning-weekly")
+    assert off.returncode == 0 and "ana@example.com" not in off.stdout  # learner_stats off
+    config.write_text(config.read_text().replace("learner_stats = false", "learner_stats = true"))
+    on = learncast(workspace_dir, "stats", "--learners")
+    assert on.returncode == 0, on.stderr
+    assert f"{job.id} Day one: ana@example.com 2" in on.stdout
+    [figures] = json.loads(learncast(workspace_dir, "stats", "--json").stdout)
+    assert (figures["downloads"], figures["learners"]) == (5, {"ana@example.com": 2})
+
 
 def test_serve_cli_with_s3_serves_only_personal_feeds(workspace_dir: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "pipeline", "--workspace", str(workspace_dir),
