@@ -344,25 +344,135 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from pipeline.learners import PrivateGate
     from pipeline.serve import serve
+    from pipeline.stats.logs import AccessLog
 
     ws = open_workspace(resolve_root(args.workspace))
-    if ws.settings.storage.backend != "local":
-        raise ConfigError(f"storage.backend is '{ws.settings.storage.backend}'; `learncast "
-                          "serve` only serves the local backend's folder (paths.public)")
-    ws.public.mkdir(parents=True, exist_ok=True)
+    settings = ws.settings
+    private = [s.id for s in settings.shows if s.private]
+    s3 = settings.storage.backend == "s3"
+    if s3 and not private:
+        raise ConfigError(f"storage.backend is '{settings.storage.backend}'; `learncast "
+                          "serve` only serves the local backend's folder (paths.public), and "
+                          "the personal feeds of private shows (none is configured)")
+    ws.ensure()
+    db = open_state(ws)
+    storage = None
+    if s3:
+        from pipeline.storage import open_storage
+
+        storage = open_storage(ws)
+    log_folder = ws.abs(settings.stats.access_log)
+    access_log = AccessLog(log_folder, settings.stats.keep_days) if settings.stats.enabled \
+        else None
 
     def ready(server: Any) -> None:
-        out.print(f"Serving {ws.public} at {server.url}/ (Ctrl-C to stop)")
+        what = "personal feeds of private shows" if s3 else str(ws.public)
+        out.print(f"Serving {what} at {server.url}/ (Ctrl-C to stop)", markup=False)
+        if private:
+            out.print(f"private shows ({', '.join(private)}): only learners' personal URLs "
+                      "(`learncast learners add`)", markup=False)
+        if access_log is not None:
+            out.print(f"access log (for `learncast stats`): {log_folder}", markup=False)
 
     try:
         serve(ws.public, args.host, args.port,
-              public_base_url=ws.settings.storage.public_base_url, on_ready=ready)
+              public_base_url="" if s3 else settings.storage.public_base_url, on_ready=ready,
+              gate=PrivateGate(settings, db, storage), access_log=access_log)
     except OSError as exc:
         raise ConfigError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); choose "
                           "another with --host/--port") from exc
     except KeyboardInterrupt:
         out.print("stopped")
+    finally:
+        if access_log is not None:
+            access_log.close()
+        db.close()
+    return EXIT_OK
+
+
+def cmd_learners(args: argparse.Namespace) -> int:
+    """`learncast learners add|list|revoke|import`: personal feeds of private shows."""
+    import csv
+
+    from pipeline import learners
+
+    with _session(args, probe_ffmpeg=False) as ctx:
+        db, settings = ctx.db, ctx.settings
+        if args.action == "add":
+            added = learners.add(db, settings, args.show, args.who, replace=args.replace)
+            out.print(f"{added.learner.name} (learner {added.learner.id}) — personal feed:",
+                      markup=False)
+            out.print(f"  {added.urls['audio']}", markup=False)
+            out.print(f"  video: {added.urls['video']}", markup=False)
+            out.print("Send it to them privately; it is shown only now (Learncast keeps a "
+                      "digest of it). `learncast learners revoke` stops it.", markup=False)
+        elif args.action == "import":
+            done = learners.import_csv(db, settings, args.show, Path(args.file))
+            writer = csv.writer(sys.stdout)
+            writer.writerow(["name", "learner", "feed", "video_feed"])
+            for a in done.added:
+                writer.writerow([a.learner.name, a.learner.id, a.urls["audio"], a.urls["video"]])
+            for name, why in done.skipped:
+                err.print(f"skipped {name}: {why}", markup=False)
+            err.print(f"{len(done.added)} learner(s) added, {len(done.skipped)} skipped",
+                      markup=False)
+        elif args.action == "revoke":
+            for gone in learners.revoke(db, settings, args.show, args.who):
+                out.print(f"revoked {gone.name} (learner {gone.id}): their feed and media "
+                          "stop working now" + (" (signed links already fetched expire "
+                          f"within {settings.private.presign_seconds // 3600} h)"
+                          if settings.storage.backend == "s3" else ""), markup=False)
+        else:
+            rows = learners.listing(db, args.show)
+            if args.json:
+                sys.stdout.write(json.dumps([r.__dict__ for r in rows], indent=2) + "\n")
+                return EXIT_OK
+            if not rows:
+                out.print("No learners yet; add one with `learncast learners add SHOW EMAIL`.")
+            table = Table()
+            for col in ("learner", "show", "name", "added", "revoked"):
+                table.add_column(col, no_wrap=col != "name")
+            for r in rows:
+                table.add_row(r.id, r.show, escape(r.name), r.created_at, r.revoked_at or "")
+            if rows:
+                out.print(table)
+    return EXIT_OK
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    """`learncast stats`: downloads per episode, counted from the access logs."""
+    from pipeline import stats
+
+    with _session(args, probe_ffmpeg=False) as ctx:
+        settings = ctx.settings
+        if args.show and args.show not in settings.show_ids:
+            raise ConfigError(f"no show {args.show!r}; configured shows: "
+                              f"{', '.join(settings.show_ids)}")
+        if settings.stats.enabled or settings.stats.s3_logs:
+            stats.refresh(ctx)
+        figures = stats.figures(ctx, show=args.show)
+        if args.json:
+            sys.stdout.write(json.dumps([f.as_dict() for f in figures], indent=2) + "\n")
+            return EXIT_OK
+        if not settings.stats.enabled and not settings.stats.s3_logs:
+            out.print("Listening figures are off: set [stats] enabled = true (and restart "
+                      "`learncast serve`), or stats.s3_logs for S3; see the README's "
+                      "Listening figures.", markup=False)
+        table = Table()
+        for col in ("show", "episode", "title", "downloads", "last 7 days"):
+            table.add_column(col, no_wrap=col != "title",
+                             justify="right" if col[0] in "dl" else "left")
+        for f in figures:
+            table.add_row(escape(f.show), f.episode_id, escape(f.title), str(f.total),
+                          str(f.last_7_days))
+        out.print(table)
+        for f in figures:
+            if args.learners and f.learners is not None:
+                out.print(f"{f.episode_id} {f.title}: " + (", ".join(
+                    f"{name} {n}" for name, n in f.learners.items()) or "no learner yet"),
+                          markup=False)
     return EXIT_OK
 
 
@@ -505,6 +615,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default "
                    "127.0.0.1; 0.0.0.0 for the whole network)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p = add("learners", cmd_learners, "personal feeds of private shows: add, list, revoke, "
+            "import learners")
+    lsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q = lsub.add_parser("add", help="add a learner; prints their personal feed URL")
+    q.add_argument("show", help="id of a private show")
+    q.add_argument("who", metavar="EMAIL|NAME", help="the learner's e-mail address or name")
+    q.add_argument("--replace", action="store_true",
+                   help="they have a feed already: revoke it and issue a new one")
+    q = lsub.add_parser("list", help="list learners (never their tokens)")
+    q.add_argument("show", nargs="?", help="only this show")
+    q.add_argument("--json", action="store_true", help="machine-readable JSON")
+    q = lsub.add_parser("revoke", help="stop a learner's feed and media at once")
+    q.add_argument("show", help="id of a private show")
+    q.add_argument("who", metavar="EMAIL|NAME|ID", help="the learner (name or learner id)")
+    q = lsub.add_parser("import", help="add the learners of a CSV file (column email or "
+                        "name); prints a CSV of their personal feed URLs")
+    q.add_argument("show", help="id of a private show")
+    q.add_argument("file", help="CSV file")
+    p = add("stats", cmd_stats, "downloads per episode, counted from the access logs")
+    p.add_argument("--show", help="only this show")
+    p.add_argument("--json", action="store_true", help="machine-readable JSON (with days)")
+    p.add_argument("--learners", action="store_true",
+                   help="also per learner, for private shows with learner_stats = true")
     p = add("unpublish", cmd_unpublish, "take an episode out of its show's feeds")
     p.add_argument("id", help="episode id (a unique prefix is enough)")
     p.add_argument("--delete-objects", action="store_true",

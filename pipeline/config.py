@@ -30,6 +30,14 @@ from pipeline.feeds.categories import category_problem
 CONFIG_RELPATH = Path("config") / "learncast.toml"
 ENV_PREFIX = "LEARNCAST_"
 DEFAULT_PUBLIC_BASE_URL = "http://localhost:8080"
+#: Secrets read only from the environment, by the code that uses them (`pipeline.notify`):
+#: never settings, so `learncast config` cannot print them and no config file can hold them.
+ENV_ONLY_SECRETS = {
+    "smtp_user": "LEARNCAST_NOTIFY__SMTP_USER",
+    "smtp_password": "LEARNCAST_NOTIFY__SMTP_PASSWORD",
+    "webhook_secret": "LEARNCAST_NOTIFY__WEBHOOK_SECRET",
+}
+EMAIL_RE = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
 
 
 class Section(BaseModel):
@@ -236,6 +244,58 @@ class ShowSettings(Section):
         "auto", description="Mains hum removal (notches at the hum frequency and its "
         "harmonics): auto = only when 50 or 60 Hz hum is found in the quietest stretch; "
         "50/60 = always, at that frequency.")
+    producers: list[str] = Field(
+        default_factory=list, max_length=50,
+        description="E-mail addresses told when a recording of this show is rejected or "
+        "fails (and, if [notify] events lists it, published), unless its sidecar names its "
+        "own `producer`.")
+    reviewers: list[str] = Field(
+        default_factory=list, max_length=50,
+        description="E-mail addresses told when an episode's captions await review, with a "
+        "link to it on the review page.")
+    webhooks: list[str] = Field(
+        default_factory=list, max_length=20,
+        description="URLs that get every notification of this show as a signed JSON POST "
+        "(Teams/Slack workflows, an LMS); the signing secret comes from "
+        "LEARNCAST_NOTIFY__WEBHOOK_SECRET.")
+    private: bool = Field(
+        False, description="Private show: every learner gets a personal feed URL (`learncast "
+        "learners add`); feeds and media are served only with a valid, unrevoked token, "
+        "never publicly. Implies internal.")
+    learner_stats: bool = Field(
+        False, description="Private shows: count downloads per learner too (personal data: "
+        "say so in your privacy notice). Off = per-episode figures only.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _private_is_internal(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("private") is True and "internal" not in data:
+            return {**data, "internal": True}
+        return data
+
+    @field_validator("producers", "reviewers")
+    @classmethod
+    def _emails(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not EMAIL_RE.match(v)]
+        if bad:
+            raise ValueError(f"{', '.join(map(repr, bad))} is not an e-mail address; give "
+                             "addresses like ana@example.com")
+        return value
+
+    @field_validator("webhooks")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not re.match(r"^https?://[^/\s]+(/\S*)?$", v)]
+        if bad:
+            raise ValueError(f"{', '.join(map(repr, bad))} is not an http:// or https:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _learner_stats_need_private(self) -> ShowSettings:
+        if self.learner_stats and not self.private:
+            raise ValueError(f"show {self.id!r}: learner_stats = true needs private = true "
+                             "(only personal feeds know who downloads)")
+        return self
 
     @field_validator("hum", mode="before")
     @classmethod
@@ -555,6 +615,115 @@ class ReviewSettings(Section):
                        "print(secrets.token_urlsafe(32))\".")
 
 
+class NotifySettings(Section):
+    """E-mail and webhook notifications to producers and reviewers (see README, Notifications)."""
+
+    smtp_host: str = Field("", description="SMTP server for e-mail notifications; empty = no "
+                           "e-mail. User and password only from LEARNCAST_NOTIFY__SMTP_USER / "
+                           "LEARNCAST_NOTIFY__SMTP_PASSWORD, never from this file.")
+    smtp_port: int = Field(0, ge=0, le=65535, description="SMTP port; 0 = by smtp_security "
+                           "(none 25, starttls 587, ssl 465).")
+    smtp_security: Literal["none", "starttls", "ssl"] = Field(
+        "starttls", description="starttls: plain connection upgraded to TLS (refused if the "
+        "server cannot); ssl: TLS from the start (SMTPS); none: no encryption (then no "
+        "password is ever sent, except to this machine).")
+    smtp_from: str = Field("", description="Sender address of notification e-mails "
+                           "(required with smtp_host).")
+    smtp_ca_file: str = Field("", description="PEM file of the CA that signed the SMTP "
+                              "server's certificate (a company CA); empty = the system's.")
+    timeout_s: float = Field(15.0, gt=0, le=300, description="Connect/read timeout of one "
+                             "delivery (SMTP or webhook); a slower server is retried later.")
+    events: list[Literal["rejected", "failed", "review", "published"]] = Field(
+        ["rejected", "failed", "review"], description="What is notified: rejected (at the "
+        "door), failed (in a stage), review (captions await a reviewer), published.")
+    digest: Literal["off", "daily"] = Field(
+        "off", description="daily: e-mails are collected into one message per recipient a "
+        "day, sent at digest_hour; webhooks stay immediate.")
+    digest_hour: int = Field(8, ge=0, le=23, description="Hour (UTC) the daily digest goes "
+                             "out.")
+    review_url: str = Field("", description="Address reviewers open the review page at, for "
+                            "links in notifications (e.g. https://review.example.com/); empty "
+                            "= from [review] host and port.")
+    retry_backoff_s: float = Field(60.0, ge=0, description="First retry delay of a failed "
+                                   "delivery; doubles on each attempt.")
+    retry_backoff_max_s: float = Field(3600.0, ge=0, description="Cap on the retry delay.")
+    max_attempts: int = Field(10, ge=1, le=50, description="Deliveries tried this often "
+                              "before they are given up (and logged).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secrets_here(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, env in ENV_ONLY_SECRETS.items():
+                if key in data:
+                    raise ValueError(f"notify.{key} cannot be set in a config file; set the "
+                                     f"environment variable {env} instead (it is never "
+                                     "written down or logged)")
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> NotifySettings:
+        if self.smtp_host and not EMAIL_RE.match(self.smtp_from):
+            raise ValueError(f"notify.smtp_from = {self.smtp_from!r} must be an e-mail address "
+                             "(the sender of notifications) when notify.smtp_host is set")
+        if self.review_url and not re.match(r"^https?://[^/\s]+(/\S*)?$", self.review_url):
+            raise ValueError(f"notify.review_url = {self.review_url!r} must be an http:// or "
+                             "https:// URL")
+        return self
+
+    @property
+    def port(self) -> int:
+        return self.smtp_port or {"none": 25, "starttls": 587, "ssl": 465}[self.smtp_security]
+
+
+class PrivateSettings(Section):
+    """Private shows: personal feed URLs per learner (see README, Private shows)."""
+
+    feed_base_url: str = Field(
+        "", description="Where learners reach `learncast serve` (personal feed URLs start "
+        "with it); empty = storage.public_base_url. Required for the s3 backend.")
+    presign_seconds: int = Field(
+        86400, ge=60, le=604800, description="s3: lifetime of the signed media URLs in a "
+        "personal feed (at most 7 days); a revoked learner's links stop working after it.")
+
+    @model_validator(mode="after")
+    def _check(self) -> PrivateSettings:
+        if self.feed_base_url and not re.match(r"^https?://[^/\s]+(/\S*)?$",
+                                               self.feed_base_url):
+            raise ValueError(f"private.feed_base_url = {self.feed_base_url!r} must be an "
+                             "http:// or https:// URL")
+        return self
+
+
+class StatsSettings(Section):
+    """Listening figures from access logs (see README, Listening figures). Off by default."""
+
+    enabled: bool = Field(False, description="Record `learncast serve`'s access log (client "
+                          "address, user agent, what was fetched) and count downloads from "
+                          "it; off = no access log is written.")
+    access_log: str = Field("logs", description="Folder of serve's access logs, one file a "
+                            "day (workspace-relative).")
+    keep_days: int = Field(30, ge=1, le=3650, description="Access logs (which hold client "
+                           "addresses) are deleted after this many days; the daily counts "
+                           "made from them are kept.")
+    s3_logs: str = Field("", description="s3: where the bucket's server access logs are "
+                         "delivered, as s3://bucket/prefix/ (counted too); empty = none.")
+    window_hours: float = Field(24.0, gt=0, le=168, description="Requests from one client "
+                                "(address + user agent) for one episode within this long "
+                                "count once (IAB: 24 h).")
+    min_seconds: float = Field(60.0, ge=0, le=3600, description="A download counts once this "
+                               "much of the episode was sent (IAB: one minute; the whole file "
+                               "when it is shorter).")
+
+    @model_validator(mode="after")
+    def _check(self) -> StatsSettings:
+        if self.s3_logs and not re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,62}(/\S*)?$",
+                                         self.s3_logs):
+            raise ValueError(f"stats.s3_logs = {self.s3_logs!r} must look like "
+                             "s3://bucket/prefix/")
+        return self
+
+
 def _default_shows() -> list[ShowSettings]:
     return [ShowSettings(id="learning-weekly", title="Learning Weekly",
                          description="Weekly briefings and micro-learning from the L&D team.",
@@ -581,6 +750,9 @@ class Settings(Section):
     chapters: ChapterSettings = ChapterSettings()
     soundbites: SoundbiteSettings = SoundbiteSettings()
     audiogram: AudiogramSettings = AudiogramSettings()
+    notify: NotifySettings = NotifySettings()
+    private: PrivateSettings = PrivateSettings()
+    stats: StatsSettings = StatsSettings()
     default_show: str = Field("", description="Show for recordings whose sidecar names none; "
                               "empty = the first show.")
     shows: list[ShowSettings] = Field(default_factory=_default_shows, min_length=1)
@@ -591,6 +763,11 @@ class Settings(Section):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"show ids must be unique; repeated: {', '.join(dupes)}")
+        if (any(s.private for s in self.shows) and self.storage.backend == "s3"
+                and not self.private.feed_base_url):
+            raise ValueError("private.feed_base_url is required when a show is private and "
+                             "storage.backend = 's3': personal feeds are served by `learncast "
+                             "serve`; give the URL learners reach it at")
         if self.default_show and self.default_show not in ids:
             raise ValueError(
                 f"default_show {self.default_show!r} is not a configured show "
@@ -681,6 +858,8 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     for name, raw in env.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
+        if name in ENV_ONLY_SECRETS.values():
+            continue  # read where it is used, never a setting
         parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
         try:
             value: Any = tomllib.loads(f"v = {raw}")["v"]

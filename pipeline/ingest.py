@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline import failures, media
+from pipeline import failures, media, notify
 from pipeline.artifacts import Artifact
 from pipeline.errors import InputError, PipelineError, ToolError
 from pipeline.fsutil import (
@@ -415,6 +415,8 @@ def _reject(ctx: Context, path: Path, sidecar: Path | None, reason: str, *,
         os.rename(sidecar, sidecar_dest)
     failures.reject(ctx.workspace, dest, reason, kept=kept, sidecar=sidecar_dest)
     name = display_name(path.name)
+    notify.event(ctx, "rejected", name=name, reason=reason, sidecar=sidecar_dest,  # one drop,
+                 note=ctx.workspace.rel(dest), key=f"rejected:{uuid.uuid4().hex}")  # one event
     log.warning("[ingest] %s rejected: %s", name, reason)
     return IngestResult(name, "rejected", None, reason)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Protocol
 
-from pipeline import crashpoints, failures, ingest
+from pipeline import crashpoints, failures, ingest, notify
 from pipeline.artifacts import Artifact
 from pipeline.errors import HoldForReview, PipelineError, RetryableError, ToolError
 from pipeline.fsutil import remove_stale_temp_files
@@ -210,6 +210,7 @@ def process_job(ctx: Context, job: Job, *, stop: threading.Event | None = None,
     db.release(job.id)
     db.event(job.id, "completed", f"all stages done; status {job.status}")
     failures.clear_episode(ctx.workspace, job)
+    notify.event(ctx, "published", job=job)
     if on_progress:
         on_progress(job, "", "completed")
     return job
@@ -239,6 +240,7 @@ def _run_stage(ctx: Context, job: Job, stage: Stage, on_progress: ProgressFn | N
             db.save(job)
             db.release(job.id)
             db.event(job.id, "held", str(hold) or "waiting for review")
+            notify.event(ctx, "review", job=job)
             log.info("[%s] %s waits for review", stage.name, job.id)
             if on_progress:
                 on_progress(job, stage.name, "held")
@@ -329,6 +331,7 @@ def _fail(ctx: Context, job: Job, stage: str, reason: str) -> Job:
     db.event(job.id, "failed", f"{stage}: {reason}")
     log.error("[%s] %s (%s) failed: %s", stage, job.id, job.source, reason)
     failures.episode_failed(ctx.workspace, job, stage, reason)
+    notify.event(ctx, "failed", job=job, stage=stage, reason=reason)
     return job
 
 
@@ -363,7 +366,14 @@ def retry(ctx: Context, job: Job, from_stage: str | None = None) -> str:
 def process_inbox(ctx: Context, *, wait: bool = True, stop: threading.Event | None = None,
                   on_progress: ProgressFn | None = None) -> RunReport:
     """`learncast run`: take every finished file in the inbox, then work the queue dry.
-    With `[queue] url` set, the workers do the stages (`pipeline.queue.coordinator`)."""
+    With `[queue] url` set, the workers do the stages (`pipeline.queue.coordinator`).
+    Notifications go out meanwhile (`pipeline.notify`)."""
+    with notify.courier(ctx):
+        return _process_inbox(ctx, wait=wait, stop=stop, on_progress=on_progress)
+
+
+def _process_inbox(ctx: Context, *, wait: bool, stop: threading.Event | None,
+                   on_progress: ProgressFn | None) -> RunReport:
     if ctx.settings.queue.url:
         from pipeline.queue import coordinator
 
@@ -464,6 +474,12 @@ def work_queue(ctx: Context, *, stop: threading.Event | None = None,
 def watch(ctx: Context, stop: threading.Event, on_progress: ProgressFn | None = None,
           on_report: Callable[[RunReport], None] | None = None) -> None:
     """`learncast watch`: ingest and process until `stop` is set (SIGINT/SIGTERM)."""
+    with notify.courier(ctx):
+        _watch(ctx, stop, on_progress, on_report)
+
+
+def _watch(ctx: Context, stop: threading.Event, on_progress: ProgressFn | None,
+           on_report: Callable[[RunReport], None] | None) -> None:
     if ctx.settings.queue.url:
         from pipeline.queue import coordinator
 

@@ -22,6 +22,12 @@ Hostile or broken clients cannot take it down or make it lie:
   never be read as a second request; range numbers of any length are parsed without `int()`
   on thousands of digits; control characters are escaped in the log.
 
+Private shows (`pipeline.learners`) are checked by a gate before any file is opened: their
+paths answer only to a learner's valid token (`/p/<token>/<key>`), and a wrong, revoked or
+malformed token gets the very 404 a missing file gets. Tokens never reach a log. With
+`[stats] enabled`, each request is also written to the access log the listening figures are
+counted from (`pipeline.stats`).
+
 It is the standard library's threaded HTTP server: fine for a team's intranet or a laptop
 demo. Large audiences belong on object storage and a CDN (the s3 backend).
 """
@@ -31,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -45,11 +52,14 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from pipeline.storage.base import content_type_for, http_content_type
 from pipeline.storage.local import META_SUFFIX, is_internal
+
+if TYPE_CHECKING:
+    from pipeline.stats.logs import AccessLog
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +93,10 @@ PREFLIGHT_HEADERS = {
 #: Control characters (and the backslash that escapes them) as they are written to the log.
 LOG_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
 LOG_ESCAPES[ord("\\")] = "\\\\"
+#: A personal URL's token, as it is blanked out of log lines.
+TOKEN_IN_PATH = re.compile(r"/p/[^/\s?]*")
+FEED_TYPE = "application/rss+xml; charset=utf-8"
+MAX_READ_BYTES = 32 * 1024 * 1024
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
 
@@ -136,6 +150,26 @@ class _Slot:
 
 
 @dataclass(frozen=True)
+class Access:
+    """What the gate lets a request have: the public file at `parts`, or a `feed` made for
+    it (bytes); `learner` is the pseudonym logged for per-learner figures; `logged` is the
+    path as logs may hold it (never a token)."""
+
+    parts: list[str] | None = None
+    feed: bytes | None = None
+    learner: str | None = None
+    logged: str = ""
+
+
+class Gate(Protocol):
+    """Decides what a request path may have (`pipeline.learners.PrivateGate`); None: 404.
+    `read(parts)` reads a public file safely (for a feed to be made personal)."""
+
+    def resolve(self, parts: list[str], read: Callable[[list[str]], bytes | None],
+                ) -> Access | None: ...
+
+
+@dataclass(frozen=True)
 class PublicFile:
     """A public file, opened: everything about the response comes from this descriptor."""
 
@@ -151,8 +185,11 @@ class PublicServer(ThreadingHTTPServer):
     def __init__(self, root: Path, address: tuple[str, int], *,
                  max_connections: int = DEFAULT_MAX_CONNECTIONS,
                  request_timeout: float = DEFAULT_REQUEST_TIMEOUT_S,
-                 send_timeout: float = DEFAULT_SEND_TIMEOUT_S) -> None:
+                 send_timeout: float = DEFAULT_SEND_TIMEOUT_S,
+                 gate: Gate | None = None, access_log: AccessLog | None = None) -> None:
         self.root = root.resolve()
+        self.gate = gate
+        self.access_log = access_log
         self.max_connections = connection_cap(max_connections)
         self.request_timeout = request_timeout
         self.send_timeout = send_timeout
@@ -280,6 +317,16 @@ class PublicServer(ThreadingHTTPServer):
                 os.close(folder)
 
 
+    def read_public(self, parts: list[str]) -> bytes | None:
+        """A public file's bytes (a feed), opened as every file is; None if there is none."""
+        found = self.open_public(parts)
+        if found is None:
+            return None
+        with os.fdopen(found.fd, "rb") as fh:
+            data = fh.read(MAX_READ_BYTES + 1)
+        return data if len(data) <= MAX_READ_BYTES else None
+
+
 def _read_meta_at(folder: int, name: str) -> dict[str, Any]:
     """A file's metadata sidecar, read through the same folder descriptor ({} if none)."""
     try:
@@ -310,13 +357,14 @@ class PublicHandler(BaseHTTPRequestHandler):
     def handle_one_request(self) -> None:
         self.server.mark(self.connection, waiting=True)
         self._responded = False
+        self._outcome: dict[str, Any] = {}
         try:
             super().handle_one_request()
         except (TimeoutError, ConnectionError):
             self.close_connection = True  # the client went quiet or away: normal
         except Exception:  # a bug: answer 500 (if still possible) rather than go silent
             log.exception("[serve] internal error on %s",
-                          self._escaped(getattr(self, "requestline", "")))
+                          self._escaped(_redacted(getattr(self, "requestline", ""))))
             if not self._responded:
                 with contextlib.suppress(OSError):
                     self.send_error(HTTPStatus.INTERNAL_SERVER_ERROR)
@@ -345,9 +393,18 @@ class PublicHandler(BaseHTTPRequestHandler):
             return None
         return parts
 
-    def _open(self) -> tuple[str, PublicFile] | None:
-        """(file name, the open file) for the requested public file, or None."""
+    def _access(self) -> Access | None:
+        """What the request may have (the gate decides for private shows), or None."""
         parts = self._parts()
+        if not parts:
+            return None
+        if self.server.gate is None:
+            return Access(parts=parts, logged="/" + "/".join(parts))
+        return self.server.gate.resolve(parts, self.server.read_public)
+
+    def _open(self, access: Access | None) -> tuple[str, PublicFile] | None:
+        """(file name, the open file) for the requested public file, or None."""
+        parts = access.parts if access is not None else None
         found = self.server.open_public(parts) if parts else None
         return (parts[-1], found) if parts and found else None
 
@@ -365,11 +422,16 @@ class PublicHandler(BaseHTTPRequestHandler):
         """CORS preflight (a player asking whether it may send `Range`)."""
         if not self._discard_body():
             return
-        found = self._open()
-        if found is None:
+        access = self._access()
+        if access is not None and access.feed is None:
+            found = self._open(access)
+            if found is None:
+                access = None
+            else:
+                os.close(found[1].fd)
+        if access is None:
             self.send_error(HTTPStatus.NOT_FOUND, "Not Found")
             return
-        os.close(found[1].fd)
         self.send_response(HTTPStatus.NO_CONTENT)
         self.send_header("Allow", "GET, HEAD, OPTIONS")
         for name, value in {**CORS_HEADERS, **PREFLIGHT_HEADERS}.items():
@@ -418,13 +480,55 @@ class PublicHandler(BaseHTTPRequestHandler):
     # --- serving ----------------------------------------------------------------------------
 
     def _serve(self, *, body: bool) -> None:
-        found = self._open()
-        if found is None:
-            self.send_error(HTTPStatus.NOT_FOUND, "Not Found")
+        access = self._access()
+        try:
+            if access is not None and access.feed is not None:
+                self._respond_bytes(access.feed, FEED_TYPE, body=body)
+                return
+            found = self._open(access)
+            if found is None:
+                self.send_error(HTTPStatus.NOT_FOUND, "Not Found")
+                return
+            name, public = found
+            self._outcome["size"] = public.st.st_size
+            with os.fdopen(public.fd, "rb") as fh:
+                self._respond(name, fh, public.st, public.meta, body=body)
+        finally:
+            self._log_access(access)
+
+    def _log_access(self, access: Access | None) -> None:
+        """One line in the access log (when there is one): never a token."""
+        if self.server.access_log is None:
             return
-        name, public = found
-        with os.fdopen(public.fd, "rb") as fh:
-            self._respond(name, fh, public.st, public.meta, body=body)
+        raw = urlsplit(self.path).path
+        logged = access.logged if access is not None else _redacted(raw)
+        out = self._outcome
+        self.server.access_log.write({
+            "ip": self.client_address[0], "ua": self.headers.get("User-Agent", ""),
+            "method": self.command, "path": self._escaped(logged)[:2000],
+            "status": out.get("status", 0), "sent": out.get("sent", 0),
+            "first": out.get("first"), "last": out.get("last"), "size": out.get("size"),
+            "learner": access.learner if access is not None else None})
+
+    def _respond_bytes(self, data: bytes, ctype: str, *, body: bool) -> None:
+        """A response made for this request (a personal feed): whole, never cached by
+        shared caches, validated by its digest."""
+        etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+        common = {"ETag": etag, "Cache-Control": "private, no-cache",
+                  "X-Content-Type-Options": "nosniff", **CORS_HEADERS}
+        self._outcome["size"] = len(data)
+        inm = self.headers.get("If-None-Match")
+        if inm is not None and ("*" in inm or etag in {t.strip().removeprefix("W/")
+                                                       for t in inm.split(",")}):
+            self._head(HTTPStatus.NOT_MODIFIED, common, length=None)
+            return
+        self._head(HTTPStatus.OK, {**common, "Content-Type": ctype}, length=len(data))
+        if body:
+            try:
+                self.wfile.write(data)
+                self._outcome.update(sent=len(data), first=0, last=len(data) - 1)
+            except (BrokenPipeError, ConnectionResetError, TimeoutError):
+                self.close_connection = True
 
     def _respond(self, name: str, fh: Any, st: os.stat_result, meta: dict[str, Any], *,
                  body: bool) -> None:
@@ -454,12 +558,14 @@ class PublicHandler(BaseHTTPRequestHandler):
             return
         if isinstance(span, tuple):
             first, last = span
+            self._outcome.update(first=first, last=last)
             self._head(HTTPStatus.PARTIAL_CONTENT,
                        {**common, "Content-Type": ctype,
                         "Content-Range": f"bytes {first}-{last}/{size}"},
                        length=last - first + 1)
         else:
             first, last = 0, size - 1
+            self._outcome.update(first=first, last=last)
             self._head(HTTPStatus.OK, {**common, "Content-Type": ctype}, length=size)
         if body and last >= first:
             self._send_bytes(fh, first, last - first + 1)
@@ -480,6 +586,7 @@ class PublicHandler(BaseHTTPRequestHandler):
 
     def _head(self, status: HTTPStatus, headers: dict[str, str], *,
               length: int | None) -> None:
+        self._outcome["status"] = int(status)
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
@@ -490,6 +597,7 @@ class PublicHandler(BaseHTTPRequestHandler):
     def _send_bytes(self, fh: Any, offset: int, count: int) -> None:
         try:
             sent = self.connection.sendfile(fh, offset, count)
+            self._outcome["sent"] = sent
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True  # the player went away (seeking, closing): normal
             return
@@ -509,23 +617,36 @@ class PublicHandler(BaseHTTPRequestHandler):
     def _escaped(text: str) -> str:
         return text.translate(LOG_ESCAPES)
 
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        self._outcome["status"] = int(code)
+        super().send_error(code, message, explain)
+
     def log_message(self, format: str, *args: Any) -> None:
-        log.info("[serve] %s %s", self.address_string(), self._escaped(format % args))
+        log.info("[serve] %s %s", self.address_string(),
+                 self._escaped(_redacted(format % args)))
+
+
+def _redacted(text: str) -> str:
+    """A log line with the token of a personal URL blanked out."""
+    return TOKEN_IN_PATH.sub("/p/[token]", text)
 
 
 def make_server(root: Path, host: str = "127.0.0.1", port: int = 8080,
                 **limits: Any) -> PublicServer:
     """A server bound (port 0 = any free port) but not yet serving; call `serve_forever`.
 
-    `limits`: max_connections, request_timeout, send_timeout (see PublicServer)."""
+    `limits`: max_connections, request_timeout, send_timeout, gate, access_log (see
+    PublicServer)."""
     root.mkdir(parents=True, exist_ok=True)
     return PublicServer(root, (host, port), **limits)
 
 
 def serve(root: Path, host: str, port: int, *, public_base_url: str = "",
-          on_ready: Callable[[PublicServer], None] | None = None) -> None:
-    """Serve `root` until interrupted (KeyboardInterrupt propagates after a clean shutdown)."""
-    server = make_server(root, host, port)
+          on_ready: Callable[[PublicServer], None] | None = None, **options: Any) -> None:
+    """Serve `root` until interrupted (KeyboardInterrupt propagates after a clean shutdown).
+    `options`: gate, access_log (see PublicServer)."""
+    server = make_server(root, host, port, **options)
     if public_base_url and urlsplit(public_base_url).port not in (None, server.server_port):
         log.warning("[serve] storage.public_base_url is %s but this server listens on port %d; "
                     "feeds will point elsewhere unless a proxy forwards to it",

@@ -166,6 +166,16 @@ class EpisodeMetadata(BaseModel):
     speakers: list[str] = Field(default_factory=list, max_length=20)
     chapters: list[Chapter] = Field(default_factory=list, max_length=500)
     soundbites: list[SoundbiteSpec] = Field(default_factory=list, max_length=3)
+    producer: str | None = Field(None, max_length=254)
+
+    @field_validator("producer")
+    @classmethod
+    def _producer(cls, value: str | None) -> str | None:
+        from pipeline.config import EMAIL_RE
+
+        if value is not None and not EMAIL_RE.match(value.strip()):
+            raise ValueError("is not an e-mail address")
+        return None if value is None else value.strip()
 
     @field_validator("title")
     @classmethod
@@ -275,6 +285,7 @@ _ALLOWED = {
     "chapter.start": "seconds (e.g. 90) or [HH:]MM:SS (e.g. 1:30)",
     "chapter.title": "text of 1 to 200 characters without control characters",
     "glossary term": "text of at most 100 characters",
+    "producer": "the e-mail address to tell if the recording fails (ana@example.com)",
 }
 
 #: pydantic's error types, said plainly ("is ..." follows what the producer gave).
@@ -472,3 +483,16 @@ def load_sidecar(path: Path | None, *, check: Check | None = None) -> EpisodeMet
                          + f"\n{_AGAIN}")
     assert metadata is not None
     return metadata
+
+
+def load_raw(path: Path) -> dict[str, Any]:
+    """The sidecar's mapping as written, unchecked, or {} when it cannot be read or parsed.
+
+    For telling the producer that a recording was rejected (perhaps for this very sidecar):
+    only its `producer` and `show` are wanted, each checked by the caller."""
+    try:
+        text = _read(path)
+        data = json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=_Loader)
+    except (InputError, RecursionError, ValueError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}

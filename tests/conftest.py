@@ -19,7 +19,7 @@ from pipeline.workspace import Context, init_workspace, open_workspace
 #: one headless chromium per session for the review page and `serve` browser tests, real
 #: PostgreSQL and Redis servers for the distributed tests.
 pytest_plugins = ["tests.storage.s3fixtures", "tests.feeds.plugin", "tests.asr.fixtures",
-                  "tests.review.browser", "tests.servers"]
+                  "tests.review.browser", "tests.servers", "tests.notify.servers"]
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -51,6 +51,7 @@ from pipeline.feeds.validate import (
 from pipeline.fsutil import atomic_write_bytes, sha256_file, slugify
 from pipeline.models import Job, PublishRecord, Status, StoredArtifact, UploadResult
 from pipeline.storage.base import (
+    PRIVATE_PREFIX,
     StorageBackend,
     StoredObject,
     content_type_for,
@@ -69,6 +70,11 @@ KEY_SUFFIX: dict[Artifact, str] = {
     **{a: f".soundbite{k}.mp3" for k, a in enumerate(SOUNDBITES, 1)},
     **{a: f".soundbite{k}.mp4" for k, a in enumerate(SOUNDBITE_VIDEOS, 1)},
 }
+def _private(ctx: Context, show_id: str) -> str:
+    try:
+        return PRIVATE_PREFIX if ctx.settings.show(show_id).private else ""
+    except KeyError:
+        return ""
 
 
 # --- storing files: skip what is stored, confirm, feeds strictly last --------------------
@@ -190,7 +196,7 @@ def upload_episode(ctx: Context, job: Job, files: Mapping[Artifact, Path]) -> Jo
         if local is None:
             continue
         sha = sha256_file(local)
-        key = object_key(job, artifact, local, sha)
+        key = _private(ctx, job.show) + object_key(job, artifact, local, sha)
         planned.append((artifact, PublishItem(local, key, cache_control,
                                               content_type_for(key), sha)))
     results = publish_files(ctx.storage, [item for _, item in planned])
@@ -264,6 +270,8 @@ class FeedResult:
 
 
 def feed_key(show: ShowSettings, kind: FeedKind, token: str) -> str:
+    if show.private:  # each learner's own URL is the secret (pipeline.learners)
+        return f"{PRIVATE_PREFIX}feeds/{show.id}/{FEED_FILES[kind]}"
     folder = f"{show.id}-{token}" if show.feed_token and token else show.id
     return f"feeds/{folder}/{FEED_FILES[kind]}"
 
@@ -289,7 +297,7 @@ def _artwork(ctx: Context, storage: StorageBackend, show: ShowSettings
     with Image.open(path) as im:
         ext, mime = (".jpg", "image/jpeg") if im.format == "JPEG" else (".png", "image/png")
     sha = sha256_file(path)
-    key = f"shows/{show.id}/artwork-{sha[:16]}{ext}"
+    key = f"{PRIVATE_PREFIX if show.private else ''}shows/{show.id}/artwork-{sha[:16]}{ext}"
     cache_control = ctx.settings.storage.media_cache_control
     return (PublishItem(path, key, cache_control, content_type=mime, sha256=sha),
             storage.url(key), path)

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline import crashpoints
+from pipeline import crashpoints, notify
 from pipeline.config import Settings
 from pipeline.errors import HoldForReview, PipelineError, RetryableError
 from pipeline.ffmpeg import require_ffmpeg
@@ -168,6 +168,7 @@ def _run(ctx: Context, job: Job, stage: Stage, attempt: int, dispatch: Dispatch)
             db.stage_held(job.id, stage.name)
             db.save(job)
             db.event(job.id, "held", str(hold) or "waiting for review")
+            notify.event(ctx, "review", job=job)
             log.info("[%s] %s waits for review", stage.name, job.id)
             return "held"
         except RetryableError as exc:
@@ -220,6 +221,7 @@ def _hand_on(ctx: Context, job: Job, index: int, dispatch: Dispatch) -> None:
     done = current.replace(status=_final_status(stage_names()), stage=None, error=None)
     ctx.db.save(done)
     ctx.db.event(job.id, "completed", f"all stages done; status {done.status}")
+    notify.event(ctx, "published", job=done)
     log.info("[queue] %s (%s): %s", job.id, job.source, done.status)
     transfer.remove_copies(ctx, done)
 
@@ -231,6 +233,8 @@ def _fail(ctx: Context, job: Job, stage: str, reason: str) -> None:
     db.stage_failed(job.id, stage, reason)
     db.save(job.replace(status=Status.FAILED, stage=stage, error=reason))
     db.event(job.id, "failed", f"{stage}: {reason}")
+    notify.event(ctx, "failed", job=job.replace(status=Status.FAILED, stage=stage,
+                                                error=reason), stage=stage, reason=reason)
     log.error("[%s] %s (%s) failed: %s", stage, job.id, job.source, reason)
 
 

@@ -519,6 +519,25 @@ def create_app(ctx: Context, db: StateStore, *, host: str = "127.0.0.1",
             flash("Changes requested; the episode keeps waiting for review.")
         return redirect(url_for("episode", job_id=job.id, _anchor="decision"), code=303)
 
+    @app.get("/stats")
+    def listening() -> str:
+        """Listening figures per show: downloads per episode, a plot of each."""
+        from pipeline import stats
+
+        cfg = ctx.settings.stats
+        problem = None
+        if cfg.enabled or cfg.s3_logs:
+            try:
+                stats.refresh(ctx)
+            except PipelineError as exc:  # the logs unreadable: show what is stored
+                problem = str(exc)
+        figures = stats.figures(ctx)
+        learners = {s.id: sum(1 for r in db.learners(s.id) if not r["revoked_at"])
+                    for s in ctx.settings.shows if s.private and s.learner_stats}
+        shows = [(s, [f for f in figures if f.show == s.id]) for s in ctx.settings.shows]
+        return render_template("stats.html", shows=shows, learners=learners,
+                               enabled=cfg.enabled or bool(cfg.s3_logs), problem=problem)
+
     def _language(job: Job) -> str:
         try:
             return ctx.settings.show(job.show).language

@@ -144,8 +144,36 @@ def loudness(ctx: Context, job: Job) -> str:
     return _svg(fig)
 
 
+def downloads(ctx: Context, job: Job) -> str:
+    """Downloads per day (counted by `pipeline.stats`), from the first counted day, or the
+    day of publication, to today, days without any shown as zero."""
+    import datetime as dt
+
+    daily: dict[str, int] = {}
+    for row in ctx.db.downloads():
+        if row["episode_id"] == job.id:
+            daily[row["day"]] = daily.get(row["day"], 0) + int(row["downloads"])
+    today = dt.datetime.now(dt.UTC).date()
+    published = job.results.publication.published_at.date() if job.results.publication else None
+    first = min([dt.date.fromisoformat(d) for d in daily] + ([published] if published else [])
+                + [today])
+    days = [first + dt.timedelta(days=n) for n in range((today - first).days + 1)][-90:]
+    fig, ax = _figure()
+    ax.bar([d.isoformat() for d in days], [daily.get(d.isoformat(), 0) for d in days],
+           color="#0b4fa8")
+    ax.set_xlabel("day (UTC)")
+    ax.set_ylabel("downloads")
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    step = max(1, len(days) // 10)
+    ax.set_xticks(range(0, len(days), step), [days[i].isoformat() for i in
+                                              range(0, len(days), step)], rotation=30,
+                  ha="right")
+    return _svg(fig)
+
+
 PLOTS: dict[str, Callable[[Context, Job], str]] = {
     "reading-speed": reading_speed,
     "waveform": waveform,
     "loudness": loudness,
+    "downloads": downloads,
 }

@@ -11,6 +11,7 @@ start at the same moment upgrade an old database exactly once and never see it h
 Step 2 moved what stages decide out of the free-form `measurements` into typed `results`
 (the Timeline, trim, loudness, captions, review, publication...); databases written before it
 are converted, not abandoned. Step 3 added stage leases and working copies (distributed mode).
+Step 5 added the notification outbox, learners and download counts.
 """
 
 from __future__ import annotations
@@ -86,8 +87,14 @@ def _stage_progress(c: Connection) -> None:
             c.execute(text(f"ALTER TABLE stage_runs ADD COLUMN {name} DOUBLE PRECISION"))
 
 
+def _reach(c: Connection) -> None:
+    """Step 5: the notification outbox, learners of private shows, download counts."""
+    for table in (schema.notifications, schema.learners, schema.downloads):
+        table.create(c, checkfirst=True)
+
+
 STEPS: list[Callable[[Connection], None]] = [_typed_results, _leases_and_working_copies,
-                                              _stage_progress]
+                                              _stage_progress, _reach]
 LATEST = len(STEPS) + 1
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -118,4 +119,56 @@ working_copies = Table(
     Column("sha256", Text, nullable=False),
     Column("size", BigInteger, nullable=False),
     PrimaryKeyConstraint("episode_id", "artifact"),
+)
+
+#: The notification outbox: one row per (event, channel, recipient), so a notification is
+#: recorded once however many processes see the event, and sent by whichever process claims
+#: it first. `status`: pending → sending (claimed, `owner` until `lease_until`) → sent; or
+#: back to pending with a later `next_at` after a failed try, failed after the last one;
+#: e-mails of a daily digest wait as `digest` until their digest row takes them (`digested`).
+notifications = Table(
+    "notifications", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("recipient", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("episode_id", Text),
+    Column("payload", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_at", Double, nullable=False),
+    Column("owner", Text),
+    Column("lease_until", Double),
+    Column("error", Text),
+    Column("created_at", Text, nullable=False),
+    Column("sent_at", Text),
+    UniqueConstraint("key", "channel", "recipient", name="notifications_once"),
+    Index("notifications_due", "status", "next_at"),
+    sqlite_autoincrement=True,
+)
+
+#: Learners of private shows. Only the sha256 of a learner's token is kept: a copy of the
+#: database does not open anyone's feed. `id` is a random pseudonym, the only thing about a
+#: learner that access logs and per-learner figures ever hold.
+learners = Table(
+    "learners", metadata,
+    Column("id", Text, primary_key=True),
+    Column("show", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("token_sha256", Text, nullable=False, unique=True),
+    Column("created_at", Text, nullable=False),
+    Column("revoked_at", Text),
+    Index("learners_show", "show", "name"),
+)
+
+#: Downloads per episode and day (UTC), counted from access logs (`pipeline.stats`); `learner`
+#: is '' unless the show counts per learner. Kept after the raw logs are deleted.
+downloads = Table(
+    "downloads", metadata,
+    Column("episode_id", Text, nullable=False),
+    Column("day", Text, nullable=False),
+    Column("learner", Text, nullable=False, server_default=""),
+    Column("downloads", Integer, nullable=False),
+    PrimaryKeyConstraint("episode_id", "day", "learner"),
 )

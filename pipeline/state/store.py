@@ -32,7 +32,18 @@ from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, create_engine, delete, event, func, select, text, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    create_engine,
+    delete,
+    event,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -47,8 +58,11 @@ from pipeline.models import Job, Results, Status, StoredArtifact
 from pipeline.sidecar import EpisodeMetadata
 from pipeline.state.migrations import migrate
 from pipeline.state.schema import (
+    downloads,
     episodes,
     events,
+    learners,
+    notifications,
     reviews,
     show_feeds,
     stage_runs,
@@ -681,6 +695,166 @@ class StateDB:
             rows = c.execute(select(episodes.c.status, func.count()).group_by(
                 episodes.c.status)).all()
         return {str(status): int(n) for status, n in rows}
+
+    # --- notifications: the outbox (pipeline.notify) -------------------------------------
+    # A notification is a row before it is a message: recorded once per (event key, channel,
+    # recipient) whatever number of processes see the event, claimed by one sender at a
+    # time under a lease (a sender that dies mid-delivery is replaced once it runs out), and
+    # settled in a transaction that checks the claim is still the sender's own.
+
+    @_reconnecting
+    def notify_add(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Record notifications; one whose (key, channel, recipient) is already recorded is
+        left as it is. Returns how many were new."""
+        added = 0
+        with self.transaction() as c:
+            for row in rows:
+                # RETURNING, not rowcount: psycopg reports -1 for a skipped conflict insert
+                added += c.execute(self._insert(notifications).values(
+                    **row, created_at=_now()).on_conflict_do_nothing(index_elements=[
+                        notifications.c.key, notifications.c.channel,
+                        notifications.c.recipient]).returning(notifications.c.id)
+                ).first() is not None
+        return added
+
+    @_reconnecting
+    def notify_claim(self, now: float, lease_s: float) -> dict[str, Any] | None:
+        """Take one notification that is due (pending with `next_at` <= `now`, or claimed by a
+        sender whose lease ran out) for this process; None when there is none. Its `attempts`
+        count this try. `now` only decides what is due (a courier passes the start of its
+        pass, so a retry it schedules waits for the next pass); leases are always on the
+        wall clock, or a claim made with an earlier `now` would look expired at once and be
+        taken again and again."""
+        n = notifications.c
+        with self.transaction() as c:
+            row = c.execute(select(notifications).where(or_(
+                and_(n.status == "pending", n.next_at <= now),
+                and_(n.status == "sending", n.lease_until < time.time()))).order_by(
+                n.next_at, n.id).limit(1).with_for_update(skip_locked=True)).mappings().first()
+            if row is None:
+                return None
+            attempts = int(row["attempts"]) + 1
+            c.execute(update(notifications).where(n.id == row["id"]).values(
+                status="sending", owner=self.owner, lease_until=time.time() + lease_s,
+                attempts=attempts))
+        return {**dict(row), "status": "sending", "attempts": attempts}
+
+    @_reconnecting
+    def notify_settle(self, row_id: int, *, error: str | None = None,
+                      retry_at: float | None = None) -> bool:
+        """After a try: sent (no `error`), tried again from `retry_at`, or given up (an
+        `error` and no `retry_at`). False when the claim was no longer this process's."""
+        n = notifications.c
+        if error is None:
+            values: dict[str, Any] = {"status": "sent", "sent_at": _now(), "error": None}
+        elif retry_at is not None:
+            values = {"status": "pending", "next_at": retry_at, "error": error[:2000]}
+        else:
+            values = {"status": "failed", "error": error[:2000]}
+        with self.transaction() as c:
+            done = c.execute(update(notifications).where(
+                n.id == row_id, n.owner == self.owner, n.status == "sending").values(
+                **values, owner=None, lease_until=None)).rowcount
+        return bool(done)
+
+    @_reconnecting
+    def notify_digest(self, *, before: str, key: str, now: float,
+                      build: Callable[[str, list[dict[str, Any]]], str]) -> int:
+        """Gather e-mails waiting for the digest (recorded before `before`) into one message
+        per recipient, recorded under `key` (one digest per day and recipient, whichever
+        process gets there first). Returns how many digests were recorded."""
+        n = notifications.c
+        made = 0
+        with self.transaction() as c:
+            self._serialise(c, "notify-digest")
+            rows = c.execute(select(notifications).where(
+                n.status == "digest", n.created_at < before).order_by(n.id)).mappings().all()
+            by_recipient: dict[str, list[dict[str, Any]]] = {}
+            for row in rows:
+                by_recipient.setdefault(row["recipient"], []).append(dict(row))
+            for recipient, waiting in by_recipient.items():
+                added = c.execute(self._insert(notifications).values(
+                    key=key, channel="email", recipient=recipient, kind="digest",
+                    episode_id=None, payload=build(recipient, waiting), status="pending",
+                    next_at=now, created_at=_now()).on_conflict_do_nothing(index_elements=[
+                        n.key, n.channel, n.recipient]).returning(n.id)).first() is not None
+                if added:
+                    made += 1
+                    c.execute(update(notifications).where(
+                        n.id.in_([w["id"] for w in waiting])).values(status="digested"))
+        return made
+
+    @_reconnecting
+    def notifications(self, status: str | None = None) -> list[dict[str, Any]]:
+        query = select(notifications)
+        if status:
+            query = query.where(notifications.c.status == status)
+        with self._read() as c:
+            rows = c.execute(query.order_by(notifications.c.id)).mappings().all()
+        return [dict(r) for r in rows]
+
+    # --- learners of private shows ---------------------------------------------------------
+
+    @_reconnecting
+    def learner_add(self, learner_id: str, show: str, name: str, token_sha256: str) -> None:
+        with self.transaction() as c:
+            c.execute(learners.insert().values(id=learner_id, show=show, name=name,
+                                               token_sha256=token_sha256, created_at=_now()))
+
+    @_reconnecting
+    def learners(self, show: str | None = None) -> list[dict[str, Any]]:
+        """Learners (without their token's digest), oldest first."""
+        query = select(learners.c.id, learners.c.show, learners.c.name, learners.c.created_at,
+                       learners.c.revoked_at)
+        if show:
+            query = query.where(learners.c.show == show)
+        with self._read() as c:
+            rows = c.execute(query.order_by(learners.c.created_at, learners.c.id)
+                             ).mappings().all()
+        return [dict(r) for r in rows]
+
+    @_reconnecting
+    def learner_by_token(self, token_sha256: str) -> dict[str, Any] | None:
+        """The learner holding a token (revoked ones too: the caller decides, so a revoked
+        and an unknown token take the same query)."""
+        with self._read() as c:
+            row = c.execute(select(learners).where(learners.c.token_sha256 == token_sha256)
+                            ).mappings().first()
+        return dict(row) if row else None
+
+    @_reconnecting
+    def learner_revoke(self, show: str, who: str) -> list[dict[str, Any]]:
+        """Revoke the show's active learners named `who` (or with that id); returns them."""
+        l_ = learners.c
+        with self.transaction() as c:
+            rows = c.execute(select(l_.id, l_.name).where(
+                l_.show == show, l_.revoked_at.is_(None),
+                or_(l_.name == who, l_.id == who)).with_for_update()).mappings().all()
+            if rows:
+                c.execute(update(learners).where(l_.id.in_([r["id"] for r in rows])).values(
+                    revoked_at=_now()))
+        return [dict(r) for r in rows]
+
+    # --- download counts (pipeline.stats) --------------------------------------------------
+
+    @_reconnecting
+    def downloads_replace(self, days: Sequence[str],
+                          rows: Sequence[tuple[str, str, str, int]]) -> None:
+        """Replace the counts of `days` with `rows` (episode, day, learner, downloads): the
+        days the access logs at hand cover are counted afresh, older ones stay."""
+        with self.transaction() as c:
+            if days:
+                c.execute(delete(downloads).where(downloads.c.day.in_(list(days))))
+            for episode_id, day, learner, count in rows:
+                c.execute(downloads.insert().values(episode_id=episode_id, day=day,
+                                                    learner=learner, downloads=count))
+
+    @_reconnecting
+    def downloads(self) -> list[dict[str, Any]]:
+        with self._read() as c:
+            rows = c.execute(select(downloads).order_by(
+                downloads.c.episode_id, downloads.c.day, downloads.c.learner)).mappings().all()
+        return [dict(r) for r in rows]
 
 
 def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:

@@ -18,6 +18,11 @@ from pipeline.errors import PipelineError
 #: need no percent-encoding look the same in the feed, the bucket and the access log.
 KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]*(/[A-Za-z0-9][A-Za-z0-9._~-]*)*$")
 
+#: Every key of a private show starts with this: one rule keeps its objects out of a
+#: bucket's public reads (and out of any ACL), and `learncast serve` gives them only to a
+#: learner's valid token.
+PRIVATE_PREFIX = "private/"
+
 #: Content types by file suffix (the longest matching suffix wins).
 CONTENT_TYPES: dict[str, str] = {
     ".mp3": "audio/mpeg",

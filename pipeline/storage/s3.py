@@ -29,7 +29,7 @@ from pipeline import __version__
 from pipeline.config import DEFAULT_PUBLIC_BASE_URL, StorageSettings
 from pipeline.errors import PipelineError, RetryableError
 from pipeline.fsutil import atomic_path
-from pipeline.storage.base import StoredObject, check_key
+from pipeline.storage.base import PRIVATE_PREFIX, StoredObject, check_key
 from pipeline.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -165,8 +165,8 @@ class S3Storage:
         full = self._full(key)
         extra: dict[str, Any] = {"ContentType": content_type, "CacheControl": cache_control,
                                  "Metadata": {"sha256": sha256}}
-        if self.acl != "none":
-            extra["ACL"] = self.acl
+        if self.acl != "none" and not key.startswith(PRIVATE_PREFIX):
+            extra["ACL"] = self.acl  # a private show's objects are never made public
         size = local.stat().st_size
         log.debug("[storage] uploading %s (%d bytes) to s3://%s/%s", local.name, size,
                   self.bucket, full)
@@ -199,6 +199,31 @@ class S3Storage:
 
     def url(self, key: str) -> str:
         return f"{self.base_url}/{self._full(key)}"
+
+    def presign(self, key: str, seconds: int) -> str:
+        """A URL that fetches `key` without credentials for `seconds` (SigV4 query string,
+        straight to the bucket's endpoint): how a private show's media reach a learner."""
+        try:
+            return str(self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": self._full(key)},
+                ExpiresIn=seconds))
+        except Exception as exc:
+            raise translate_error(exc, f"signing a URL for {key}") from exc
+
+    def get_bytes(self, key: str, limit: int) -> bytes:
+        """The bytes of a small object (a feed), at most `limit` of them."""
+        full = self._full(key)
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=full)
+            with response["Body"] as body:
+                return bytes(body.read(limit))
+        except bx.ClientError as exc:
+            code, status, _ = _code(exc)
+            if status == 404 or code in ("404", "NoSuchKey", "NotFound"):
+                raise PipelineError(f"{key} is not in bucket {self.bucket}") from exc
+            raise translate_error(exc, f"download of {key} from bucket {self.bucket}") from exc
+        except Exception as exc:
+            raise translate_error(exc, f"download of {key} from bucket {self.bucket}") from exc
 
     def fetch(self, key: str, local: Path) -> None:
         full = self._full(key)

@@ -472,3 +472,25 @@ def test_after_an_edit_of_a_published_episode_the_page_says_which_captions_are_l
     assert service.live_revision(republished) == 2
     assert service.live_note(ctx, republished) is None
     assert "(revision" not in learncast(workspace_dir, "status").stdout
+
+
+def test_listening_figures_page(ctx: Context, db: StateDB, make_episode: MakeEpisode) -> None:
+    import datetime as dt
+
+    job = make_episode("audio", name="briefing")
+    assert job.status is Status.PUBLISHED
+    today = dt.datetime.now(dt.UTC).date()
+    days = [(today - dt.timedelta(days=n)).isoformat() for n in (9, 2, 0)]
+    db.downloads_replace(days, [(job.id, days[0], "", 4), (job.id, days[1], "", 3),
+                                (job.id, days[2], "", 1)])
+    client = client_for(ctx, db)
+    page = client.get("/stats").get_data(as_text=True)
+    assert "Listening figures are off" in page  # [stats] enabled is false by default...
+    row = re.search(r'<a href="#plot-' + job.id + r'">Briefing</a></th>\s*'
+                    r'<td class="num">(\d+)</td>\s*<td class="num">(\d+)</td>', page)
+    assert row and row.groups() == ("8", "4")  # ...what was counted is still shown
+    assert f"most on {days[0]} (4)" in page
+    svg = client.get(f"/episodes/{job.id}/plots/downloads.svg")
+    assert svg.status_code == 200 and svg.mimetype == "image/svg+xml"
+    assert b"<svg" in svg.data
+    assert 'aria-current="page">Listening figures' in page

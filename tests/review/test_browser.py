@@ -406,3 +406,28 @@ def test_a_long_episode_from_the_keyboard_with_the_player_in_view(
         "the field being edited is not hidden under the player"
     page.screenshot(path=str(artifacts / "long-narrow.png"), full_page=False)
     assert_accessible(page, axe_source, "long episode page at 700 px")
+
+
+def test_listening_figures_page_is_accessible(db: StateDB, make_episode: MakeEpisode,
+                                              server: ReviewServer, page: Any,
+                                              axe_source: str, artifacts: Path) -> None:
+    import datetime as dt
+
+    job = make_episode("audio", name="briefing")
+    today = dt.datetime.now(dt.UTC).date()
+    days = [(today - dt.timedelta(days=n)).isoformat() for n in (9, 1)]
+    db.downloads_replace(days, [(job.id, days[0], "", 5), (job.id, days[1], "", 2)])
+    page.goto(server.url)
+    page.get_by_role("link", name="Listening figures").click()
+    page.wait_for_url("**/stats")
+    assert page.get_by_role("heading", name="Listening figures", level=1).is_visible()
+    table = page.get_by_role("table", name="Downloads of Learning Weekly: 1 episode")
+    assert table.get_by_role("cell", name="7", exact=True).is_visible()  # in all
+    assert table.get_by_role("cell", name="2", exact=True).is_visible()  # in the last 7 days
+    plot = page.get_by_role("img", name=f"Downloads per day of Briefing: 7 in total, most on "
+                                        f"{days[0]} (5)")
+    plot.scroll_into_view_if_needed()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0",
+                           arg=plot.element_handle())
+    assert_accessible(page, axe_source, "listening figures page")
+    page.screenshot(path=str(artifacts / "stats.png"), full_page=True)

@@ -96,6 +96,13 @@ def test_a_round_one_database_is_upgraded_in_place(tmp_path: Path) -> None:
         assert db.stage_status("e1")["package"]["status"] == "done"
         db.save(job)  # and it writes back in the new shape
         assert db.get("e1") == job
+        # step 5: the notification outbox, learners and download counts exist
+        assert db.notify_add([{"key": "k", "channel": "email", "recipient": "a@example.com",
+                               "kind": "failed", "episode_id": "e1", "payload": "{}",
+                               "status": "pending", "next_at": 0.0}]) == 1
+        db.learner_add("l1", "x", "ana@example.com", "f" * 64)
+        db.downloads_replace(["2026-11-21"], [("e1", "2026-11-21", "", 2)])
+        assert [r["id"] for r in db.learners()] == ["l1"] and len(db.downloads()) == 1
     finally:
         db.close()
     with sqlite3.connect(path) as c:
@@ -127,3 +134,27 @@ def test_concurrent_first_opens_upgrade_once(tmp_path: Path) -> None:
         assert job.results.captions is not None and job.results.captions.revision == 3
     finally:
         db.close()
+
+
+def test_a_step_four_database_gains_the_reach_tables(tmp_path: Path) -> None:
+    """A database written before the notification outbox, learners and download counts
+    (schema 4) is taken to the latest schema on open and keeps its episodes."""
+    path = tmp_path / "state" / "learncast.db"
+    _round_one(path)
+    StateDB(path).close()  # upgraded; now made to look as schema 4 left it
+    with sqlite3.connect(path) as c:
+        for table in ("notifications", "learners", "downloads"):
+            c.execute(f"DROP TABLE {table}")
+        c.execute("PRAGMA user_version = 4")
+    db = StateDB(path)
+    try:
+        assert [j.id for j in db.all()] == ["e1"]
+        assert db.notify_add([{"key": "k", "channel": "email", "recipient": "a@example.com",
+                               "kind": "failed", "episode_id": "e1", "payload": "{}",
+                               "status": "pending", "next_at": 0.0}]) == 1
+        db.learner_add("l1", "x", "ana@example.com", "f" * 64)
+        assert [r["id"] for r in db.learners()] == ["l1"] and db.downloads() == []
+    finally:
+        db.close()
+    with sqlite3.connect(path) as c:
+        assert c.execute("PRAGMA user_version").fetchone()[0] == LATEST == 5

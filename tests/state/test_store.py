@@ -256,3 +256,91 @@ def test_migrate_runs_once_when_many_processes_start_together(url: str) -> None:
         assert len(db.all()) == 1
     finally:
         db.close()
+
+
+# --- notifications, learners, download counts (issue 19) ----------------------------------
+
+def _note(key: str, recipient: str = "a@example.com", **more: object) -> dict[str, object]:
+    return {"key": key, "channel": "email", "recipient": recipient, "kind": "failed",
+            "episode_id": None, "payload": "{}", "status": "pending", "next_at": 0.0, **more}
+
+
+def test_notifications_are_recorded_once_and_claimed_by_one(url: str, store: StateDB) -> None:
+    assert store.notify_add([_note("k1"), _note("k1", "b@example.com"), _note("k2")]) == 3
+    assert store.notify_add([_note("k1"), _note("k2")]) == 0  # the same events seen again
+    others = [StateDB(url) for _ in range(3)]
+    for k, db in enumerate(others):
+        db.owner = f"elsewhere:{k}:1"  # senders on three machines; the test store is a fourth
+    claimed: list[int] = []
+    lock = threading.Lock()
+
+    def take(db: StateDB) -> None:
+        while (row := db.notify_claim(1e12, 60.0)) is not None:
+            with lock:
+                claimed.append(int(row["id"]))
+
+    try:
+        threads = [threading.Thread(target=take, args=(db,)) for db in others]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(claimed) == sorted(r["id"] for r in store.notifications())
+        # only the claimant settles; a retry comes back when due
+        row = store.notifications()[0]
+        assert not store.notify_settle(row["id"])
+        owner = next(db for db in others if db.owner == row["owner"])
+        assert owner.notify_settle(row["id"], error="busy", retry_at=5.0)
+        assert store.notify_claim(4.0, 60.0) is None
+        again = store.notify_claim(6.0, 60.0)
+        assert again is not None and again["id"] == row["id"] and again["attempts"] == 2
+        assert store.notify_settle(row["id"])
+        assert store.notifications("sent")[0]["sent_at"]
+    finally:
+        for db in others:
+            db.close()
+
+
+def test_a_claim_whose_lease_ran_out_is_taken_over(store: StateDB, url: str) -> None:
+    store.notify_add([_note("k")])
+    other = StateDB(url)
+    try:
+        other.owner = "elsewhere:1:1"
+        row = other.notify_claim(1e12, 0.0)  # a lease that is over at once
+        assert row is not None
+        taken = store.notify_claim(1e12, 60.0)
+        assert taken is not None and taken["id"] == row["id"]
+        assert not other.notify_settle(row["id"])  # too late: it is no longer theirs
+        assert store.notify_settle(row["id"])
+    finally:
+        other.close()
+
+
+def test_one_digest_per_recipient_and_day(store: StateDB) -> None:
+    store.notify_add([_note("a", status="digest"), _note("b", status="digest"),
+                      _note("c", "z@example.com", status="digest")])
+    made = store.notify_digest(before="9999", key="digest:2026-11-02", now=0.0,
+                               build=lambda who, rows: f"{who}:{len(rows)}")
+    assert made == 2
+    assert store.notify_digest(before="9999", key="digest:2026-11-02", now=0.0,
+                               build=lambda who, rows: "x") == 0
+    digests = {r["recipient"]: r["payload"] for r in store.notifications()
+               if r["kind"] == "digest"}
+    assert digests == {"a@example.com": "a@example.com:2", "z@example.com": "z@example.com:1"}
+    assert len(store.notifications("digested")) == 3
+
+
+def test_learners_and_downloads(store: StateDB) -> None:
+    store.learner_add("l1", "show", "ana@example.com", "d1")
+    store.learner_add("l2", "show", "bo@example.com", "d2")
+    assert store.learner_by_token("d1")["id"] == "l1"  # type: ignore[index]
+    assert store.learner_by_token("nope") is None
+    assert [r["id"] for r in store.learner_revoke("show", "ana@example.com")] == ["l1"]
+    assert store.learner_revoke("show", "ana@example.com") == []
+    assert store.learner_by_token("d1")["revoked_at"]  # type: ignore[index]
+    assert "token_sha256" not in store.learners()[0]
+    store.downloads_replace(["2026-11-01", "2026-11-02"], [("e", "2026-11-01", "", 3),
+                                                           ("e", "2026-11-02", "l2", 1)])
+    store.downloads_replace(["2026-11-02"], [("e", "2026-11-02", "", 5)])
+    assert [(r["day"], r["learner"], r["downloads"]) for r in store.downloads()] == [
+        ("2026-11-01", "", 3), ("2026-11-02", "", 5)]
