@@ -58,11 +58,12 @@ class Coordinator:
     resent: dict[tuple[str, str, int], float] = field(default_factory=dict)
     last_rescue: float = 0.0
 
-    def enqueue(self) -> list[Job]:
-        """Queued episodes (new, retried, approved) become processing; first task sent."""
+    def enqueue(self, job_id: str | None = None) -> list[Job]:
+        """Queued episodes (new, retried, approved; or only `job_id`) become processing;
+        first task sent."""
         db = self.ctx.db
         sent = []
-        for job in db.take_queued():
+        for job in db.take_queued(job_id=job_id):
             try:
                 transfer.share_original(self.ctx, job)
                 self.dispatch(job)

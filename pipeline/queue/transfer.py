@@ -15,6 +15,7 @@ import contextlib
 import logging
 import re
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 from pipeline.artifacts import Artifact
@@ -60,9 +61,16 @@ def _matches(ctx: Context, path: Path, copy: WorkingCopy) -> bool:
 
 def fetch_inputs(ctx: Context, job: Job, stage: Stage) -> int:
     """Download the stage's inputs that this workspace lacks; returns bytes fetched."""
+    return fetch_files(ctx, job, (*stage.needs, *stage.uses), stage.name)
+
+
+def fetch_files(ctx: Context, job: Job, artifacts: Iterable[Artifact], label: str) -> int:
+    """Download those of the episode's `artifacts` that this workspace lacks (or holds in
+    another version than the working copy); returns bytes fetched. `label` prefixes the log
+    lines (the stage, or `review`)."""
     copies = ctx.db.working_copies(job.id)
     fetched = 0
-    for artifact in (*stage.needs, *stage.uses):
+    for artifact in artifacts:
         stored, copy = job.files.get(artifact), copies.get(artifact)
         if stored is None or copy is None or copy.path != stored:
             continue  # never made, or made before copies existed: resolve_inputs says so
@@ -78,31 +86,38 @@ def fetch_inputs(ctx: Context, job: Job, stage: Stage) -> int:
         fetched += copy.size
         if artifact is Artifact.ORIGINAL:  # ours to remove later; an ingested one never is
             (path.parent / FETCHED_MARK).touch()
-        log.info("[%s] %s: fetched %s (%d bytes)", stage.name, job.id, artifact.value,
-                 copy.size)
+        log.info("[%s] %s: fetched %s (%d bytes)", label, job.id, artifact.value, copy.size)
     return fetched
 
 
 def store_outputs(ctx: Context, before: Job, after: Job, stage: Stage,
                   ) -> tuple[list[WorkingCopy], list[str]]:
     """Store what the stage made; returns (new copies, keys of the copies they replace)."""
-    copies = ctx.db.working_copies(after.id)
+    return store_files(ctx, after, stage.makes, f"stage '{stage.name}'")
+
+
+def store_files(ctx: Context, job: Job, artifacts: Iterable[Artifact], maker: str,
+                ) -> tuple[list[WorkingCopy], list[str]]:
+    """Store those of the episode's `artifacts` whose file differs from its working copy;
+    returns (new copies, keys of the copies they replace). The caller records the new copies
+    (with the change that made them) and deletes the replaced keys once that is committed."""
+    copies = ctx.db.working_copies(job.id)
     new: list[WorkingCopy] = []
     replaced: list[str] = []
-    for artifact in stage.makes:
-        stored = after.files.get(artifact)
+    for artifact in artifacts:
+        stored = job.files.get(artifact)
         if stored is None:
             continue
         path = ctx.workspace.abs(stored)
         if not path.is_file():
-            raise PipelineError(f"stage '{stage.name}' recorded {artifact.value} at {stored}, "
+            raise PipelineError(f"{maker} recorded {artifact.value} at {stored}, "
                                 "but there is no such file. This is a Learncast bug; please "
-                                f"report it, then run `learncast retry {after.id}`")
+                                f"report it, then run `learncast retry {job.id}`")
         sha, size = _digest(ctx, path), path.stat().st_size
         old = copies.get(artifact)
         if old is not None and (old.sha256, old.path, old.size) == (sha, stored, size):
             continue
-        key = work_key(ctx, after.id, artifact, sha, path.name)
+        key = work_key(ctx, job.id, artifact, sha, path.name)
         ctx.storage.put(path, key, content_type=CONTENT_TYPE, cache_control=CACHE_CONTROL,
                         sha256=sha)
         new.append(WorkingCopy(artifact, stored, key, sha, size))

@@ -331,7 +331,10 @@ def create_app(ctx: Context, db: StateStore, *, host: str = "127.0.0.1",
         if artifact not in (*service.PLAYABLE, *SOUNDBITES, "vtt") \
                 or artifact not in job.files:
             abort(404, f"episode {job_id} has no {artifact} file")
-        path = ctx.workspace.abs(job.files[artifact])
+        try:  # with a queue, fetched from the episode's working copy
+            path = service.local_path(ctx, job, Artifact(artifact))
+        except InputError as exc:
+            abort(503, str(exc))
         if not path.is_file():
             abort(404, f"{job.files[artifact]} is missing on disk")
         response = send_file(path, mimetype=MEDIA_TYPES.get(artifact), conditional=True,
@@ -428,7 +431,7 @@ def create_app(ctx: Context, db: StateStore, *, host: str = "127.0.0.1",
         if artifact is None:
             return None
         try:
-            return probe(ctx.workspace.abs(job.files[artifact])).duration_s or None
+            return probe(service.local_path(ctx, job, artifact)).duration_s or None
         except (PipelineError, OSError):
             return None
 

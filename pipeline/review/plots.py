@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from pipeline.artifacts import Artifact
 from pipeline.audio.loudness import measure_series
 from pipeline.audio.pcm import stream_mono
 from pipeline.captions.qa import cue_speed
@@ -91,6 +92,7 @@ def waveform(ctx: Context, job: Job) -> str:
     """The recording before trimming, with what the trim stage cut away shaded."""
     if "source_audio" not in job.files:
         raise InputError(f"episode {job.id} has no source audio yet")
+    service.local_path(ctx, job, Artifact.SOURCE_AUDIO)  # with a queue: fetched here
     lows, highs, _ = _envelope(ctx, job.files["source_audio"])
     fig, ax = _figure()
     bins = max(1, len(lows) // 2000)
@@ -132,6 +134,7 @@ def loudness(ctx: Context, job: Job) -> str:
              else "after normalisation")
     for key, label, colour in ((before_key, "before", "#8a8a8a"),
                                ("master_audio", after, "#0b4fa8")):
+        service.local_path(ctx, job, Artifact(key))  # with a queue: fetched here
         times, values = _short_term(ctx, job.files[key])
         ax.plot(times, values, label=label, color=colour, linewidth=1)
     if figures is not None:

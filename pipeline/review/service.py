@@ -9,11 +9,13 @@ never misses an action that took effect.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,12 +74,37 @@ def revision(job: Job) -> int:
     return job.results.captions.revision if job.results.captions else 1
 
 
+def local_path(ctx: Context, job: Job, artifact: Artifact) -> Path:
+    """Where the episode's `artifact` is in this workspace. With a queue (`[queue] url`) the
+    workers made it on other machines: it is fetched from its working copy first, when
+    missing here or stale."""
+    if ctx.settings.queue.url:
+        from pipeline.queue import review as shared
+
+        shared.fetch(ctx, job, (artifact,))
+    return ctx.workspace.abs(job.files[artifact])
+
+
+@contextlib.contextmanager
+def _editing(ctx: Context, job_id: str) -> Iterator[Job]:
+    """The episode locked for a check and the write that depends on it. With a queue, also
+    its caption files current here before, stored back as working copies after, and an
+    episode the write queued handed to the workers (`pipeline.queue.review.editing`)."""
+    if ctx.settings.queue.url:
+        from pipeline.queue import review as shared
+
+        with shared.editing(ctx, job_id) as job:
+            yield job
+    else:
+        with ctx.db.locked(job_id) as job:
+            yield job
+
+
 def captions_digest(ctx: Context, job: Job) -> str:
     """sha256 of the caption file as it is now ('' when there is none)."""
-    stored = job.files.get(Artifact.VTT)
-    if not stored or not ctx.workspace.abs(stored).is_file():
+    if Artifact.VTT not in job.files or not local_path(ctx, job, Artifact.VTT).is_file():
         return ""
-    return sha256_file(ctx.workspace.abs(stored))
+    return sha256_file(ctx.workspace.abs(job.files[Artifact.VTT]))
 
 
 def approval(ctx: Context, job: Job) -> dict[str, Any] | None:
@@ -145,11 +172,11 @@ def live_note(ctx: Context, job: Job) -> str | None:
 
 
 def load_cues(ctx: Context, job: Job) -> list[Cue]:
-    stored = job.files.get(Artifact.VTT)
-    if not stored or not ctx.workspace.abs(stored).is_file():
+    if Artifact.VTT not in job.files or not local_path(ctx, job, Artifact.VTT).is_file():
         raise InputError(f"episode {job.id} has no captions yet; they appear once the caption "
                          "stage has run")
-    return cuelib.parse_vtt(ctx.workspace.abs(stored).read_text(encoding="utf-8"))
+    return cuelib.parse_vtt(ctx.workspace.abs(job.files[Artifact.VTT]).read_text(
+        encoding="utf-8"))
 
 
 def low_confidence_words(ctx: Context, job: Job) -> list[dict[str, Any]]:
@@ -166,12 +193,11 @@ def low_confidence_words(ctx: Context, job: Job) -> list[dict[str, Any]]:
 
 
 def _read_json(ctx: Context, job: Job, key: Artifact) -> dict[str, Any]:
-    stored = job.files.get(key)
-    if not stored:
+    if key not in job.files:
         return {}
     try:
-        data = json.loads(ctx.workspace.abs(stored).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(local_path(ctx, job, key).read_text(encoding="utf-8"))
+    except (OSError, ValueError, InputError):
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -289,7 +315,7 @@ def save_cues(ctx: Context, job_id: str, cues: list[Cue], *, reviewer: str,
     if not cues:
         raise InputError("the captions would have no cues left; keep at least one")
     cuelib.check_writable(cues)
-    with ctx.db.locked(job_id) as job:
+    with _editing(ctx, job_id) as job:
         _check_fresh(job, expected_revision)
         if job.status not in EDITABLE:
             raise InputError(f"episode {job.id} is {job.status}: the pipeline is working on it. "
@@ -416,7 +442,7 @@ def decide(ctx: Context, job_id: str, *, action: str, reviewer: str, expected_re
     if action == "request-changes" and not note:
         raise InputError("say what needs to change in 'Note' when requesting changes")
     db = ctx.db
-    with db.locked(job_id) as job:
+    with _editing(ctx, job_id) as job:
         _check_fresh(job, expected_revision)
         if job.status not in EDITABLE:
             raise InputError(f"episode {job.id} is {job.status}: the pipeline is working on "
@@ -470,7 +496,7 @@ def save_chapters(ctx: Context, job_id: str, rows: list[tuple[float, str]], *, r
         raise InputError("keep at least one chapter; to publish without chapters, remove "
                          "them from the sidecar instead")
     chapters: list[Chapter] = []
-    with ctx.db.locked(job_id) as job:
+    with _editing(ctx, job_id) as job:
         if chapters_digest(job) != expected:
             raise ConflictError(f"the chapters of episode {job.id} changed since you opened "
                                 "the page; reload it and redo your change")

@@ -414,11 +414,14 @@ class StateDB:
                                              episodes.c.owner == self.owner).values(owner=None))
 
     @_reconnecting
-    def take_queued(self, limit: int = 1000) -> list[Job]:
-        """Distributed mode: queued episodes become `processing` (their stages are now the
-        workers' to claim); returns them, for the caller to send their first task."""
+    def take_queued(self, limit: int = 1000, job_id: str | None = None) -> list[Job]:
+        """Distributed mode: queued episodes (or only `job_id`, if it is queued) become
+        `processing` (their stages are now the workers' to claim); returns them, for the
+        caller to send their first task."""
+        only = [] if job_id is None else [episodes.c.id == job_id]
         with self.transaction() as c:
-            ids = c.execute(select(episodes.c.id).where(episodes.c.status == Status.QUEUED.value)
+            ids = c.execute(select(episodes.c.id).where(episodes.c.status == Status.QUEUED.value,
+                                                        *only)
                             .order_by(episodes.c.created_at, episodes.c.id).limit(limit)
                             .with_for_update(skip_locked=True)).scalars().all()
             if ids:
