@@ -515,9 +515,10 @@ def create_app(ctx: Context, db: StateStore, *, host: str = "127.0.0.1",
         except InputError as exc:
             return render_episode(job, str(exc), 400)
         if action == "approve":
+            nxt = ("the workers upload and publish it now." if ctx.settings.queue.url else
+                   "`learncast run` or a running `learncast watch` uploads and publishes it.")
             flash(f"Approved captions revision {service.revision(job)}. "
-                  + ("The episode is queued: `learncast run` or a running `learncast watch` "
-                     "uploads and publishes it." if job.status is Status.QUEUED else ""))
+                  + (f"The episode is queued: {nxt}" if job.status is Status.QUEUED else ""))
         else:
             flash("Changes requested; the episode keeps waiting for review.")
         return redirect(url_for("episode", job_id=job.id, _anchor="decision"), code=303)

@@ -92,6 +92,8 @@ def test_review_anywhere_edit_and_approval_reach_the_published_captions(
             "csrf_token": token, "revision": "2", "reviewer": "Ana Ruiz",
             "action": "approve"})
         assert approved.status_code == 303, approved.get_data(as_text=True)
+        assert "the workers upload and publish it now" in client.get(
+            approved.location).get_data(as_text=True)
 
         def published() -> bool:
             got = state.get(job.id)
