@@ -165,3 +165,14 @@ def test_audiogram_and_highlight_settings_are_checked(tmp_path: Path) -> None:
                  '[[shows]]\nid = "c"\ntitle = "C"\nmedium = "video"\naudiogram = false\n')
     shows = load_settings(tmp_path, env={}).shows
     assert [s.makes_audiograms for s in shows] == [True, True, False]
+
+
+def test_the_shipped_config_lists_every_key() -> None:
+    """config/learncast.toml is where a new user looks for what can be set: every section and
+    key of the schema is in it (regenerate with `learncast config`, keep the sample show)."""
+    shipped = tomllib.loads((REPO / "config" / "learncast.toml").read_text())
+    complete = tomllib.loads(render_config(Settings()))
+    missing = [f"{section}.{key}" for section, keys in complete.items()
+               if isinstance(keys, dict) for key in keys if key not in shipped.get(section, {})]
+    missing += [section for section in complete if section not in shipped]
+    assert missing == [], f"config/learncast.toml lacks {missing}"
