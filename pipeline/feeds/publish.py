@@ -276,10 +276,18 @@ def feed_key(show: ShowSettings, kind: FeedKind, token: str) -> str:
     return f"feeds/{folder}/{FEED_FILES[kind]}"
 
 
+def _in_feeds(job: Job) -> bool:
+    """Published, or past the point of publishing: in the publish stage with its publication
+    record stored (another process put it into the feeds and will mark it published)."""
+    return job.status is Status.PUBLISHED or (
+        job.status is Status.PROCESSING and job.stage == "publish"
+        and job.results.publication is not None)
+
+
 def published_episodes(ctx: Context, show: str, include: Job | None = None) -> list[Job]:
-    """Episodes that belong in the show's feeds: published ones, plus `include` (the episode
-    being published right now, whose status is not `published` yet)."""
-    jobs = [j for j in ctx.db.all(show=show) if j.status is Status.PUBLISHED
+    """Episodes that belong in the show's feeds: published ones (see `_in_feeds`), plus
+    `include` (the episode being published right now, whose status is not `published` yet)."""
+    jobs = [j for j in ctx.db.all(show=show) if _in_feeds(j)
             and (include is None or j.id != include.id)]
     if include is not None:
         jobs.append(include)
@@ -309,7 +317,9 @@ def publish_show(ctx: Context, show_id: str, *, include: Job | None = None,
 
     Nothing is stored unless every feed is valid, and the artwork is confirmed in storage
     before any feed is put. (The publish stage has confirmed the objects of `include`, the
-    episode being published now.)
+    episode being published now.) One publisher per show at a time (`StateStore.publishing`):
+    two `watch` processes, or two publish workers, each finishing an episode of one show would
+    otherwise each store a feed without the other's.
     """
     try:
         show = ctx.settings.show(show_id)
@@ -317,7 +327,16 @@ def publish_show(ctx: Context, show_id: str, *, include: Job | None = None,
         raise ConfigError(f"show {show_id!r} is not configured (configured: "
                           f"{', '.join(ctx.settings.show_ids)}); add a [[shows]] entry for it "
                           "in config/learncast.toml") from None
-    now = now or dt.datetime.now(dt.UTC)
+    with ctx.db.publishing(show.id):
+        if include is not None:
+            # its publication record first: a publisher of this show that comes next builds
+            # with this episode in, although the runner marks it published only afterwards
+            ctx.db.save(include)
+        return _publish_show(ctx, show, include, now or dt.datetime.now(dt.UTC))
+
+
+def _publish_show(ctx: Context, show: ShowSettings, include: Job | None, now: dt.datetime
+                  ) -> list[FeedResult]:
     storage, db = ctx.storage, ctx.db
     jobs = published_episodes(ctx, show.id, include)
     known = {row["feed"] for row in db.feed_rows(show.id)}

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -310,6 +312,31 @@ class StateDB:
             if row is None:
                 raise InputError(f"episode {job_id} no longer exists; reload the page")
             yield _job(row)
+
+    @contextlib.contextmanager
+    def publishing(self, show: str) -> Iterator[None]:
+        """One publisher of `show`'s feeds at a time, across threads, processes and machines.
+
+        Two publishers building at once each put a feed that lacks the other's new episode,
+        and the one stored last wins. The lock is held apart from the data transactions (a
+        file lock beside the SQLite database, a session advisory lock on PostgreSQL), so what
+        the block records commits as it goes and a slow upload blocks no other writer."""
+        key = f"publish:{show}"
+        if self.path is not None:
+            digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+            with open(self.path.with_name(f"{self.path.name}.{digest}.lock"), "a") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file closes (or we die)
+                yield
+            return
+        number = zlib.crc32(key.encode()) | (1 << 41)
+        with self._engine.connect() as c:  # its own session: the lock dies with it
+            c.execute(text("SELECT pg_advisory_lock(:k)"), {"k": number})
+            c.commit()
+            try:
+                yield
+            finally:
+                c.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": number})
+                c.commit()
 
     # --- episodes -------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -344,3 +345,29 @@ def test_learners_and_downloads(store: StateDB) -> None:
     store.downloads_replace(["2026-11-02"], [("e", "2026-11-02", "", 5)])
     assert [(r["day"], r["learner"], r["downloads"]) for r in store.downloads()] == [
         ("2026-11-01", "", 3), ("2026-11-02", "", 5)]
+
+
+def test_one_publisher_of_a_show_at_a_time(url: str, store: StateDB) -> None:
+    """`publishing(show)` is exclusive across stores (processes), per show, and does not hold
+    a data transaction: the holder and others still write while it is held."""
+    other = StateDB(url)
+    order: list[str] = []
+    try:
+        with store.publishing("a"):
+            waiter = threading.Thread(target=lambda: _publish(other, "a", order))
+            waiter.start()
+            with other.publishing("b"):  # another show is not blocked
+                order.append("b")
+            store.event(None, "note", "written while the lock is held")
+            other.event(None, "note", "and by another store")
+            time.sleep(0.3)
+            order.append("first done")
+        waiter.join(10)
+        assert order == ["b", "first done", "second"]
+    finally:
+        other.close()
+
+
+def _publish(db: StateDB, show: str, order: list[str]) -> None:
+    with db.publishing(show):
+        order.append("second")
