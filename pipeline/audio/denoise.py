@@ -28,7 +28,8 @@ Both parts are ffmpeg filters that stream, chosen by measurement on the sound be
 A recording without a noise-only stretch (0.6 s or more within 4 dB of its quietest level,
 not speech, and 10 LU or more below the integrated loudness) gets no broadband reduction,
 and the report says why: learning "noise" from a stretch that holds speech would eat the
-speech.
+speech. Nor does one whose only noise was hum: what the notches leave is their tonal residue
+(see HUM_RESIDUE_BELOW_SPEECH_DB), which afftdn cannot remove without taking speech with it.
 """
 
 from __future__ import annotations
