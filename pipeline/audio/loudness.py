@@ -35,6 +35,16 @@ class Profile:
     tolerance: float
     mono: str | None = None  # the profile used instead for mono deliverables
 
+    def misses(self, got: Loudness) -> str | None:
+        """Why `got` falls outside this target (for an error message), or None if it meets it:
+        every deliverable is re-measured against the same rule."""
+        if abs(got.integrated - self.integrated) <= self.tolerance \
+                and got.true_peak <= self.true_peak:
+            return None
+        return (f"misses the {self.name} loudness target: measured {got} (target "
+                f"{self.integrated:.1f} ±{self.tolerance:.1f} LUFS, true peak "
+                f"≤ {self.true_peak:.1f} dBTP)")
+
 
 #: The named profiles (`[loudness] profile`). Mono variants sit 3 LU lower where the
 #: guideline says so (Apple: -16 stereo / -19 mono), because a mono file is played on both

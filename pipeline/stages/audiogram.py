@@ -107,11 +107,7 @@ def run(job: Job, ctx: Context) -> Job:
 def _verify(ctx: Context, path: Path, channels: int) -> None:
     """The audiogram's sound meets the episode's loudness profile, like every deliverable."""
     profile = delivery_profile(ctx.settings.loudness, channels)
-    got = measure(ctx.ffmpeg, path)
-    if abs(got.integrated - profile.integrated) > profile.tolerance \
-            or got.true_peak > profile.true_peak:
-        raise PipelineError(
-            f"the audiogram {path.name} misses the {profile.name} loudness target: measured "
-            f"{got} (target {profile.integrated:.1f} ±{profile.tolerance:.1f} LUFS, true peak "
-            f"≤ {profile.true_peak:.1f} dBTP). Raise [loudness] headroom_db, then run "
-            "`learncast retry ID --from audiogram`")
+    missed = profile.misses(measure(ctx.ffmpeg, path))
+    if missed:
+        raise PipelineError(f"the audiogram {path.name} {missed}. Raise [loudness] headroom_db, "
+                            "then run `learncast retry ID --from audiogram`")

@@ -142,13 +142,11 @@ def _encode_verified(ffmpeg: str, dest: Path, profile: Profile, what: str,
             gain = round(off, 2)
             encode(tmp, gain)
             got = measure(ffmpeg, tmp)
-        if abs(got.integrated - profile.integrated) > profile.tolerance \
-                or got.true_peak > profile.true_peak:
+        missed = profile.misses(got)
+        if missed:
             raise PipelineError(
-                f"the encoded {what} misses the {profile.name} loudness target: measured "
-                f"{got} (target {profile.integrated:.1f} ±{profile.tolerance:.1f} LUFS, true "
-                f"peak ≤ {profile.true_peak:.1f} dBTP). Raise [loudness] headroom_db, or check "
-                "the recording for extreme peaks, then run `learncast retry`")
+                f"the encoded {what} {missed}. Raise [loudness] headroom_db, or check the "
+                "recording for extreme peaks, then run `learncast retry`")
         return got, gain
 
 
