@@ -219,11 +219,14 @@ def _hand_on(ctx: Context, job: Job, index: int, dispatch: Dispatch) -> None:
     if current is None or current.status is not Status.PROCESSING:
         return
     done = current.replace(status=_final_status(stage_names()), stage=None, error=None)
+    # The copies go before the status changes, so whoever sees the episode finished (the
+    # waiting `run`, a reviewer, a test) finds nothing left over; a crash in between is
+    # harmless: the redelivered task finds the stage done and comes back here.
+    transfer.remove_copies(ctx, done)
     ctx.db.save(done)
     ctx.db.event(job.id, "completed", f"all stages done; status {done.status}")
     notify.event(ctx, "published", job=done)
     log.info("[queue] %s (%s): %s", job.id, job.source, done.status)
-    transfer.remove_copies(ctx, done)
 
 
 def _fail(ctx: Context, job: Job, stage: str, reason: str) -> None:
