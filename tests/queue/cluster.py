@@ -87,6 +87,25 @@ class Cluster:
     def store(self) -> StateDB:
         return StateDB(self.db_url, retry_seconds=60)
 
+    def finish(self, run: subprocess.Popen[str], timeout: float = 400) -> str:
+        """`run`'s output once it ends; if it does not, the logs and every episode's stages,
+        so a hang says where it stuck (well before pytest's own timeout hides them)."""
+        try:
+            out, _ = run.communicate(timeout=timeout)
+            return out
+        except subprocess.TimeoutExpired:
+            os.killpg(run.pid, signal.SIGKILL)
+            out, _ = run.communicate()
+        db = self.store()
+        try:
+            stages = {j.id: (j.status, {n: (r["status"], r.get("attempts"), r.get("owner"))
+                                        for n, r in db.stage_status(j.id).items()})
+                      for j in db.all()}
+        finally:
+            db.close()
+        raise AssertionError(f"`learncast {run.args[-1]}` did not end in {timeout:.0f} s\n"
+                             f"{out}\nepisodes: {stages}\n{self.log_tail()}")
+
     def log_tail(self) -> str:
         return "\n".join(f"--- {p.name}\n" + p.read_text(errors="replace")[-6000:]
                          for p in dict.fromkeys(self.logs) if p.exists())

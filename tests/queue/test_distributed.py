@@ -103,7 +103,7 @@ def test_two_workers_six_recordings_one_killed_during_transcription(
     paused_pid = int(marker.read_text())
     assert paused_pid == c.workers["w1"].pid  # the solo pool runs the task in the worker
     c.kill_worker("w1")
-    out, _ = run.communicate(timeout=600)
+    out = c.finish(run, timeout=400)
     assert run.returncode == 0, out + c.log_tail()
     assert out.count("published") == 6, out
 
@@ -171,7 +171,7 @@ def test_broker_restart_database_outage_and_warm_shutdown(
         assert db.stage_status(job_id)[stage]["status"] == "done", c.log_tail()
         assert run.poll() is None  # the rest waits for a worker
         c.start_worker("w2")
-        out, _ = run.communicate(timeout=600)
+        out = c.finish(run, timeout=400)
         assert run.returncode == 0, out + c.log_tail()
     finally:
         db.close()
@@ -201,7 +201,7 @@ def test_a_recording_that_kills_every_worker_fails_with_its_reason(
             os.kill(pid, signal.SIGKILL)
             kills += 1
         time.sleep(0.1)
-    out, _ = run.communicate(timeout=60)
+    out = c.finish(run, timeout=60)
     assert run.returncode == 1, out + c.log_tail()
     assert kills == 2, (kills, c.log_tail())
     [line] = [x for x in out.splitlines() if "✘" in x]
@@ -235,5 +235,5 @@ def test_watch_keeps_ingesting_and_enqueuing(cluster: Cluster, ffmpeg: str,
     wait_for("the next recordings published", lambda: published() == 3, c)
     assert watch.poll() is None
     os.killpg(watch.pid, signal.SIGTERM)
-    out, _ = watch.communicate(timeout=60)
+    out = c.finish(watch, timeout=60)
     assert watch.returncode == 0, out + c.log_tail()

@@ -35,7 +35,7 @@ def test_review_anywhere_edit_and_approval_reach_the_published_captions(
     c.start_worker("w2", "--queues", "publish")  # gates, uploads: never saw the captions made
     drop_recordings(ffmpeg, shared_audio, c.coordinator / "inbox", ["audio"])
     run = c.run("run")
-    out, _ = run.communicate(timeout=600)
+    out = c.finish(run, timeout=400)
     assert run.returncode == 0, out + c.log_tail()
     db = c.store()
     try:
