@@ -12,6 +12,8 @@ workspace in `LEARNCAST_WORKSPACE` (or the current folder).
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 from typing import Any
 
@@ -75,6 +77,38 @@ def send(app: Celery, stage: str, job_id: str, countdown: float | None = None) -
     app.send_task(task_name(stage), args=[job_id], **options)
 
 
+def waiting(app: Celery) -> set[tuple[str, str]] | None:
+    """(stage, episode id) of every task waiting in the broker's queues to be taken, or None
+    where the broker cannot be looked into (not Redis).
+
+    A task taken by a worker is not here: it runs (the state store says so) or waits for its
+    countdown in that worker's memory, where a Redis restart or a warm shutdown at the wrong
+    moment can lose it (kombu keeps it aside until the visibility timeout, hours later). The
+    coordinator tells those apart by this list: an episode nobody works on whose task is not
+    waiting here has lost it. Kombu keeps a queue's messages in a Redis list of that name
+    (one per priority; Learncast sends every task at the default priority)."""
+    if not str(app.conf.broker_url).startswith(("redis://", "rediss://", "unix://")):
+        return None
+    stages = {task_name(s.name): s.name for s in STAGES}
+    found: set[tuple[str, str]] = set()
+    with app.connection_for_read() as conn:
+        client = conn.default_channel.client
+        for queue in QUEUES:
+            for raw in client.lrange(queue, 0, -1):
+                try:
+                    message = json.loads(raw)
+                    body = message["body"]
+                    if message.get("properties", {}).get("body_encoding") == "base64":
+                        body = base64.b64decode(body)
+                    args = json.loads(body)[0]
+                    stage = stages.get(message["headers"]["task"])
+                except (ValueError, KeyError, IndexError, TypeError):
+                    continue  # not one of ours
+                if stage is not None and args:
+                    found.add((stage, str(args[0])))
+    return found
+
+
 def _default_app() -> Celery:
     from pipeline.workspace import open_workspace, resolve_root
 
@@ -87,4 +121,4 @@ def __getattr__(name: str) -> Any:  # `celery -A pipeline.queue.app` reads `app`
     raise AttributeError(name)
 
 
-__all__ = ["QUEUES", "make_app", "send"]
+__all__ = ["QUEUES", "make_app", "send", "waiting"]

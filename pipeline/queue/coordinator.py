@@ -7,8 +7,10 @@ exits with the usual codes; `watch` keeps ingesting and does not wait. Both writ
 producer's failure note in this machine's `failed/` (the workers have no inbox to write to),
 and both watch over the episodes in flight: a stage claimed by a worker that died (same
 machine: its process is gone; another machine: no heartbeat for `[queue] lease_seconds`), or
-an episode nobody has touched for `[queue] visibility_timeout_s`, gets its task sent again.
-A task sent twice is harmless: the state store lets only one worker run a stage.
+an episode nobody has worked on for longer than any retry countdown whose task is not waiting
+in the broker (lost: Redis drops what a worker held across a restart or a warm shutdown), gets
+its task sent again. A task sent twice is harmless: the state store lets only one worker run
+a stage.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from dataclasses import dataclass, field
 from celery import Celery
 
 from pipeline import failures
+from pipeline.config import Settings
 from pipeline.errors import PipelineError
 from pipeline.models import Job, Status
 from pipeline.queue import transfer
-from pipeline.queue.app import make_app, send
+from pipeline.queue.app import make_app, send, waiting
+from pipeline.queue.worker import STORE_RETRY_S
 from pipeline.runner import (
     Outcome,
     ProgressFn,
@@ -56,6 +60,8 @@ class Coordinator:
     following: dict[str, str | None] = field(default_factory=dict)
     #: (episode, stage, attempts) → when its task was last sent again
     resent: dict[tuple[str, str, int], float] = field(default_factory=dict)
+    #: (episode, stage) → since when this coordinator has seen that stage open and not running
+    quiet_since: dict[tuple[str, str], float] = field(default_factory=dict)
     last_rescue: float = 0.0
 
     def enqueue(self, job_id: str | None = None) -> list[Job]:
@@ -121,10 +127,16 @@ class Coordinator:
         return outcomes
 
     def rescue(self, jobs: Iterable[Job]) -> None:
-        """Send again the task of a stage whose worker died, or of an episode left silent
-        for longer than the broker's visibility timeout (its task was lost)."""
-        q = self.ctx.settings.queue
+        """Send again the task of a stage whose worker died, or of a stage nobody has worked
+        on for longer than any countdown a task may wait (`stall_seconds`) whose task is not
+        waiting in the broker either (lost)."""
+        settings = self.ctx.settings
+        q = settings.queue
+        stall = stall_seconds(settings)
         now = time.time()
+        queued: set[tuple[str, str]] | None = None
+        looked = False  # into the broker: once, and only if some stage is quiet for long
+        quiet_since, self.quiet_since = self.quiet_since, {}
         for job in jobs:
             if job.status is not Status.PROCESSING:
                 continue
@@ -135,27 +147,49 @@ class Coordinator:
             owner, beat = row.get("owner"), row.get("heartbeat") or 0.0
             dead = row.get("status") == "running" and (
                 not owner or (now - beat > q.lease_seconds) or not owner_alive(owner))
-            silent = row.get("status") != "running" and now - _heard(self.ctx, job.id) > \
-                q.visibility_timeout_s
-            if not (dead or silent):
+            lost = False
+            if row.get("status") != "running":
+                since = self.quiet_since[(job.id, stage)] = quiet_since.get((job.id, stage), now)
+                quiet = now - max(_heard(self.ctx, job.id), since)
+                if quiet > stall:
+                    if not looked:
+                        queued, looked = self._waiting(), True
+                    lost = (stage, job.id) not in queued if queued is not None else \
+                        quiet > q.visibility_timeout_s
+            if not (dead or lost):
                 continue
             mark = (job.id, stage, int(row.get("attempts") or 0))
             if now - self.resent.get(mark, 0.0) < q.lease_seconds:
                 continue
             self.resent[mark] = now
-            why = "its worker stopped" if dead else "nothing happened to it for too long"
+            why = "its worker stopped" if dead else "its task was lost by the broker"
             log.warning("[queue] %s: sending %s again (%s)", job.id, stage, why)
             self.ctx.db.event(job.id, "resent", f"{stage}: {why}")
             send(self.app, stage, job.id)
 
+    def _waiting(self) -> set[tuple[str, str]] | None:
+        try:
+            return waiting(self.app)
+        except Exception as exc:  # the broker out of reach: look next time
+            log.warning("[queue] could not look into the broker's queues: %s", exc)
+            return None
+
+
+def stall_seconds(settings: Settings) -> float:
+    """How long a stage may sit with nobody working on it before its task counts as lost
+    (unless the task is waiting in the broker): longer than any countdown a task is given
+    (a retry's backoff, a store outage's pause) plus a lease."""
+    longest = max(settings.runner.retry_backoff_max_s, STORE_RETRY_S)
+    return settings.queue.lease_seconds + longest
+
 
 def _heard(ctx: Context, job_id: str) -> float:
     """When a worker last did something for the episode (claims, heartbeats, finished
-    stages); now, if none has yet."""
+    stages); 0 if none has yet."""
     rows = ctx.db.stage_status(job_id).values()
     beats = [r.get("heartbeat") or 0.0 for r in rows]
     finished = [_iso_seconds(r.get("finished_at")) for r in rows]
-    return max([*beats, *finished, 0.0]) or time.time()
+    return max([*beats, *finished, 0.0])
 
 
 def _iso_seconds(value: str | None) -> float:

@@ -49,6 +49,8 @@ from pipeline.workspace import Context, open_workspace, resolve_root
 log = logging.getLogger(__name__)
 
 BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
+#: A task that could not reach the state store or broker is delivered again this much later.
+STORE_RETRY_S = 30.0
 Dispatch = Callable[[str, str], None]  # (stage, job_id): send that stage's task
 
 
@@ -90,8 +92,9 @@ def handle(task: Any, stage: str, job_id: str) -> str:
     try:
         outcome = execute(ctx, stage, job_id, lambda s, j: send(task.app, s, j))
     except Exception as exc:  # the state store or broker out of reach for too long
-        log.error("[%s] %s: %s; the task is delivered again in 30 s", stage, job_id, exc)
-        raise task.retry(countdown=30, exc=exc) from exc
+        log.error("[%s] %s: %s; the task is delivered again in %.0f s", stage, job_id, exc,
+                  STORE_RETRY_S)
+        raise task.retry(countdown=STORE_RETRY_S, exc=exc) from exc
     finally:
         _prune(ctx)
     if isinstance(outcome, Later):
