@@ -37,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
 import wave
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -277,6 +278,21 @@ def _child(engine: str, models: str) -> None:
     from pipeline.stages import transcribe
     from pipeline.workspace import Context, init_workspace, open_workspace
 
+    try:  # the declared stage contract (issue 14); a baseline checkout may predate it
+        from pipeline.artifacts import Artifact
+        from pipeline.runner import call_stage
+
+        def transcribe_job(job: Job) -> Job:
+            return call_stage(transcribe, job, ctx)
+
+        audio_key: Any = Artifact.MASTER_AUDIO
+        words_key: Any = Artifact.TRANSCRIPT
+    except ImportError:
+        def transcribe_job(job: Job) -> Job:
+            return transcribe.run(job, ctx)
+
+        audio_key, words_key = "source_audio", "transcript_words"
+
     logging.disable(logging.WARNING)
     root = Path(tempfile.mkdtemp(prefix="asr-robust-")) / "ws"
     init_workspace(root)
@@ -295,13 +311,13 @@ def _child(engine: str, models: str) -> None:
         rel = ws.rel(flac)
         job = Job(id=f"c{index}", sha256="0" * 64, show="learning-weekly", title="clip",
                   slug=f"clip-c{index}", source=Path(media).name, original=rel,
-                  probe=probe(flac), metadata=EpisodeMetadata(), files={"source_audio": rel},
+                  probe=probe(flac), metadata=EpisodeMetadata(), files={audio_key: rel},
                   measurements={})
         started, cpu = time.monotonic(), os.times()
-        job = transcribe.run(job, ctx)
+        job = transcribe_job(job)
         wall = time.monotonic() - started
         after = os.times()
-        data = json.loads(ws.abs(job.files["transcript_words"]).read_text())
+        data = json.loads(ws.abs(job.files[words_key]).read_text())
         return {"wall_s": round(wall, 3),
                 "cpu_s": round(after.user + after.system + after.children_user
                                + after.children_system - cpu.user - cpu.system
@@ -315,9 +331,12 @@ def _child(engine: str, models: str) -> None:
     print(json.dumps({"ready": True}), flush=True)
     for index, line in enumerate(sys.stdin):
         media = line.strip()
-        if index == 0:  # warm-up: model load, JIT, caches; not measured
-            transcribe_clip(10_000, media)
-        print(json.dumps(transcribe_clip(index, media)), flush=True)
+        try:
+            if index == 0:  # warm-up: model load, JIT, caches; not measured
+                transcribe_clip(10_000, media)
+            print(json.dumps(transcribe_clip(index, media)), flush=True)
+        except Exception:  # a failure is a finding (or a bench bug), never a "timeout"
+            print(json.dumps({"error": traceback.format_exc()}), flush=True)
 
 
 class _Child:
@@ -326,7 +345,8 @@ class _Child:
     def __init__(self, engine: str, models: Path, code: Path) -> None:
         child_env = {**os.environ, "PYTHONPATH": str(code)}
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "child", engine, str(models)],
+            # -P: the script's folder stays off sys.path (bench/queue.py is not stdlib queue)
+            [sys.executable, "-P", str(Path(__file__).resolve()), "child", engine, str(models)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             text=True, cwd=str(code), env=child_env)
         self.sel = selectors.DefaultSelector()
@@ -355,7 +375,11 @@ class _Child:
         self.proc.stdin.flush()
         extra = 0.0 if self.warm else 600.0  # the first clip is transcribed twice (warm-up)
         self.warm = True
-        return self._read(timeout + extra)
+        result = self._read(timeout + extra)
+        if result is not None and "error" in result:
+            self.close()
+            raise SystemExit(f"asr-robust: transcribing {path} failed:\n{result['error']}")
+        return result
 
     def close(self) -> None:
         if self.proc.poll() is None:
