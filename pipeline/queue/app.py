@@ -62,7 +62,11 @@ def make_app(settings: Settings) -> Celery:
 
 
 def _register(app: Celery, stage: str) -> None:
-    @app.task(name=task_name(stage), bind=True, max_retries=None, ignore_result=True)
+    # shared=False: the task belongs to this app only, not to Celery's process-wide registry
+    # (a process that builds a second app, such as the review page beside a coordinator, would
+    # otherwise re-register every task name with a DuplicateTaskNameWarning)
+    @app.task(name=task_name(stage), bind=True, max_retries=None, ignore_result=True,
+              shared=False)
     def run_stage(self: Task, job_id: str) -> str:
         from pipeline.queue import worker
 

@@ -8,6 +8,7 @@ none of their workspaces contains). `dispatch` records the tasks a worker would 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,6 +51,10 @@ def test_every_stage_has_a_queue_and_a_task() -> None:
     conf = app.conf
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
     assert conf.worker_prefetch_multiplier == 1 and conf.task_publish_retry
+    task = routing.task_name("transcribe")
+    with warnings.catch_warnings():  # a second app in one process (the review page beside
+        warnings.simplefilter("error")  # a coordinator) has its own tasks, and no warning
+        assert make_app(Settings()).tasks[task] is not app.tasks[task]  # (tasks: lazy)
 
 
 def test_a_stage_runs_once_and_its_outputs_travel_through_storage(
