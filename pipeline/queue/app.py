@@ -91,7 +91,7 @@ def waiting(app: Celery) -> set[tuple[str, str]] | None:
     coordinator tells those apart by this list: an episode nobody works on whose task is not
     waiting here has lost it. Kombu keeps a queue's messages in a Redis list of that name
     (one per priority; Learncast sends every task at the default priority)."""
-    if not str(app.conf.broker_url).startswith(("redis://", "rediss://", "unix://")):
+    if not str(app.conf.broker_url).startswith("redis"):  # redis, rediss, redis+socket
         return None
     stages = {task_name(s.name): s.name for s in STAGES}
     found: set[tuple[str, str]] = set()

@@ -15,11 +15,13 @@ a stage.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from celery import Celery
 
@@ -84,9 +86,7 @@ class Coordinator:
         return sent
 
     def first_open(self, job: Job) -> str | None:
-        status = self.ctx.db.stage_status(job.id)
-        return next((n for n in stage_names() if status.get(n, {}).get("status") != "done"),
-                    None)
+        return _first_open(self.ctx.db.stage_status(job.id))
 
     def dispatch(self, job: Job) -> None:
         stage = self.first_open(job)
@@ -134,26 +134,25 @@ class Coordinator:
         q = settings.queue
         stall = stall_seconds(settings)
         now = time.time()
-        queued: set[tuple[str, str]] | None = None
-        looked = False  # into the broker: once, and only if some stage is quiet for long
+        in_broker = functools.cache(self._waiting)  # looked into once, and only if needed
         quiet_since, self.quiet_since = self.quiet_since, {}
         for job in jobs:
             if job.status is not Status.PROCESSING:
                 continue
-            stage = self.first_open(job)
+            status = self.ctx.db.stage_status(job.id)
+            stage = _first_open(status)
             if stage is None:
                 continue
-            row = self.ctx.db.stage_status(job.id).get(stage, {})
+            row = status.get(stage, {})
             owner, beat = row.get("owner"), row.get("heartbeat") or 0.0
             dead = row.get("status") == "running" and (
                 not owner or (now - beat > q.lease_seconds) or not owner_alive(owner))
             lost = False
             if row.get("status") != "running":
                 since = self.quiet_since[(job.id, stage)] = quiet_since.get((job.id, stage), now)
-                quiet = now - max(_heard(self.ctx, job.id), since)
+                quiet = now - max(_heard(status), since)
                 if quiet > stall:
-                    if not looked:
-                        queued, looked = self._waiting(), True
+                    queued = in_broker()
                     lost = (stage, job.id) not in queued if queued is not None else \
                         quiet > q.visibility_timeout_s
             if not (dead or lost):
@@ -183,10 +182,15 @@ def stall_seconds(settings: Settings) -> float:
     return settings.queue.lease_seconds + longest
 
 
-def _heard(ctx: Context, job_id: str) -> float:
+def _first_open(status: dict[str, dict[str, Any]]) -> str | None:
+    """The first stage not done, from an episode's `stage_status`."""
+    return next((n for n in stage_names() if status.get(n, {}).get("status") != "done"), None)
+
+
+def _heard(status: dict[str, dict[str, Any]]) -> float:
     """When a worker last did something for the episode (claims, heartbeats, finished
-    stages); 0 if none has yet."""
-    rows = ctx.db.stage_status(job_id).values()
+    stages), from its `stage_status`; 0 if none has yet."""
+    rows = status.values()
     beats = [r.get("heartbeat") or 0.0 for r in rows]
     finished = [_iso_seconds(r.get("finished_at")) for r in rows]
     return max([*beats, *finished, 0.0])
